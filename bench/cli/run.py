@@ -1,0 +1,99 @@
+"""``bench run``: select jobs from a suite and run those without a record."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import numpy as np
+from rich.table import Table as RichTable
+
+from bench.cli._common import Settings, pass_settings
+from bench.config import parse_set
+from bench.environment import resolve_device
+from bench.errors import UsageError
+from bench.runner import RunOptions, RunReport, run as run_jobs
+from bench.select import select_jobs
+
+
+def _seeds(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds expects integers separated by commas, got {text!r}") from None
+
+
+@click.command()
+@click.option("--all", "all_", is_flag=True, help="Run every job of the suite.")
+@click.option("--suite", default="paper", show_default=True,
+              help="A shipped suite name or a YAML file.")
+@click.option("--method", "methods", multiple=True, help="Only this method (repeatable).")
+@click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
+@click.option("--task", "tasks", multiple=True, help="Only this task / class (repeatable).")
+@click.option("--seeds", default=None, help="Seeds to run, e.g. 0,1,2 (default: the suite's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a method config field (repeatable).")
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs in parallel (joblib processes).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@click.option("--deterministic", is_flag=True, help="Use torch's deterministic algorithms.")
+@click.option("--retry-failed", is_flag=True, help="Run again jobs whose record says failed.")
+@click.option("--dry-run", is_flag=True, help="List the jobs that would run, run nothing.")
+@pass_settings
+def run(settings: Settings, all_: bool, suite: str, methods: tuple[str, ...],
+        datasets: tuple[str, ...], tasks: tuple[str, ...], seeds: str | None,
+        sets: tuple[str, ...], n_jobs: int, device: str, deterministic: bool,
+        retry_failed: bool, dry_run: bool) -> None:
+    """Run the jobs of a suite (``--all``, or narrowed by --method/--dataset/--task)."""
+    if not (all_ or methods or datasets or tasks):
+        raise UsageError("nothing selected: pass --all, or narrow with --method/--dataset/--task")
+    overrides = parse_set(sets)
+    the_suite, jobs = select_jobs(suite, methods=methods, datasets=datasets, tasks=tasks,
+                                  seeds=_seeds(seeds), overrides=overrides,
+                                  data_root=settings.data_root)
+    resolve_device(device)
+    con = settings.console
+    if dry_run:
+        for job in jobs:
+            con.print(f"{job.id}  {job.label()}", highlight=False)
+        con.print(f"{len(jobs)} job(s) in suite {the_suite.name}")
+        return
+    options = RunOptions(results_root=settings.results_root, data_root=settings.data_root,
+                         device=device, n_jobs=n_jobs, deterministic=deterministic,
+                         retry_failed=retry_failed)
+    report = run_jobs(jobs, options, console=con, quiet=settings.quiet)
+    _summarize(settings, the_suite.name, report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _summarize(settings: Settings, suite: str, report: RunReport) -> None:
+    con = settings.console
+    ran = len(report.results)
+    con.print(f"suite [bold]{suite}[/]: {report.selected} job(s) selected, {ran} run now, "
+              f"{len(report.skipped_ok)} already done"
+              + (f", {len(report.skipped_failed)} failed earlier (use --retry-failed)"
+                 if report.skipped_failed else ""))
+    if ran:
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in report.results:
+            method, rest = r["label"].split(" ", 1)
+            groups.setdefault((method, rest.split("/")[0]), []).append(r)
+        out = RichTable(show_header=True, header_style="bold", title="this run")
+        for col in ("method", "dataset", "jobs", "ok", "failed", "mean image AUROC", "time"):
+            out.add_column(col)
+        for (method, dataset), rs in sorted(groups.items()):
+            ok = [r for r in rs if r["status"] == "ok"]
+            aucs = [r["metrics"].get("image_auroc") for r in ok]
+            aucs = [a for a in aucs if a is not None]
+            out.add_row(method, dataset, str(len(rs)), str(len(ok)), str(len(rs) - len(ok)),
+                        f"{100 * np.mean(aucs):.1f}" if aucs else "–",
+                        f"{sum(r['total_s'] for r in rs):.0f} s")
+        con.print(out)
+    if report.failed:
+        con.print(f"[bold red]{len(report.failed)} job(s) failed:[/]")
+        for r in report.failed:
+            con.print(f"  {r['id']}  {r['label']}: {r['error']}", highlight=False)

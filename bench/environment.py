@@ -1,0 +1,124 @@
+"""What produced a number: package versions, git commit, host, device, threads, memory."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+import subprocess
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+import bench
+
+PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "scikit-image", "pandas")
+
+
+@functools.lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "bench": bench.__version__}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of the checkout holding this package, with ``+dirty`` for local changes."""
+    here = Path(bench.__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here,
+                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}+dirty" if dirty.strip() else sha
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; ``cuda:K`` and ``cpu`` are taken as is."""
+    from bench.errors import UsageError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:K") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {name!r} asked for, but CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"device {name!r} does not exist: "
+                             f"{torch.cuda.device_count()} CUDA device(s) found")
+    elif dev.type != "cpu":
+        raise UsageError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:K")
+    return dev
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def host_info(device: torch.device) -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "pid": os.getpid(),
+    }
+
+
+class PeakMemory:
+    """Samples this process's RSS in a thread; a context manager giving the peak in MiB."""
+
+    def __init__(self, interval: float = 0.05, device: torch.device | None = None) -> None:
+        self.interval = interval
+        self.device = device
+        self.peak_rss_mb = 0.0
+        self.peak_gpu_mb: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._proc = psutil.Process()
+
+    def _sample(self) -> None:
+        rss = self._proc.memory_info().rss / 2**20
+        self.peak_rss_mb = max(self.peak_rss_mb, rss)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> PeakMemory:
+        self._sample()
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+        if self.device is not None and self.device.type == "cuda":
+            self.peak_gpu_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,175 @@
+"""Run one job, start to finish, and leave exactly one record.
+
+``run_job`` builds everything from the :class:`~bench.jobs.Job` key inside the worker: the dataset
+protocol, the method with its resolved config, the data at the size the method asks for. Any
+exception, and any NaN score, becomes a ``failed`` record carrying the error; an interrupt
+(KeyboardInterrupt, SIGKILL) leaves no record, so the job simply runs again on resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench import environment as env
+from bench.config import to_plain
+from bench.jobs import Job
+from bench.metrics import evaluate
+from bench.store import SCHEMA_VERSION, Store
+from methods.base import RunContext, Scores
+from datasets.base import TaskData
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch for one job (the runner's job, never a method's)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def summarize_history(history: list[dict[str, float]]) -> dict[str, float]:
+    """The paper's "average after convergence" and the optimistic best-on-test value.
+
+    For every metric in the history: mean and std over the evaluations in the second half of
+    training (epoch >= last evaluated epoch / 2), and the maximum over all evaluations, named
+    ``*_best_on_test_optimistic`` because choosing an epoch on the test set leaks labels.
+    """
+    if not history:
+        return {}
+    last = max(h.get("epoch", 0) for h in history)
+    late = [h for h in history if h.get("epoch", 0) >= last / 2]
+    out: dict[str, float] = {}
+    names = sorted({k for h in history for k in h if k != "epoch"})
+    for name in names:
+        vals = np.array([h[name] for h in late if name in h and h[name] is not None], dtype=float)
+        allv = np.array([h[name] for h in history if name in h and h[name] is not None],
+                        dtype=float)
+        if len(vals):
+            out[f"{name}_converged_mean"] = float(np.nanmean(vals))
+            out[f"{name}_converged_std"] = float(np.nanstd(vals))
+            out[f"{name}_converged_n"] = float(len(vals))
+        if len(allv):
+            out[f"{name}_best_on_test_optimistic"] = float(np.nanmax(allv))
+    return out
+
+
+def score_metrics(test: TaskData, scores: Scores) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """Metrics of one scoring pass; raises ValueError on NaN scores or mismatched shapes."""
+    image = np.asarray(scores.image, dtype=np.float64)
+    if image.shape != (len(test),):
+        raise ValueError(f"score() returned {image.shape} image scores for {len(test)} images")
+    if not np.isfinite(image).all():
+        bad = int((~np.isfinite(image)).sum())
+        raise ValueError(f"{bad} image score(s) are NaN or infinite")
+    masks = test.masks.numpy() if test.masks is not None else None
+    return evaluate(test.labels, image, masks, scores.maps, scores.extra_maps.get("mkd_code"))
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return "out_of_memory"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "exception"
+
+
+def run_job(
+    job: Job,
+    *,
+    results_root: str | Path,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    deterministic: bool = False,
+) -> dict[str, Any]:
+    """Run ``job`` and write its record; returns a short summary (id, status, metrics, error)."""
+    from datasets import DATASETS
+    from methods import METHODS
+
+    store = Store(results_root)
+    started = time.perf_counter()
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "id": job.id,
+        "job": job.key(),
+        "status": "failed",
+        "error": None,
+        "error_kind": None,
+        "created": env.now_iso(),
+        "versions": env.versions(),
+        "git": env.git_commit(),
+    }
+    timing: dict[str, float] = {}
+    dev = env.resolve_device(device)
+    memory = env.PeakMemory(device=dev)
+    try:
+        with memory:
+            spec = METHODS.get(job.method)
+            dataset = DATASETS.get(job.dataset)
+            dataset.check_task(job.task)
+            method = spec.build(dataset.family, job.overrides_dict)
+            record["config"] = to_plain(method.config)
+            record.update(env.host_info(dev))
+            seed_everything(job.seed, deterministic)
+
+            t0 = time.perf_counter()
+            root = Path(data_root) if data_root is not None else None
+            train, test = dataset.load(job.task, root, job.seed, method.input_spec())
+            timing["load"] = time.perf_counter() - t0
+            record["data"] = {"train": len(train), "test": len(test),
+                              "test_anomalous": int(test.labels.sum()),
+                              "image_size": list(test.size), "native_size": list(test.native_size)}
+
+            def evaluate_fn(data: TaskData, scores: Scores) -> dict[str, float]:
+                return score_metrics(data, scores)[0]
+
+            ctx = RunContext(device=dev, seed=job.seed,
+                             cache_dir=Path(results_root) / "cache" / job.id,
+                             family=dataset.family, progress=progress, eval_data=test,
+                             evaluate=evaluate_fn, deterministic=deterministic)
+            t0 = time.perf_counter()
+            fitted = method.fit(train, ctx)
+            if fitted is not method:
+                raise TypeError(f"{type(method).__name__}.fit must return self")
+            timing["fit"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            scores = method.score(test, ctx)
+            timing["score"] = time.perf_counter() - t0
+            metrics, protocol = score_metrics(test, scores)
+            history = list(method.history_)
+            metrics.update(summarize_history(history))
+            record.update(method.provenance())
+            record["metrics"] = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                 for k, v in metrics.items()}
+            record["pixel_protocol"] = protocol
+            record["history"] = history
+            record["status"] = "ok"
+    except Exception as exc:  # one failing job never stops the others
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["error_kind"] = _error_kind(exc)
+        record["traceback"] = traceback.format_exc(limit=20)
+        log.debug("job %s failed", job.id, exc_info=True)
+    timing["total"] = time.perf_counter() - started
+    record["timing_s"] = {k: round(v, 4) for k, v in timing.items()}
+    record["peak_rss_mb"] = round(memory.peak_rss_mb, 1)
+    record["peak_gpu_mb"] = None if memory.peak_gpu_mb is None else round(memory.peak_gpu_mb, 1)
+    store.write(record)
+    return {"id": job.id, "label": job.label(), "status": record["status"],
+            "error": record["error"], "metrics": record.get("metrics") or {},
+            "total_s": timing["total"]}

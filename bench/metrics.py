@@ -1,0 +1,194 @@
+"""Detection and localization metrics: pure functions on numpy arrays.
+
+Higher scores mean more anomalous; label and mask value 1 marks an anomaly.
+
+- ``image_auroc`` / ``image_ap``: scikit-learn's ROC AUC and average precision.
+- ``pixel_auroc``: the standard MVTec AD protocol, one ROC over **all** test pixels (normal
+  images included), masks binarized at 0.5, raw (unnormalized) maps.
+- ``pixel_aupro``: area under the per-region-overlap curve up to FPR 0.3, divided by 0.3 (the
+  integration limit, not the last FPR reached: that is anomalib's old AUPRO bug).
+- ``pixel_auroc_mkd``: the official MKD code's localization metric, kept apart because it is not
+  the standard one: defective images only, soft ground truth, maps expected in [0, 1] (the code
+  normalizes each map), 1,000 thresholds 0, 0.001, ..., 0.999 with a morphological opening of the
+  binarized map at each threshold, trapezoidal AUC over (FPR, TPR).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from sklearn.metrics import auc, average_precision_score, roc_auc_score
+
+CROSS_3x3 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)  # cv2's 3x3 MORPH_ELLIPSE
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinite values")
+    return labels, scores
+
+
+def image_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC with anomalies (label 1) as the positive class; NaN if one class is missing."""
+    labels, scores = _check(labels, scores)
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def image_ap(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision with anomalies as the positive class."""
+    labels, scores = _check(labels, scores)
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    return float(average_precision_score(labels, scores))
+
+
+def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float:
+    """Standard pixel AUROC over all pixels of all test images; masks binarized at 0.5."""
+    return image_auroc(np.asarray(masks) >= 0.5, maps)
+
+
+def _trapezoid_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
+    """Area under the piecewise-linear curve (x, y) from x[0] to ``x_max``, interpolating."""
+    keep = x <= x_max
+    xs, ys = x[keep], y[keep]
+    if xs[-1] < x_max and keep.sum() < len(x):
+        nxt = int(np.argmax(~keep))
+        x0, x1, y0, y1 = x[nxt - 1], x[nxt], y[nxt - 1], y[nxt]
+        y_at = y0 + (y1 - y0) * (x_max - x0) / (x1 - x0) if x1 > x0 else y1
+        xs = np.append(xs, x_max)
+        ys = np.append(ys, y_at)
+    return float(np.trapezoid(ys, xs))
+
+
+def pro_curve(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FPR and mean per-region overlap at every distinct threshold (descending), from (0, 0).
+
+    Regions are the 8-connected components of each binary ground-truth mask; FPR counts every
+    normal pixel of every test image.
+    """
+    masks = np.asarray(masks) >= 0.5
+    maps = np.asarray(maps, dtype=np.float64)
+    if masks.shape != maps.shape:
+        raise ValueError(f"masks {masks.shape} and maps {maps.shape} differ in shape")
+    if not np.isfinite(maps).all():
+        raise ValueError("maps contain NaN or infinite values")
+    regions = np.zeros(masks.shape, dtype=np.int64)
+    n_regions = 0
+    for i in range(len(masks)):
+        lab, n = ndimage.label(masks[i], structure=EIGHT_CONNECTED)
+        regions[i] = np.where(lab > 0, lab + n_regions, 0)
+        n_regions += n
+    n_normal = int((~masks).sum())
+    if n_regions == 0 or n_normal == 0:
+        return np.array([0.0]), np.array([0.0])
+    sizes = np.bincount(regions.ravel(), minlength=n_regions + 1).astype(np.float64)
+    flat_regions = regions.ravel()
+    fpr_step = np.where(flat_regions == 0, 1.0 / n_normal, 0.0)
+    pro_step = np.where(flat_regions > 0, 1.0 / (sizes[flat_regions] * n_regions), 0.0)
+    order = np.argsort(-maps.ravel(), kind="stable")
+    sorted_scores = maps.ravel()[order]
+    fpr = np.cumsum(fpr_step[order])
+    pro = np.cumsum(pro_step[order])
+    # one point per distinct threshold: the last pixel of each run of equal scores
+    last = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
+    fpr = np.concatenate([[0.0], np.clip(fpr[last], 0, 1)])
+    pro = np.concatenate([[0.0], np.clip(pro[last], 0, 1)])
+    return fpr, pro
+
+
+def pixel_aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
+    """Normalized area under the PRO curve up to ``fpr_limit`` (divided by the limit)."""
+    if not 0 < fpr_limit <= 1:
+        raise ValueError("fpr_limit must be in (0, 1]")
+    masks_b = np.asarray(masks) >= 0.5
+    if not masks_b.any() or masks_b.all():
+        return float("nan")
+    fpr, pro = pro_curve(masks_b, maps)
+    return _trapezoid_to(fpr, pro, fpr_limit) / fpr_limit
+
+
+def normalize_per_image(maps: np.ndarray) -> np.ndarray:
+    """Min-max normalize each map to [0, 1] (a constant map becomes zeros)."""
+    maps = np.asarray(maps, dtype=np.float64)
+    flat = maps.reshape(len(maps), -1)
+    lo = flat.min(axis=1, keepdims=True)
+    hi = flat.max(axis=1, keepdims=True)
+    out = (flat - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return out.reshape(maps.shape)
+
+
+def pixel_auroc_mkd(masks: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> float:
+    """The official MKD code's pixel AUROC (REFERENCE §5.3), on defective images only.
+
+    ``masks`` are soft in [0, 1]; ``maps`` should already be in [0, 1] (the official code
+    normalizes every map). Binary opening after each threshold equals one grey-scale opening
+    before thresholding (threshold decomposition), which is how this computes it.
+    """
+    labels = np.asarray(labels).ravel()
+    sel = labels == 1
+    if not sel.any():
+        return float("nan")
+    gt = np.asarray(masks, dtype=np.float64)[sel]
+    opened = np.stack([
+        ndimage.grey_opening(m, footprint=CROSS_3x3, mode="reflect")
+        for m in np.asarray(maps, dtype=np.float64)[sel]
+    ])
+    values = opened.ravel()
+    g = gt.ravel()
+    order = np.argsort(values)
+    v_sorted = values[order]
+    # totals of gt and (1 - gt) over pixels with value >= t, via suffix sums
+    pos_suffix = np.concatenate([np.cumsum(g[order][::-1])[::-1], [0.0]])
+    neg_suffix = np.concatenate([np.cumsum((1.0 - g)[order][::-1])[::-1], [0.0]])
+    thresholds = np.arange(1000) / 1000.0
+    first = np.searchsorted(v_sorted, thresholds, side="left")
+    tp = pos_suffix[first]
+    fp = neg_suffix[first]
+    total_pos = g.sum()
+    total_neg = (1.0 - g).sum()
+    if total_pos <= 0 or total_neg <= 0:
+        return float("nan")
+    tpr = tp / total_pos
+    fpr = fp / total_neg
+    return float(auc(fpr, tpr))
+
+
+def evaluate(
+    labels: np.ndarray,
+    image_scores: np.ndarray,
+    masks: np.ndarray | None = None,
+    maps: np.ndarray | None = None,
+    mkd_maps: np.ndarray | None = None,
+) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """All metrics that apply; returns (metrics, pixel protocol or None)."""
+    metrics = {
+        "image_auroc": image_auroc(labels, image_scores),
+        "image_ap": image_ap(labels, image_scores),
+    }
+    if masks is None or maps is None:
+        return metrics, None
+    masks = np.asarray(masks, dtype=np.float64)
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.shape != masks.shape:
+        raise ValueError(f"anomaly maps {maps.shape} do not match the masks {masks.shape}")
+    metrics["pixel_auroc"] = pixel_auroc(masks, maps)
+    metrics["pixel_aupro"] = pixel_aupro(masks, maps)
+    code_maps = mkd_maps if mkd_maps is not None else normalize_per_image(maps)
+    metrics["pixel_auroc_mkd"] = pixel_auroc_mkd(masks, code_maps, labels)
+    protocol = {
+        "resolution": int(masks.shape[-1]),
+        "includes_normal_images": True,
+        "mask_threshold": 0.5,
+        "aupro_fpr_limit": 0.3,
+        "mkd_protocol_maps": "method" if mkd_maps is not None else "per-image min-max",
+    }
+    return metrics, protocol

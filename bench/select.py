@@ -1,0 +1,90 @@
+"""From a suite name and CLI filters to a validated list of jobs.
+
+Everything a user can get wrong is checked here, before any job starts: unknown suite, method,
+dataset or task names; ``--set`` keys that no selected method has; values of the wrong type;
+datasets that are not on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.config import field_names
+from bench.errors import UsageError
+from bench.jobs import Job, expand
+from bench.suites import Suite, load_suite
+
+
+def _check_names(kind: str, wanted: Iterable[str], known: Sequence[str], where: str) -> None:
+    for name in wanted:
+        if name not in known:
+            raise UsageError(f"unknown {kind} {name!r}{where}; choose from: {', '.join(known)}")
+
+
+def split_overrides(methods: Sequence[str], overrides: Mapping[str, Any]
+                    ) -> dict[str, dict[str, Any]]:
+    """Give each method the ``--set`` keys it has; a key that no method has is an error."""
+    from methods import METHODS
+
+    per_method: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for key, value in overrides.items():
+        takers = [m for m in methods if key in field_names(METHODS.get(m).cls.Config)]
+        if not takers:
+            fields = sorted({f for m in methods for f in field_names(METHODS.get(m).cls.Config)})
+            raise UsageError(f"--set {key}: no selected method has this field; "
+                             f"valid fields: {', '.join(fields)}")
+        for m in takers:
+            per_method[m][key] = value
+    return per_method
+
+
+def select_jobs(
+    suite_name: str,
+    *,
+    methods: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+    tasks: Sequence[str] = (),
+    seeds: Sequence[int] = (),
+    overrides: Mapping[str, Any] | None = None,
+    data_root: Path | None = None,
+    check_data: bool = True,
+) -> tuple[Suite, list[Job]]:
+    """The suite and its selected jobs, every job's config resolved once to validate it."""
+    from datasets import DATASETS
+    from methods import METHODS
+
+    suite = load_suite(suite_name)
+    _check_names("method", suite.method_names(), METHODS.names(), f" in suite {suite.name}")
+    _check_names("dataset", suite.dataset_names(), DATASETS.names(), f" in suite {suite.name}")
+    _check_names("method", methods, suite.method_names(), f" in suite {suite.name}")
+    _check_names("dataset", datasets, suite.dataset_names(), f" in suite {suite.name}")
+    selected_datasets = list(datasets) or suite.dataset_names()
+    if tasks:
+        all_tasks = sorted({t for d in selected_datasets for t in DATASETS.get(d).tasks()})
+        _check_names("task", tasks, all_tasks, f" in dataset(s) {', '.join(selected_datasets)}")
+    for block in suite.blocks:
+        for d, wanted in block.datasets.items():
+            if wanted != "all":
+                for t in wanted:
+                    DATASETS.get(d).check_task(t)
+    selected_methods = list(methods) or suite.method_names()
+    extra = split_overrides(selected_methods, overrides or {})
+    tasks_of = {d: DATASETS.get(d).tasks() for d in DATASETS.names()}
+    jobs = expand(suite, tasks_of, methods=methods or None, datasets=datasets or None,
+                  tasks=tasks or None, seeds=seeds or None, extra=extra)
+    seen: set[tuple[str, str, Any]] = set()
+    for job in jobs:
+        family = DATASETS.get(job.dataset).family
+        key = (job.method, family, job.overrides)
+        if key not in seen:
+            seen.add(key)
+            try:
+                METHODS.get(job.method).config(family, job.overrides_dict)
+            except UsageError as exc:
+                raise UsageError(f"{job.method} on {job.dataset}: {exc}") from None
+    if check_data:
+        for name in sorted({j.dataset for j in jobs}):
+            DATASETS.get(name).check_available(data_root)
+    return suite, jobs

@@ -1,0 +1,274 @@
+"""The dataset contract: a protocol object per dataset name, and the :class:`TaskData` it yields.
+
+A protocol knows its tasks (the normal classes of a one-class problem), where its files live,
+and how to build ``(train, test)`` for one task. Images are resized once, at load time, to the
+size the method asks for (:class:`InputSpec`) and kept as ``uint8`` tensors, exactly what
+``ToTensor`` would see after the official code's PIL transforms; they are converted to floats in
+``[0, 1]`` batch by batch.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.errors import DataCorruptError, UsageError
+
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
+
+_PIL_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a method wants its images: square resize, optional centre crop, interpolation.
+
+    ``size=None`` keeps the dataset's default size. Masks follow the same geometry, resized
+    bilinearly (soft masks, as the official MKD code does) and cropped alike.
+    """
+
+    size: int | None = None
+    crop: int | None = None
+    interpolation: Interpolation = "bilinear"
+
+    def output_size(self, default: int) -> int:
+        size = self.size or default
+        return self.crop or size
+
+
+class TaskData(torch.utils.data.Dataset):
+    """Images, labels and masks of one split of one task.
+
+    Items are ``(image float CxHxW in [0,1], label 0 normal / 1 anomaly, mask HxW float or
+    None)``. Masks hold values in ``[0, 1]``; resizing can make their borders soft, and the
+    standard pixel metrics binarize them at 0.5.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: np.ndarray | Sequence[int],
+        masks: torch.Tensor | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        native_size: tuple[int, int] | None = None,
+        name: str = "",
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError("images must be a uint8 tensor of shape N x C x H x W")
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(labels) != len(images):
+            raise ValueError("one label per image is required")
+        if masks is not None and (masks.ndim != 3 or masks.shape[0] != len(images)
+                                  or masks.shape[1:] != images.shape[2:]):
+            raise ValueError("masks must be N x H x W, matching the images")
+        self.images = images
+        self.labels = labels
+        self.masks = masks
+        self.ids = list(ids) if ids is not None else [f"{name}:{i}" for i in range(len(images))]
+        self.native_size = native_size or (int(images.shape[2]), int(images.shape[3]))
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+        mask = self.masks[i] if self.masks is not None else None
+        return self.images[i].float().div_(255), int(self.labels[i]), mask
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    @property
+    def has_masks(self) -> bool:
+        return self.masks is not None
+
+    def batch(self, index: Sequence[int] | slice | torch.Tensor) -> torch.Tensor:
+        """Float images in ``[0, 1]`` for the given indices."""
+        return self.images[index].float().div_(255)
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """Float batches in order (no shuffling): for scoring."""
+        for start in range(0, len(self), batch_size):
+            yield self.batch(slice(start, start + batch_size))
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> TaskData:
+        idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        return TaskData(
+            self.images[idx],
+            self.labels[idx.numpy()],
+            self.masks[idx] if self.masks is not None else None,
+            [self.ids[int(i)] for i in idx],
+            native_size=self.native_size,
+            name=self.name,
+        )
+
+
+# ----------------------------------------------------------------------------- image helpers
+
+
+def to_pil(array: np.ndarray) -> Image.Image:
+    """HxW or HxWxC array (uint8, or float in [0, 1]) to a PIL image."""
+    if array.dtype != np.uint8:
+        array = np.clip(np.rint(np.asarray(array, dtype=np.float64) * 255.0), 0, 255)
+        array = array.astype(np.uint8)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    return Image.fromarray(array)
+
+
+def _center_crop(img: Image.Image, crop: int) -> Image.Image:
+    w, h = img.size
+    left = int(round((w - crop) / 2.0))
+    top = int(round((h - crop) / 2.0))
+    return img.crop((left, top, left + crop, top + crop))
+
+
+def transform_image(img: Image.Image, spec: InputSpec, default_size: int) -> np.ndarray:
+    """Resize (and crop) like torchvision's PIL transforms; returns uint8 CxHxW, 3 channels."""
+    img = img.convert("RGB")
+    size = spec.size or default_size
+    if img.size != (size, size):
+        img = img.resize((size, size), _PIL_FILTERS[spec.interpolation])
+    if spec.crop:
+        img = _center_crop(img, spec.crop)
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def transform_mask(mask: Image.Image | None, spec: InputSpec, default_size: int) -> np.ndarray:
+    """Resize a binary mask bilinearly to a soft float mask in [0, 1]; None gives zeros."""
+    size = spec.size or default_size
+    out = spec.crop or size
+    if mask is None:
+        return np.zeros((out, out), dtype=np.float32)
+    mask = mask.convert("L")
+    if mask.size != (size, size):
+        mask = mask.resize((size, size), Image.Resampling.BILINEAR)
+    if spec.crop:
+        mask = _center_crop(mask, spec.crop)
+    return np.asarray(mask, dtype=np.float32) / 255.0
+
+
+def build_taskdata(
+    images: Sequence[Image.Image],
+    labels: Sequence[int],
+    spec: InputSpec,
+    default_size: int,
+    *,
+    masks: Sequence[Image.Image | None] | None = None,
+    ids: Sequence[str] | None = None,
+    name: str = "",
+) -> TaskData:
+    """Transform PIL images (and masks) once into a :class:`TaskData`."""
+    if not images:
+        raise ValueError(f"{name}: no images")
+    native = images[0].size[::-1]
+    arr = np.stack([transform_image(im, spec, default_size) for im in images])
+    mask_t = None
+    if masks is not None:
+        m = np.stack([transform_mask(mk, spec, default_size) for mk in masks])
+        mask_t = torch.from_numpy(m)
+    return TaskData(torch.from_numpy(arr), labels, mask_t, ids,
+                    native_size=(int(native[0]), int(native[1])), name=name)
+
+
+def read_image(path: Path) -> Image.Image:
+    """Open an image fully; a damaged file raises :class:`DataCorruptError` naming it."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataCorruptError(f"cannot read image {path}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------ index helpers
+
+
+def one_vs_rest(labels: np.ndarray, normal: int) -> np.ndarray:
+    """Anomaly labels of a one-vs-rest protocol: 1 where the class differs from ``normal``."""
+    return (np.asarray(labels) != normal).astype(np.int64)
+
+
+def split_per_class(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic per-class split of indices into (pool A, pool B), ``fraction`` in A."""
+    rng = np.random.default_rng(seed)
+    a: list[np.ndarray] = []
+    b: list[np.ndarray] = []
+    labels = np.asarray(labels)
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        idx = idx[rng.permutation(len(idx))]
+        k = int(round(len(idx) * fraction))
+        a.append(idx[:k])
+        b.append(idx[k:])
+    return np.sort(np.concatenate(a)), np.sort(np.concatenate(b))
+
+
+# ----------------------------------------------------------------------------- the protocol
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a user needs to know about a dataset before using it."""
+
+    title: str
+    source: str
+    license: str
+    size: str
+    obtain: str
+
+
+class DatasetProtocol(abc.ABC):
+    """One dataset's one-class protocol. Subclasses set the class attributes and :meth:`load`."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]          # key for method presets (e.g. MKD's per-dataset settings)
+    default_size: ClassVar[int]    # square side used when the method does not ask for a size
+    has_masks: ClassVar[bool] = False
+    embedded: ClassVar[bool] = False  # ships with the code: no download, no root
+    info: ClassVar[DatasetInfo]
+
+    @abc.abstractmethod
+    def tasks(self) -> list[str]:
+        """The normal classes / categories, in the paper's order."""
+
+    @abc.abstractmethod
+    def load(self, task: str, root: Path | None, seed: int,
+             spec: InputSpec | None = None) -> tuple[TaskData, TaskData]:
+        """Build ``(train, test)`` for ``task``; train holds normal images only."""
+
+    def check_task(self, task: str) -> str:
+        tasks = self.tasks()
+        if task not in tasks:
+            raise UsageError(
+                f"unknown task {task!r} for dataset {self.name}; choose from: {', '.join(tasks)}"
+            )
+        return task
+
+    def check_available(self, root: Path | None) -> None:
+        """Raise :class:`DataMissingError` naming the expected path and how to get the data."""
+        return None
+
+    def location(self, root: Path | None) -> Path | None:
+        """Where this dataset's files live under ``root`` (None for embedded datasets)."""
+        if self.embedded or root is None:
+            return None
+        return Path(root) / self.name

@@ -1,0 +1,143 @@
+"""The method contract, shared by every detector.
+
+Like scikit-learn's estimators, with one difference written down everywhere:
+**a higher score means more anomalous**.
+
+- ``__init__(config)`` stores the frozen config only.
+- ``fit(train, ctx)`` learns from normal images and returns ``self``; learned state ends in ``_``.
+- ``score(test, ctx)`` returns :class:`Scores` (image scores, optional anomaly maps).
+- ``history_`` holds per-epoch test metrics when the config asks for evaluation during training.
+- Methods never print, never write outside ``ctx.cache_dir`` and never seed global RNGs: they use
+  ``ctx.seed`` for their own generators.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from bench.config import apply_overrides
+from datasets.base import InputSpec, TaskData
+
+M = TypeVar("M", bound="Method")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodConfig:
+    """Base config. ``image_size=None`` uses the dataset's default size."""
+
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError("image_size must be at least 8")
+
+
+@dataclass
+class Scores:
+    """What ``score`` returns: ``image`` [N] and optionally ``maps`` [N, H, W].
+
+    ``extra_maps`` holds alternative maps for metrics that need another post-processing (for
+    instance MKD's per-image normalized maps for the official code's localization protocol).
+    """
+
+    image: np.ndarray
+    maps: np.ndarray | None = None
+    extra_maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[int, int], None]
+EvaluateFn = Callable[[TaskData, Scores], dict[str, float]]
+
+
+@dataclass
+class RunContext:
+    """What the runner hands a method: device, seed, callbacks and a cache folder."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    cache_dir: Path | None = None
+    family: str = ""
+    progress: ProgressFn | None = None
+    eval_data: TaskData | None = None
+    evaluate: EvaluateFn | None = None
+    deterministic: bool = False
+
+    def report(self, done: int, total: int) -> None:
+        """Report training progress (for example epochs done out of total)."""
+        if self.progress is not None:
+            self.progress(done, total)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU torch generator seeded from the job seed (``offset`` separates streams)."""
+        return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + offset)
+
+    def rng(self, offset: int = 0) -> np.random.Generator:
+        return np.random.default_rng([int(self.seed), offset])
+
+
+class Method(abc.ABC):
+    """Base class of every detector. See the module docstring for the contract."""
+
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    #: whether ``score`` returns anomaly maps
+    localizes: ClassVar[bool] = False
+
+    def __init__(self, config: MethodConfig) -> None:
+        self.config = config
+        self.history_: list[dict[str, float]] = []
+
+    @classmethod
+    def preset(cls, family: str) -> dict[str, Any]:
+        """Config values for a dataset family (e.g. MKD's per-dataset λ and epochs)."""
+        return {}
+
+    def input_spec(self) -> InputSpec:
+        cfg = self.config
+        return InputSpec(
+            size=cfg.image_size,
+            crop=getattr(cfg, "crop", None),
+            interpolation=getattr(cfg, "interpolation", "bilinear"),
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        """Identity of external weights and the checkpoint policy, stored in every record."""
+        return {"expert": None, "checkpoint_policy": "final"}
+
+    @abc.abstractmethod
+    def fit(self: M, train: TaskData, ctx: RunContext) -> M:
+        """Learn from normal training images; returns ``self``."""
+
+    @abc.abstractmethod
+    def score(self, test: TaskData, ctx: RunContext) -> Scores:
+        """Anomaly scores (higher = more anomalous) for every test image."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered name: a method class plus the config values that make the variant."""
+
+    name: str
+    cls: type[Method]
+    defaults: Mapping[str, Any]
+    summary: str
+
+    def config(self, family: str = "", overrides: Mapping[str, Any] | None = None) -> MethodConfig:
+        """Resolve: class defaults < dataset preset < variant defaults < user overrides."""
+        cfg = self.cls.Config()
+        cfg = apply_overrides(cfg, self.cls.preset(family))
+        cfg = apply_overrides(cfg, self.defaults)
+        return apply_overrides(cfg, overrides or {})
+
+    def build(self, family: str = "", overrides: Mapping[str, Any] | None = None) -> Method:
+        return self.cls(self.config(family, overrides))
+
+    def fields(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self.cls.Config)]
