@@ -22,11 +22,11 @@ import torch
 
 from bench import environment as env
 from bench.config import to_plain
-from bench.jobs import Job
+from bench.jobs import Job, variant_label
 from bench.metrics import evaluate
 from bench.store import SCHEMA_VERSION, Store
-from methods.base import RunContext, Scores
 from datasets.base import TaskData
+from methods.base import RunContext, Scores
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,8 @@ def run_job(
     record["peak_rss_mb"] = round(memory.peak_rss_mb, 1)
     record["peak_gpu_mb"] = None if memory.peak_gpu_mb is None else round(memory.peak_gpu_mb, 1)
     store.write(record)
-    return {"id": job.id, "label": job.label(), "status": record["status"],
+    return {"id": job.id, "label": job.label(), "method": job.method,
+            "variant": variant_label(job.overrides_dict), "dataset": job.dataset,
+            "task": job.task, "seed": job.seed, "status": record["status"],
             "error": record["error"], "metrics": record.get("metrics") or {},
             "total_s": timing["total"]}

@@ -32,6 +32,15 @@ def thaw(value: Any) -> Any:
     return value
 
 
+def variant_label(overrides: dict[str, Any]) -> str:
+    """A short human label for a job's overrides (``""`` when there are none)."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, list):
+            return "+".join(fmt(x) for x in v)
+        return str(v)
+    return ",".join(f"{k}={fmt(v)}" for k, v in sorted(overrides.items()))
+
+
 @dataclass(frozen=True)
 class Job:
     suite: str
@@ -73,8 +82,9 @@ class Job:
                         key.get("overrides") or {})
 
     def label(self) -> str:
-        ov = ",".join(f"{k}={v}" for k, v in self.overrides_dict.items())
-        return f"{self.method}{'[' + ov + ']' if ov else ''} {self.dataset}/{self.task} s{self.seed}"
+        ov = variant_label(self.overrides_dict)
+        name = f"{self.method}[{ov}]" if ov else self.method
+        return f"{name} {self.dataset}/{self.task} s{self.seed}"
 
 
 def expand(

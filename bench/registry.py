@@ -38,7 +38,7 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
-        """Return the object registered as ``name``; raises :class:`UsageError` naming the choices."""
+        """The object registered as ``name``; an unknown name raises listing the choices."""
         try:
             return self._items[name]
         except KeyError:

@@ -62,7 +62,8 @@ def to_markdown(tables: Sequence[Table], digits: int = 1) -> str:
         if t.mean.empty:
             continue
         cells = _cells(t, digits, ("**", "**"))
-        chunks.append(f"### {t.dataset} — {t.metric}\n\n{cells.to_markdown(disable_numparse=True)}\n\n*{caption(t)}*\n")
+        md = cells.to_markdown(disable_numparse=True)
+        chunks.append(f"### {t.dataset} — {t.metric}\n\n{md}\n\n*{caption(t)}*\n")
     return "\n".join(chunks)
 
 

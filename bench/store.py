@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.jobs import Job
+from bench.jobs import Job, variant_label
 
 SCHEMA_VERSION = 1
 log = logging.getLogger(__name__)
@@ -25,15 +25,6 @@ log = logging.getLogger(__name__)
 #: columns of the tidy (long) frame returned by :meth:`Store.load`
 ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task", "seed",
               "status", "expert", "checkpoint_policy", "pixel_resolution"]
-
-
-def variant_label(overrides: dict[str, Any]) -> str:
-    """A short human label for a job's overrides (``""`` when there are none)."""
-    def fmt(v: Any) -> str:
-        if isinstance(v, list):
-            return "+".join(fmt(x) for x in v)
-        return str(v)
-    return ",".join(f"{k}={fmt(v)}" for k, v in sorted(overrides.items()))
 
 
 class Store:

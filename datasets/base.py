@@ -136,8 +136,8 @@ def to_pil(array: np.ndarray) -> Image.Image:
 
 def _center_crop(img: Image.Image, crop: int) -> Image.Image:
     w, h = img.size
-    left = int(round((w - crop) / 2.0))
-    top = int(round((h - crop) / 2.0))
+    left = round((w - crop) / 2.0)
+    top = round((h - crop) / 2.0)
     return img.crop((left, top, left + crop, top + crop))
 
 
@@ -168,7 +168,7 @@ def transform_mask(mask: Image.Image | None, spec: InputSpec, default_size: int)
 
 def build_taskdata(
     images: Sequence[Image.Image],
-    labels: Sequence[int],
+    labels: Sequence[int] | np.ndarray,
     spec: InputSpec,
     default_size: int,
     *,
@@ -207,7 +207,8 @@ def one_vs_rest(labels: np.ndarray, normal: int) -> np.ndarray:
     return (np.asarray(labels) != normal).astype(np.int64)
 
 
-def split_per_class(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_per_class(labels: np.ndarray, fraction: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic per-class split of indices into (pool A, pool B), ``fraction`` in A."""
     rng = np.random.default_rng(seed)
     a: list[np.ndarray] = []
@@ -216,7 +217,7 @@ def split_per_class(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         idx = idx[rng.permutation(len(idx))]
-        k = int(round(len(idx) * fraction))
+        k = round(len(idx) * fraction)
         a.append(idx[:k])
         b.append(idx[k:])
     return np.sort(np.concatenate(a)), np.sort(np.concatenate(b))

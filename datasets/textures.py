@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ class TextureSettings:
     n_test_anomalous: int = 40
 
 
-@lru_cache(maxsize=None)
+@cache
 def photograph(category: str) -> np.ndarray:
     import skimage.data
 

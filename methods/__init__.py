@@ -15,10 +15,16 @@ from methods.classic import KDEDetector, OneClassSVMDetector
 METHODS: Registry[MethodSpec] = Registry("method")
 
 
-def register(name: str, cls: type[Method], summary: str, **defaults: Any) -> MethodSpec:
-    """Register ``cls`` under ``name``, with ``defaults`` making the variant."""
-    spec = MethodSpec(name=name, cls=cls, defaults=defaults, summary=summary)
+def register(name: str, cls: type[Method], summary: str, *,
+             test_overrides: dict[str, Any] | None = None, **defaults: Any) -> MethodSpec:
+    """Register ``cls`` under ``name``, with ``defaults`` making the variant.
+
+    ``test_overrides`` are settings that make the variant tiny for the contract tests.
+    """
+    spec = MethodSpec(name=name, cls=cls, defaults=defaults, summary=summary,
+                      test_overrides=test_overrides or {})
     spec.config()  # fail at import time if the variant's defaults are invalid
+    spec.config(overrides=spec.test_overrides)
     return METHODS.add(name, spec)
 
 

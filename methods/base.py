@@ -128,6 +128,8 @@ class MethodSpec:
     cls: type[Method]
     defaults: Mapping[str, Any]
     summary: str
+    #: small settings that make the variant fast enough for the contract tests
+    test_overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def config(self, family: str = "", overrides: Mapping[str, Any] | None = None) -> MethodConfig:
         """Resolve: class defaults < dataset preset < variant defaults < user overrides."""

@@ -28,6 +28,14 @@ from datasets.base import TaskData
 from methods.base import Method, MethodConfig, RunContext, Scores
 
 
+def _number_or_name(value: str) -> str | float:
+    """'scale' stays a name; '0.5' becomes a number (sklearn accepts both)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def pixel_features(data: TaskData) -> np.ndarray:
     """Flattened float pixels in [0, 1], one row per image."""
     return data.images.reshape(len(data), -1).numpy().astype(np.float64) / 255.0
@@ -74,12 +82,8 @@ class OneClassSVMDetector(_PCAMethod):
 
     def fit(self, train: TaskData, ctx: RunContext) -> OneClassSVMDetector:
         z = self._reduce_fit(pixel_features(train), ctx)
-        gamma: str | float = self.config.gamma
-        try:
-            gamma = float(gamma)
-        except ValueError:
-            pass
-        self.model_ = OneClassSVM(kernel=self.config.kernel, nu=self.config.nu, gamma=gamma)
+        self.model_ = OneClassSVM(kernel=self.config.kernel, nu=self.config.nu,
+                                  gamma=_number_or_name(self.config.gamma))
         self.model_.fit(z)
         ctx.report(1, 1)
         return self
@@ -102,12 +106,8 @@ class KDEDetector(_PCAMethod):
 
     def fit(self, train: TaskData, ctx: RunContext) -> KDEDetector:
         z = self._reduce_fit(pixel_features(train), ctx)
-        bw: str | float = self.config.bandwidth
-        try:
-            bw = float(bw)
-        except ValueError:
-            pass
-        self.model_ = KernelDensity(kernel="gaussian", bandwidth=bw).fit(z)
+        bandwidth = _number_or_name(self.config.bandwidth)
+        self.model_ = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(z)
         ctx.report(1, 1)
         return self
 

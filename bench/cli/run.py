@@ -13,7 +13,8 @@ from bench.cli._common import Settings, pass_settings
 from bench.config import parse_set
 from bench.environment import resolve_device
 from bench.errors import UsageError
-from bench.runner import RunOptions, RunReport, run as run_jobs
+from bench.runner import RunOptions, RunReport
+from bench.runner import run as run_jobs
 from bench.select import select_jobs
 
 
@@ -80,8 +81,8 @@ def _summarize(settings: Settings, suite: str, report: RunReport) -> None:
     if ran:
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for r in report.results:
-            method, rest = r["label"].split(" ", 1)
-            groups.setdefault((method, rest.split("/")[0]), []).append(r)
+            method = f"{r['method']} [{r['variant']}]" if r["variant"] else r["method"]
+            groups.setdefault((method, r["dataset"]), []).append(r)
         out = RichTable(show_header=True, header_style="bold", title="this run")
         for col in ("method", "dataset", "jobs", "ok", "failed", "mean image AUROC", "time"):
             out.add_column(col)

@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from bench import metrics as M
+
+
+def test_image_metrics_match_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = rng.normal(size=200) + y
+    assert M.image_auroc(y, s) == pytest.approx(roc_auc_score(y, s))
+    assert M.image_ap(y, s) == pytest.approx(average_precision_score(y, s))
+
+
+def test_one_class_only_gives_nan_and_nan_scores_raise():
+    assert np.isnan(M.image_auroc(np.zeros(5), np.arange(5.0)))
+    with pytest.raises(ValueError, match="NaN"):
+        M.image_auroc(np.array([0, 1]), np.array([0.0, np.nan]))
+
+
+def test_pixel_auroc_covers_all_pixels_and_binarizes_soft_masks():
+    rng = np.random.default_rng(1)
+    masks = (rng.uniform(size=(3, 8, 8)) > 0.8).astype(float) * 0.7  # soft, above 0.5
+    maps = rng.normal(size=(3, 8, 8)) + masks
+    assert M.pixel_auroc(masks, maps) == pytest.approx(
+        roc_auc_score((masks >= 0.5).ravel(), maps.ravel()))
+
+
+def test_aupro_hand_computed():
+    # one image, one region of two pixels; descending scores: 0.8 (region), 0.4 (normal),
+    # 0.35 (region), 0.1 (normal) -> curve (0,0) (0,.5) (.5,.5) (.5,1) (1,1)
+    masks = np.array([[[0, 0, 1, 1]]])
+    maps = np.array([[[0.1, 0.4, 0.35, 0.8]]])
+    assert M.pixel_aupro(masks, maps, fpr_limit=0.3) == pytest.approx(0.5)
+    assert M.pixel_aupro(masks, maps, fpr_limit=1.0) == pytest.approx(0.75)
+
+
+def test_aupro_averages_regions_not_pixels():
+    # a big region found perfectly and a small one missed entirely: PRO = 0.5 at low FPR
+    masks = np.zeros((1, 10, 10))
+    masks[0, :4, :4] = 1  # 16 pixels
+    masks[0, 8, 8] = 1  # 1 pixel, separate region
+    maps = np.zeros((1, 10, 10))
+    maps[0, :4, :4] = 1.0
+    maps[0, 8, 8] = -1.0
+    assert M.pixel_aupro(masks, maps, fpr_limit=0.3) == pytest.approx(0.5)
+
+
+def test_aupro_perfect_and_bounded():
+    rng = np.random.default_rng(2)
+    masks = np.zeros((4, 16, 16))
+    masks[1, 3:7, 3:9] = 1
+    masks[2, 10:14, 1:4] = 1
+    assert M.pixel_aupro(masks, masks + 0.0) == pytest.approx(1.0)
+    maps = rng.uniform(size=masks.shape)
+    v = M.pixel_aupro(masks, maps)
+    assert 0.0 <= v <= 1.0
+    assert v == pytest.approx(0.15, abs=0.1)  # random maps: about FPR/2 averaged to 0.3
+
+
+def test_aupro_matches_threshold_sweep_reference():
+    """Against a direct (slow) computation: PRO at many thresholds, then integrate."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    masks = np.zeros((3, 20, 20))
+    masks[0, 2:8, 2:6] = 1
+    masks[0, 12:15, 12:19] = 1
+    masks[2, 5:10, 5:10] = 1
+    maps = rng.uniform(size=masks.shape) + 0.6 * masks
+    ths = np.sort(np.unique(maps))[::-1]
+    labels = [ndimage.label(m, structure=np.ones((3, 3)))[0] for m in masks]
+    fprs, pros = [0.0], [0.0]
+    for t in ths:
+        pred = maps >= t
+        fprs.append(pred[masks == 0].mean())
+        overlaps = [pred[i][labels[i] == r].mean() for i in range(3)
+                    for r in range(1, labels[i].max() + 1)]
+        pros.append(np.mean(overlaps))
+    fprs, pros = np.array(fprs), np.array(pros)
+    keep = fprs <= 0.3
+    k = int(np.argmax(~keep))
+    y_at = pros[k - 1] + (pros[k] - pros[k - 1]) * (0.3 - fprs[k - 1]) / (fprs[k] - fprs[k - 1])
+    ref = np.trapezoid(np.append(pros[keep], y_at), np.append(fprs[keep], 0.3)) / 0.3
+    assert M.pixel_aupro(masks, maps) == pytest.approx(ref, abs=1e-9)
+
+
+def test_mkd_protocol_matches_direct_loop():
+    """The fast grey-opening version equals the official per-threshold binary-opening loop."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    n, h = 3, 24
+    gt = np.zeros((n, h, h))
+    gt[0, 4:12, 4:10] = 1
+    gt[1, 15:20, 2:22] = 1
+    gt[2, 1:5, 18:23] = 1
+    gt = ndimage.uniform_filter(gt, size=(1, 3, 3))  # soft edges like bilinear resizing
+    maps = np.clip(rng.uniform(size=gt.shape) * 0.7 + 0.4 * gt, 0, 1)
+    labels = np.ones(n, dtype=int)
+    tprs, fprs = [], []
+    for t in np.arange(1000) / 1000.0:
+        # cv2.morphologyEx(MORPH_OPEN) borders: erosion ignores outside pixels, dilation too
+        pred = np.stack([
+            ndimage.binary_dilation(
+                ndimage.binary_erosion(m >= t, structure=M.CROSS_3x3, border_value=1),
+                structure=M.CROSS_3x3, border_value=0)
+            for m in maps]).astype(float)
+        tprs.append((pred * gt).sum() / gt.sum())
+        fp = (pred * (1 - gt)).sum()
+        tn = ((1 - pred) * (1 - gt)).sum()
+        fprs.append(fp / (fp + tn))
+    from sklearn.metrics import auc
+
+    assert M.pixel_auroc_mkd(gt, maps, labels) == pytest.approx(auc(fprs, tprs), abs=1e-9)
+
+
+def test_mkd_protocol_ignores_normal_images():
+    gt = np.zeros((2, 12, 12))
+    gt[0, 4:8, 4:8] = 1
+    maps = np.zeros((2, 12, 12))
+    maps[0, 3:9, 3:9] = 0.9  # one pixel wider than the defect: survives the opening
+    lit = maps.copy()
+    lit[1] = 1.0  # a normal image lit up everywhere
+    labels = np.array([1, 0])
+    assert M.pixel_auroc_mkd(gt, maps, labels) == M.pixel_auroc_mkd(gt, lit, labels)
+    assert M.pixel_auroc_mkd(gt, maps, labels) > 0.9
+    assert M.pixel_auroc(gt, lit) < M.pixel_auroc(gt, maps)
+
+
+def test_evaluate_shapes_and_protocol():
+    y = np.array([0, 0, 1, 1])
+    s = np.array([0.1, 0.2, 0.8, 0.9])
+    m, p = M.evaluate(y, s)
+    assert m == {"image_auroc": 1.0, "image_ap": 1.0} and p is None
+    masks = np.zeros((4, 8, 8))
+    masks[2:, 2:4, 2:4] = 1
+    m, p = M.evaluate(y, s, masks, masks * 2.0)
+    assert m["pixel_auroc"] == 1.0 and m["pixel_aupro"] == pytest.approx(1.0)
+    assert p["resolution"] == 8 and p["includes_normal_images"] is True
+    with pytest.raises(ValueError, match="do not match"):
+        M.evaluate(y, s, masks, np.zeros((4, 4, 4)))
