@@ -1,0 +1,270 @@
+"""Pretrained backbones shared by MKD (its frozen expert) and the feature-based baselines.
+
+One helper builds a frozen feature extractor from a name and a weight choice:
+
+- ``imagenet``: torchvision's ImageNet weights (the ``IMAGENET1K_V1`` enum entries; for VGG-16
+  that is ``vgg16-397923af.pth``, the file the official MKD code uses). Loaded from
+  ``$TORCH_HOME/hub/checkpoints`` (``~/.cache/torch/hub/checkpoints`` by default), downloaded
+  there with its SHA-256 prefix checked when the network allows.
+- a path: a ``state_dict`` saved with ``torch.save``, loaded with ``weights_only=True``; a full
+  model's keys (``features.0.weight``) and bare feature keys (``0.weight``) both work; a file of
+  another architecture is a clear error.
+- ``random``: only when asked. VGG: Xavier-uniform conv weights, as the official code's
+  ``pretrain: False`` (its conv biases keep their ImageNet values, which are not available
+  offline: here they are zero); ResNets: torchvision's own initialization. Seeded, and recorded as
+  ``<name>:random:<seed>``.
+
+No choice at all is an error that says how to supply weights. Every extractor carries an
+``identity`` string that goes into each record (name, weights, and a short SHA-256).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import urllib.error
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from bench.errors import BenchError, UsageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: the torchvision enum entry behind ``imagenet`` for each backbone
+IMAGENET_WEIGHTS = {
+    "vgg16": "VGG16_Weights.IMAGENET1K_V1",
+    "resnet18": "ResNet18_Weights.IMAGENET1K_V1",
+    "wide_resnet50_2": "Wide_ResNet50_2_Weights.IMAGENET1K_V1",
+}
+
+#: tap name -> index in ``vgg16().features`` (the output *after* that module)
+VGG16_TAPS = {"pool1": 4, "pool2": 9, "pool3": 16, "pool4": 23, "pool5": 30,
+              "relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_3": 29}
+VGG16_CHANNELS = {"pool1": 64, "pool2": 128, "pool3": 256, "pool4": 512, "pool5": 512,
+                  "relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512, "relu5_3": 512}
+RESNET_TAPS = ("layer1", "layer2", "layer3", "layer4")
+
+BACKBONES = tuple(IMAGENET_WEIGHTS)
+
+
+class WeightsError(BenchError):
+    """Weights are missing, cannot be fetched, or do not fit the architecture."""
+
+
+def _trunk(name: str) -> nn.Module:
+    """The part that is kept: VGG-16's ``.features`` (built alone: the 120M-parameter
+    classifier is never allocated); a ResNet without avgpool/fc."""
+    if name not in IMAGENET_WEIGHTS:
+        raise UsageError(f"unknown backbone {name!r}; choose from: {', '.join(BACKBONES)}")
+    if name == "vgg16":
+        from torchvision.models import vgg
+
+        return vgg.make_layers(vgg.cfgs["D"], batch_norm=False)
+    model = getattr(torchvision.models, name)(weights=None)
+    del model.fc, model.avgpool
+    return model
+
+
+def imagenet_source(name: str) -> tuple[str, str]:
+    """(URL, file name) of the torchvision ImageNet weights of ``name``."""
+    weights = torchvision.models.get_weight(IMAGENET_WEIGHTS[name])
+    url = str(weights.url)
+    return url, os.path.basename(url)
+
+
+def hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_imagenet(name: str) -> Path:
+    """The local path of ``name``'s ImageNet weights, downloading them if needed."""
+    url, filename = imagenet_source(name)
+    path = hub_checkpoint_dir() / filename
+    if path.is_file():
+        return path
+    # torchvision names files <arch>-<first 8 hex digits of the file's SHA-256>.pth
+    stem = filename.rsplit(".", 1)[0]
+    prefix = stem.rsplit("-", 1)[-1] if "-" in stem else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=False)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        path.unlink(missing_ok=True)
+        raise WeightsError(
+            f"ImageNet weights for {name} are not at {path} and could not be downloaded "
+            f"({exc}); download {url} to that path, or set expert/backbone weights to a local "
+            "state_dict file (e.g. --set expert_weights=PATH), or to 'random' explicitly"
+        ) from None
+    return path
+
+
+def _strip_prefix(state: dict[str, Any], name: str) -> dict[str, Any]:
+    if name.startswith("vgg") and any(k.startswith("features.") for k in state):
+        return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    if not name.startswith("vgg"):
+        return {k: v for k, v in state.items() if not k.startswith("fc.")}
+    return state
+
+
+@functools.lru_cache(maxsize=4)
+def _read_state(path: str, mtime_ns: int) -> tuple[dict[str, torch.Tensor], str]:
+    """A state dict from file (cached per process) and its short SHA-256."""
+    p = Path(path)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"weights file not found: {p}") from None
+    except Exception as exc:  # a pickle that is not a plain state dict, or a damaged file
+        raise WeightsError(f"cannot load weights from {p}: {type(exc).__name__}: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{p} does not hold a state_dict of tensors")
+    return state, _file_sha256(p)[:12]
+
+
+def _load_into(trunk: nn.Module, name: str, path: Path) -> str:
+    state, digest = _read_state(str(path), path.stat().st_mtime_ns)
+    state = _strip_prefix(dict(state), name)
+    try:
+        trunk.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()
+        detail = " ".join(s.strip() for s in first[1:3]) if len(first) > 1 else first[0]
+        raise WeightsError(f"{path} does not fit {name}: {detail[:300]}") from None
+    return digest
+
+
+def _randomize(trunk: nn.Module, name: str) -> None:
+    if name.startswith("vgg"):
+        for m in trunk.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+
+def build_trunk(name: str, weights: str | None, seed: int = 0) -> tuple[nn.Module, str]:
+    """A frozen, eval-mode trunk of ``name`` with the chosen weights, and its identity."""
+    if weights is None or str(weights).strip() == "":
+        raise UsageError(
+            f"{name} needs weights: use --set expert_weights=imagenet (torchvision's ImageNet "
+            f"weights, downloaded to {hub_checkpoint_dir()} when the network allows), "
+            "=PATH (a state_dict file), or =random (explicitly random, for offline tests)"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        trunk = _trunk(name)
+        if weights == "random":
+            _randomize(trunk, name)
+            identity = f"{name}:random:{seed}"
+        elif weights == "imagenet":
+            path = fetch_imagenet(name)
+            digest = _load_into(trunk, name, path)
+            identity = f"{name}:imagenet:{IMAGENET_WEIGHTS[name].split('.')[-1]}:sha256={digest}"
+        else:
+            path = Path(weights).expanduser()
+            if not path.is_file():
+                raise WeightsError(f"weights file not found: {path} (expected 'imagenet', "
+                                   "'random' or the path of a state_dict file)")
+            digest = _load_into(trunk, name, path)
+            identity = f"{name}:file:{path.name}:sha256={digest}"
+    trunk.eval()
+    for p in trunk.parameters():
+        p.requires_grad_(False)
+    return trunk, identity
+
+
+class Normalize(nn.Module):
+    """ImageNet mean/std normalization as a module (so it sits inside autograd graphs)."""
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD) -> None:
+        super().__init__()
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class TapInfo:
+    channels: int
+    stride: int
+
+
+class FeatureExtractor(nn.Module):
+    """Runs a frozen trunk up to the deepest requested tap and returns the taps by name.
+
+    VGG-16 taps: ``pool1..pool5`` and ``relu1_2..relu5_3`` (``pool2..pool5`` are MKD's critical
+    layers, features 9/16/23/30). ResNet taps: ``layer1..layer4``.
+    """
+
+    def __init__(self, name: str, weights: str | None, layers: Sequence[str], *,
+                 seed: int = 0, normalize: bool = False) -> None:
+        super().__init__()
+        if not layers:
+            raise UsageError("at least one feature layer is required")
+        self.name = name
+        self.trunk, self.identity = build_trunk(name, weights, seed)
+        self.normalize = Normalize() if normalize else nn.Identity()
+        valid = tuple(VGG16_TAPS) if name.startswith("vgg") else RESNET_TAPS
+        bad = [layer for layer in layers if layer not in valid]
+        if bad:
+            raise UsageError(f"unknown layer(s) {', '.join(bad)} for {name}; "
+                             f"choose from: {', '.join(valid)}")
+        self.layers = tuple(layers)
+
+    def tap_info(self, layer: str) -> TapInfo:
+        if self.name.startswith("vgg"):
+            stride = 2 ** (int(layer[4]) if layer.startswith("pool") else int(layer[4]) - 1)
+            return TapInfo(VGG16_CHANNELS[layer], stride)
+        i = RESNET_TAPS.index(layer)
+        expansion = 4 if self.name == "wide_resnet50_2" else 1
+        return TapInfo(64 * 2**i * expansion, 4 * 2**i)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.normalize(x)
+        out: dict[str, torch.Tensor] = {}
+        if self.name.startswith("vgg"):
+            want = {VGG16_TAPS[layer]: layer for layer in self.layers}
+            last = max(want)
+            modules: list[nn.Module] = list(self.trunk.children())
+            for i, module in enumerate(modules):
+                x = module(x)
+                if i in want:
+                    out[want[i]] = x
+                if i == last:
+                    break
+            return out
+        t = self.trunk
+        x = t.maxpool(t.relu(t.bn1(t.conv1(x))))  # type: ignore[operator]
+        last_i = max(RESNET_TAPS.index(layer) for layer in self.layers)
+        for layer in RESNET_TAPS[: last_i + 1]:
+            x = getattr(t, layer)(x)
+            if layer in self.layers:
+                out[layer] = x
+        return out
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        """Always stays in eval mode: the backbone is frozen (BatchNorm statistics too)."""
+        return super().train(False)
