@@ -1,0 +1,130 @@
+"""Score regression checks: compare a suite's records with a committed baseline.
+
+The baseline is a CSV, one row per (method, overrides, dataset, task, seed, metric), sorted and
+formatted with fixed precision so that a diff of it reads well in review. ``compare`` is pure:
+it returns a frame classifying every pinned value as ``ok``, ``regression``, ``improvement``,
+``missing`` (no record, or a failed one) and every unpinned record value as ``new``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError, UsageError
+
+KEY = ["method", "overrides", "dataset", "task", "seed", "metric"]
+COLUMNS = [*KEY, "value"]
+#: metrics pinned by default (history-derived ones vary with eval settings and are left out)
+DEFAULT_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro", "pixel_auroc_mkd")
+DEFAULT_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Absolute tolerance per metric, with a default for the rest."""
+
+    default: float = DEFAULT_TOLERANCE
+    per_metric: Mapping[str, float] | None = None
+
+    def __call__(self, metric: str) -> float:
+        return float((self.per_metric or {}).get(metric, self.default))
+
+    @staticmethod
+    def parse(items: Sequence[str]) -> Tolerances:
+        """``["0.02", "pixel_aupro=0.05"]``: a bare number sets the default."""
+        default = DEFAULT_TOLERANCE
+        per: dict[str, float] = {}
+        for item in items:
+            name, sep, value = item.rpartition("=")
+            try:
+                number = float(value)
+            except ValueError:
+                raise UsageError(f"--tolerance expects T or METRIC=T, got {item!r}") from None
+            if number < 0:
+                raise UsageError(f"--tolerance must not be negative, got {item!r}")
+            if sep:
+                per[name] = number
+            else:
+                default = number
+        return Tolerances(default, per)
+
+
+def baseline_frame(df: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS) -> pd.DataFrame:
+    """The rows to pin, from a store frame (``Store.load``): ok records, chosen metrics."""
+    sel = df[(df["status"] == "ok") & df["metric"].isin(list(metrics)) & df["value"].notna()]
+    out = sel[COLUMNS].copy()
+    out["task"] = out["task"].astype(str)
+    out["seed"] = out["seed"].astype(int)
+    return out.sort_values(KEY, kind="stable").reset_index(drop=True)
+
+
+def write_baseline(frame: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    frame[COLUMNS].sort_values(KEY, kind="stable").to_csv(
+        buf, index=False, float_format="%.6f", lineterminator="\n")
+    return buf.getvalue()
+
+
+def read_baseline(path: str | Path) -> pd.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"baseline file not found: {p} (create it with "
+                         "`bench baseline update --suite SUITE`)")
+    try:
+        frame = pd.read_csv(p, dtype={"task": str, "overrides": str, "method": str,
+                                      "dataset": str, "metric": str},
+                            keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise BenchError(f"cannot read baseline {p}: {exc}") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise BenchError(f"baseline {p} lacks column(s): {', '.join(missing)}")
+    frame["seed"] = frame["seed"].astype(int)
+    return frame[COLUMNS]
+
+
+def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: Tolerances,
+            failed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every pinned and every new value with its status; worst (most negative delta) first.
+
+    Args:
+        current: rows as produced by :func:`baseline_frame` from the current records.
+        baseline: the committed baseline.
+        failed: identity rows (method, overrides, dataset, task, seed, error) of failed jobs.
+    """
+    merged = baseline.merge(current, on=KEY, how="outer", suffixes=("_baseline", "_current"),
+                            indicator=True)
+    merged = merged.rename(columns={"value_baseline": "baseline", "value_current": "current"})
+    merged["delta"] = merged["current"] - merged["baseline"]
+    merged["tolerance"] = [tolerances(m) for m in merged["metric"]]
+    status = np.where(merged["_merge"] == "right_only", "new", "ok")
+    status = np.where(merged["_merge"] == "left_only", "missing", status)
+    both = merged["_merge"] == "both"
+    status = np.where(both & (merged["delta"] < -merged["tolerance"]), "regression", status)
+    status = np.where(both & (merged["delta"] > merged["tolerance"]), "improvement", status)
+    merged["status"] = status
+    merged["error"] = ""
+    if failed is not None and len(failed):
+        ids = ["method", "overrides", "dataset", "task", "seed"]
+        errs = {tuple(r[c] for c in ids): r["error"] for _, r in failed.iterrows()}
+        for i in merged.index[merged["status"] == "missing"]:
+            key = tuple(merged.loc[i, c] for c in ids)
+            if key in errs:
+                merged.loc[i, "status"] = "failed"
+                merged.loc[i, "error"] = str(errs[key])
+    merged = merged.drop(columns="_merge")
+    order = {"failed": 0, "missing": 1, "regression": 2, "improvement": 4, "new": 5, "ok": 3}
+    merged["_o"] = merged["status"].map(order)
+    merged = merged.sort_values(["_o", "delta", *KEY], kind="stable", na_position="last")
+    return merged.drop(columns="_o").reset_index(drop=True)
+
+
+def verdict(result: pd.DataFrame) -> bool:
+    """True when nothing regressed and nothing pinned is missing or failed."""
+    return not result["status"].isin(["regression", "missing", "failed"]).any()

@@ -1,0 +1,147 @@
+"""``bench check`` and ``bench baseline update``: guard scores in CI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from bench.check import (
+    DEFAULT_METRICS,
+    Tolerances,
+    baseline_frame,
+    compare,
+    read_baseline,
+    verdict,
+    write_baseline,
+)
+from bench.cli._common import Settings, pass_settings
+from bench.errors import UsageError
+from bench.jobs import variant_label
+from bench.runner import plan
+from bench.select import select_jobs
+from bench.store import Store
+
+
+def _default_baseline(suite: str) -> Path:
+    return Path("results") / "baselines" / f"{suite}.csv"
+
+
+def _failed_rows(store: Store, suite: str) -> pd.DataFrame:
+    summ = store.summary(suite)
+    failed = summ[summ["status"] != "ok"]
+    return failed[["method", "overrides", "dataset", "task", "seed", "error"]]
+
+
+@click.command()
+@click.option("--suite", default="ci", show_default=True)
+@click.option("--baseline", type=click.Path(dir_okay=False), default=None,
+              help="Baseline CSV (default: results/baselines/<suite>.csv).")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]T",
+              help="Allowed absolute drop: a default (e.g. 0.01) or per metric "
+                   "(pixel_aupro=0.02). Repeatable.")
+@click.option("--show", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Rows of the diff table to print.")
+@pass_settings
+def check(settings: Settings, suite: str, baseline: str | None, tolerances: tuple[str, ...],
+          show: int) -> None:
+    """Compare the suite's records with a baseline; exit 1 on a drop, a missing or failed job."""
+    tol = Tolerances.parse(tolerances)
+    the_suite, jobs = select_jobs(suite, check_data=False)
+    base = read_baseline(baseline or _default_baseline(the_suite.name))
+    if base.empty:
+        raise UsageError(f"baseline {baseline or _default_baseline(the_suite.name)} pins nothing")
+    store = Store(settings.results_root)
+    ids = {j.id for j in jobs}
+    df = store.load(the_suite.name)
+    current = baseline_frame(df[df["id"].isin(ids)])
+    result = compare(current, base, tol, _failed_rows(store, the_suite.name))
+    todo, _, _ = plan(jobs, store)
+    pinned = set(zip(base["method"], base["overrides"], base["dataset"], base["task"],
+                     base["seed"], strict=True))
+    unpinned_missing = [
+        {"method": j.method, "overrides": json.dumps(j.overrides_dict, sort_keys=True),
+         "dataset": j.dataset, "task": j.task, "seed": j.seed, "metric": "(no record)",
+         "status": "missing", "error": ""}
+        for j in todo
+        if (j.method, json.dumps(j.overrides_dict, sort_keys=True), j.dataset, j.task,
+            j.seed) not in pinned
+    ]
+    if unpinned_missing:
+        result = pd.concat([pd.DataFrame(unpinned_missing), result], ignore_index=True)
+    counts = result["status"].value_counts().to_dict()
+    con = settings.console
+    bad = result[result["status"].isin(["failed", "missing", "regression"])]
+    better = result[result["status"] == "improvement"]
+    new = result[result["status"] == "new"]
+    if len(bad):
+        con.print(_diff_lines(bad.head(show), "regressions, missing and failed (worst first)"),
+                  highlight=False, soft_wrap=True)
+    if len(better):
+        con.print(_diff_lines(better.sort_values("delta", ascending=False).head(show),
+                              "improvements (consider `bench baseline update`)"),
+                  highlight=False, soft_wrap=True)
+    if len(new):
+        con.print(f"{len(new)} value(s) have no baseline yet (not checked)")
+    summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in
+                        ("ok", "regression", "missing", "failed", "improvement", "new"))
+    ok = verdict(result)
+    con.print(f"bench check {the_suite.name}: {'PASS' if ok else 'FAIL'} ({summary}; "
+              f"tolerance {tol.default:g}"
+              + "".join(f", {k}={v:g}" for k, v in (tol.per_metric or {}).items()) + ")")
+    if not ok:
+        sys.exit(1)
+
+
+def _diff_lines(rows: pd.DataFrame, title: str) -> str:
+    """One plain line per value (greppable in CI logs, never truncated by a narrow terminal)."""
+
+    def fmt(x: object) -> str:
+        return "–" if x is None or (isinstance(x, float) and pd.isna(x)) else f"{x:.4f}"
+
+    lines = [title + ":"]
+    for _, r in rows.iterrows():
+        variant = variant_label(json.loads(r["overrides"])) if r["overrides"] else ""
+        name = f"{r['method']}[{variant}]" if variant else r["method"]
+        delta = r["delta"]
+        change = "" if pd.isna(delta) else f" ({'+' if delta > 0 else ''}{delta:.4f}, " \
+            f"tolerance {r['tolerance']:g})"
+        line = (f"  {r['status'].upper():<11} {name} {r['dataset']}/{r['task']} seed {r['seed']} "
+                f"{r['metric']}: {fmt(r['baseline'])} -> {fmt(r['current'])}{change}")
+        if r.get("error"):
+            line += f" — {r['error']}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+@click.group()
+def baseline() -> None:
+    """Manage score baselines for `bench check`."""
+
+
+@baseline.command("update")
+@click.option("--suite", default="ci", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Baseline CSV to write (default: results/baselines/<suite>.csv).")
+@click.option("--metric", "metrics", multiple=True,
+              help=f"Metrics to pin (default: {', '.join(DEFAULT_METRICS)}).")
+@pass_settings
+def update(settings: Settings, suite: str, output: str | None, metrics: tuple[str, ...]) -> None:
+    """Rewrite the baseline from the current records (every job of the suite must be ok)."""
+    store = Store(settings.results_root)
+    the_suite, jobs = select_jobs(suite, check_data=False)
+    todo, _, failed = plan(jobs, store)
+    if todo or failed:
+        raise UsageError(f"suite {the_suite.name}: {len(todo)} job(s) without a record and "
+                         f"{len(failed)} failed; run `bench run --suite {suite} --all` first")
+    ids = {j.id for j in jobs}
+    df = store.load(the_suite.name)
+    frame = baseline_frame(df[df["id"].isin(ids)], metrics or DEFAULT_METRICS)
+    path = Path(output) if output else _default_baseline(the_suite.name)
+    text = write_baseline(frame)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    settings.console.print(f"wrote {len(frame)} pinned value(s) to {path}")
