@@ -129,3 +129,17 @@ def test_masks_are_soft_after_resize_and_binary_at_native(tmp_path):
     fake_mvtec(tmp_path, categories=("bottle",), defects={"crack": 1}, n_good=1)
     _, test = DATASETS.get("mvtec").load("bottle", tmp_path, seed=0, spec=InputSpec(size=24))
     assert set(np.unique(test.masks.numpy())) <= {0.0, 1.0}
+
+
+def test_one_job_scores_detection_and_both_pixel_protocols(tmp_path):
+    from bench.execute import score_metrics
+    from methods.base import Scores
+
+    fake_mvtec(tmp_path, categories=("bottle",), defects={"crack": 2, "hole": 1}, n_good=2)
+    _, test = DATASETS.get("mvtec").load("bottle", tmp_path, seed=0, spec=InputSpec(size=32))
+    maps = test.masks.numpy().copy()
+    scores = Scores(image=test.labels.astype(float), maps=maps,
+                    extra_maps={"mkd_code": maps})
+    metrics, protocol = score_metrics(test, scores)
+    assert metrics["image_auroc"] == 1.0 and metrics["pixel_auroc"] == pytest.approx(1.0)
+    assert protocol is not None
