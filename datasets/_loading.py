@@ -159,6 +159,7 @@ class TensorCache:
                     torch.save(value, fh)
                     fh.flush()
                     os.fsync(fh.fileno())
+                os.chmod(tmp, 0o644)  # mkstemp makes it private; the data root may be shared
                 os.replace(tmp, self.folder / f"{key}.pt")
             finally:
                 if os.path.exists(tmp):
