@@ -57,12 +57,14 @@ def select_jobs(
 
     suite = load_suite(suite_name)
     _check_names("method", suite.method_names(), METHODS.names(), f" in suite {suite.name}")
-    _check_names("dataset", suite.dataset_names(), DATASETS.names(), f" in suite {suite.name}")
+    _check_names("dataset", [d for d in suite.dataset_names() if d not in DATASETS],
+                 DATASETS.names(), f" in suite {suite.name}")
     _check_names("method", methods, suite.method_names(), f" in suite {suite.name}")
     _check_names("dataset", datasets, suite.dataset_names(), f" in suite {suite.name}")
     selected_datasets = list(datasets) or suite.dataset_names()
     if tasks:
-        all_tasks = sorted({t for d in selected_datasets for t in DATASETS.get(d).tasks()})
+        all_tasks = sorted({t for d in selected_datasets
+                            for t in DATASETS.get(d).tasks_in(data_root)})
         _check_names("task", tasks, all_tasks, f" in dataset(s) {', '.join(selected_datasets)}")
     for block in suite.blocks:
         for d, wanted in block.datasets.items():
@@ -71,7 +73,7 @@ def select_jobs(
                     DATASETS.get(d).check_task(t)
     selected_methods = list(methods) or suite.method_names()
     extra = split_overrides(selected_methods, overrides or {})
-    tasks_of = {d: DATASETS.get(d).tasks() for d in DATASETS.names()}
+    tasks_of = {d: DATASETS.get(d).tasks_in(data_root) for d in selected_datasets}
     jobs = expand(suite, tasks_of, methods=methods or None, datasets=datasets or None,
                   tasks=tasks or None, seeds=seeds or None, extra=extra)
     seen: set[tuple[str, str, Any]] = set()

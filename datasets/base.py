@@ -256,6 +256,11 @@ class DatasetProtocol(abc.ABC):
              spec: InputSpec | None = None) -> tuple[TaskData, TaskData]:
         """Build ``(train, test)`` for ``task``; train holds normal images only."""
 
+    def tasks_in(self, root: Path | None) -> list[str]:
+        """The tasks given the data root: the fixed :meth:`tasks` list, except for datasets
+        whose tasks are folders on disk (``folder``)."""
+        return self.tasks()
+
     def check_task(self, task: str) -> str:
         tasks = self.tasks()
         if task not in tasks:

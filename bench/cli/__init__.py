@@ -33,12 +33,22 @@ def main(ctx: click.Context, results: str | None, data_root: str | None, debug: 
 _data_root = data_root
 
 from bench.cli import check as _check  # noqa: E402
+from bench.cli import data as _data  # noqa: E402
 from bench.cli import inspect as _inspect  # noqa: E402
 from bench.cli import run as _run  # noqa: E402
 from bench.cli import table as _table  # noqa: E402
 
-for _cmd in (_inspect.list_cmd, _inspect.status, _run.run, _table.table, _check.check,
-             _check.baseline):
+# one command per line, so that adding one never conflicts with adding another
+COMMANDS = [
+    _inspect.list_cmd,
+    _inspect.status,
+    _run.run,
+    _table.table,
+    _check.check,
+    _check.baseline,
+    _data.data,
+]
+for _cmd in COMMANDS:
     main.add_command(_cmd)
 
 __all__ = ["main"]

@@ -6,6 +6,7 @@ import click
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
+from bench.errors import BenchError
 from bench.runner import plan
 from bench.select import select_jobs
 from bench.store import Store
@@ -38,8 +39,12 @@ def list_cmd(settings: Settings, what: str) -> None:
         out.add_column("source")
         for name in DATASETS.names():
             ds = DATASETS.get(name)
-            tasks = ds.tasks()
+            try:
+                tasks = ds.tasks_in(settings.data_root)
+            except BenchError:  # folder datasets list what is on disk
+                tasks = []
             shown = ", ".join(tasks[:6]) + (f", … ({len(tasks)})" if len(tasks) > 6 else "")
+            shown = shown or "(its sub-folders)"
             out.add_row(name, shown, "yes" if ds.has_masks else "no", ds.info.source)
     else:
         out.add_column("suite")

@@ -1,0 +1,104 @@
+"""``bench data status|fetch|verify``: where the datasets are, getting them, checking them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
+from rich.table import Table as RichTable
+
+from bench.cli._common import Settings, pass_settings
+
+
+@click.group("data")
+def data() -> None:
+    """Dataset status, download and verification (one data root per machine)."""
+
+
+@data.command("status")
+@click.argument("names", nargs=-1)
+@pass_settings
+def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
+    """Each dataset: found or missing, path, file counts, last verification."""
+    from datasets import DATASETS
+    from datasets.manage import status
+
+    out = RichTable(show_header=True, header_style="bold",
+                    title=f"data root: {settings.data_root}")
+    for col in ("dataset", "state", "path", "counts", "checksum"):
+        out.add_column(col, overflow="fold")
+    colour = {"found": "green", "missing": "red", "damaged": "red", "embedded": "cyan"}
+    for name in names or tuple(DATASETS.names()):
+        row = status(name, DATASETS.get(name), settings.data_root)
+        out.add_row(row.name, f"[{colour[row.state]}]{row.state}[/]", row.path, row.counts,
+                    row.checksum)
+    settings.console.print(out)
+
+
+@data.command("fetch")
+@click.argument("name")
+@click.option("--archive", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Unpack an archive you downloaded (checksum checked if known).")
+@click.option("--accept-license", is_flag=True,
+              help="You accepted the dataset's licence: download its archive (MVTec AD).")
+@click.option("--url", default=None, help="Download the archive from this URL instead.")
+@click.option("--sha256", default=None, help="Expected sha256 of --url/--archive, if not known.")
+@click.option("--keep-archive", is_flag=True, help="Keep the downloaded archive after unpacking.")
+@pass_settings
+def fetch_cmd(settings: Settings, name: str, archive: Path | None, accept_license: bool,
+              url: str | None, sha256: str | None, keep_archive: bool) -> None:
+    """Get dataset NAME into the data root, or print the manual steps it needs."""
+    from datasets import DATASETS
+    from datasets.manage import fetch
+
+    ds = DATASETS.get(name)
+    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), console=settings.err, disable=settings.quiet)
+    task: list[TaskID] = []
+
+    def progress(done: int, total: int | None) -> None:
+        if not task:  # start the bar only when a download really begins
+            bar.start()
+            task.append(bar.add_task(f"downloading {name}", total=total))
+        bar.update(task[0], completed=done, total=total)
+
+    try:
+        result = fetch(ds, settings.data_root, archive=archive, url=url, sha256=sha256,
+                       accept_license=accept_license, keep_archive=keep_archive,
+                       progress=progress)
+    finally:
+        bar.stop()
+    settings.console.print(result.message, highlight=False, soft_wrap=True)
+    if not result.fetched:
+        settings.console.print(f"{name} is not in {result.path} yet: follow the steps above.",
+                               highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+@data.command("verify")
+@click.argument("name")
+@pass_settings
+def verify_cmd(settings: Settings, name: str) -> None:
+    """Check NAME's file counts (and checksums where known) against the shipped manifest."""
+    from datasets import DATASETS
+    from datasets.stored import StoredDataset
+
+    ds = DATASETS.get(name)
+    if not isinstance(ds, StoredDataset):
+        settings.console.print(f"{name} ships with the code: nothing to verify")
+        return
+    report = ds.verify(settings.data_root)
+    out = RichTable(show_header=True, header_style="bold", title=f"{name}: {report.path}")
+    for col in ("item", "expected", "found", "state"):
+        out.add_column(col)
+    colour = {"ok": "green", "unknown": "yellow", "mismatch": "red", "missing": "red"}
+    for c in report.checks:
+        out.add_row(c.item, c.expected, c.found, f"[{colour[c.state]}]{c.state}[/]")
+    settings.console.print(out)
+    for note in report.notes:
+        settings.console.print(f"note: {note}", highlight=False)
+    settings.console.print(f"{name}: {report.summary()}", highlight=False)
+    if not report.ok:
+        sys.exit(1)
