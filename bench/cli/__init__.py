@@ -33,10 +33,12 @@ def main(ctx: click.Context, results: str | None, data_root: str | None, debug: 
 _data_root = data_root
 
 from bench.cli import inspect as _inspect  # noqa: E402
+from bench.cli import plot as _plot  # noqa: E402
 from bench.cli import run as _run  # noqa: E402
 from bench.cli import table as _table  # noqa: E402
 
-for _cmd in (_inspect.list_cmd, _inspect.status, _run.run, _table.table):
+for _cmd in (_inspect.list_cmd, _inspect.status, _run.run, _table.table, _plot.plot,
+             _plot.report):
     main.add_command(_cmd)
 
 __all__ = ["main"]
