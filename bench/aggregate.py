@@ -279,15 +279,22 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
 # ----------------------------------------------------------------------------- helpers
 
 
-def best_per_row(table: Table, higher_is_better: bool = True) -> pd.DataFrame:
-    """Boolean frame marking the best measured value(s) of each row."""
+def best_per_row(table: Table, higher_is_better: bool = True,
+                 digits: int | None = None) -> pd.DataFrame:
+    """Boolean frame marking the best measured value(s) of each row (none with one column).
+
+    With ``digits``, values are compared as printed (percent, rounded), so cells that read the
+    same are bold together.
+    """
     m = table.mean
-    if m.empty:
-        return m.astype(bool)
     measured = [c for c in m.columns if table.kind(c) == MEASURED]
-    sub = m[measured]
-    best = sub.max(axis=1) if higher_is_better else sub.min(axis=1)
     out = pd.DataFrame(False, index=m.index, columns=m.columns)
+    if len(measured) < 2:  # nothing to compare: bold would only add noise
+        return out
+    sub = m[measured].astype(float)
+    if digits is not None:
+        sub = (100 * sub).round(digits)
+    best = sub.max(axis=1) if higher_is_better else sub.min(axis=1)
     out[measured] = sub.eq(best, axis=0) & sub.notna()
     return out
 

@@ -115,8 +115,8 @@ def roc(store: Store, flt: JobFilter) -> Named:
     """ROC curves of the matching jobs (one dataset and task), one curve per job."""
     recs = _matching(store, flt)
     if not recs:
-        raise UsageError("no successful job with saved scores matches; records written before "
-                         "artifacts existed need `bench run --retry-failed` after deleting them")
+        raise UsageError("no successful job with saved scores matches (jobs recorded before "
+                         "per-job artifacts existed have none: delete their records and rerun)")
     where = sorted({(r["job"]["dataset"], str(r["job"]["task"])) for r in recs})
     if len(where) > 1:
         shown = ", ".join(f"{d}/{t}" for d, t in where[:8])

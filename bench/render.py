@@ -62,8 +62,10 @@ def caption(table: Table) -> str:
     """What produced the numbers, in one paragraph."""
     p = table.provenance
     parts = [f"{table.title or table.dataset}. {describe_metric(table.metric)}, in %"]
+    measured = sum(table.kind(c) == MEASURED for c in table.columns)
     parts.append("mean ± std over seeds where a cell has several; Mean row recomputed from the "
-                 "rows shown (– if any row is missing); best measured value per row in bold")
+                 "rows shown (– if any row is missing)"
+                 + ("; best measured value per row in bold" if measured > 1 else ""))
     parts.append("expert weights: " + _per_column(table, "expert", "none"))
     ckpt = _per_column(table, "checkpoint_policy", "unknown")
     parts.append("checkpoint: " + CHECKPOINT_TEXT.get(ckpt, ckpt))
@@ -93,7 +95,7 @@ class _Style:
 
 
 def _format(table: Table, digits: int, style: _Style) -> pd.DataFrame:
-    best = best_per_row(table)
+    best = best_per_row(table, digits=digits)
     out = pd.DataFrame(index=table.mean.index, columns=table.mean.columns, dtype=object)
     for r in table.mean.index:
         for c in table.mean.columns:

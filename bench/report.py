@@ -155,8 +155,10 @@ def _job_figures(page: _Page, store: Store, suite: str, df: pd.DataFrame,
             page.heading("ROC curves and localization (first task of each dataset)")
             done_heading = True
         page.figures(named)
-        localizing = sorted({r["id"] for r in store.records(suite) if flt.matches(r)
-                             and (r.get("artifacts") or {}).get("maps")})
+        # MKD's maps first (the method this project is about), then any other localizer
+        localizing = sorted((not r["job"]["method"].startswith("mkd"), r["id"])
+                            for r in store.records(suite)
+                            if flt.matches(r) and (r.get("artifacts") or {}).get("maps"))
         if localizing:
             page.figures(figures.overlay(store, figures.JobFilter(
-                suites=(suite,), job_id=localizing[0])))
+                suites=(suite,), job_id=localizing[0][1])))

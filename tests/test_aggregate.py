@@ -162,3 +162,18 @@ def test_build_tables_one_per_dataset(tmp_path):
     recs = [record("s", "m", d, "a", 0, {"image_auroc": 0.5}) for d in ("x", "y")]
     tables = build_tables(frame(tmp_path, recs), "image_auroc")
     assert [t.dataset for t in tables] == ["x", "y"]
+
+
+def test_no_bold_without_a_comparison(tmp_path):
+    t = method_table(frame(tmp_path, [record("s", "m", "d", "a", 0, {"image_auroc": 0.5})]),
+                     "d", "image_auroc")
+    assert not best_per_row(t).any().any()
+
+
+def test_values_that_print_the_same_are_bold_together(tmp_path):
+    recs = [record("s", "a", "d", "x", 0, {"image_auroc": 0.99991}),
+            record("s", "b", "d", "x", 0, {"image_auroc": 0.99989}),
+            record("s", "c", "d", "x", 0, {"image_auroc": 0.9})]
+    t = method_table(frame(tmp_path, recs), "d", "image_auroc")
+    assert best_per_row(t).loc["x"].tolist() == [True, False, False]
+    assert best_per_row(t, digits=1).loc["x"].tolist() == [True, True, False]
