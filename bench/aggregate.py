@@ -252,6 +252,7 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
         n[label] = [*([1] * len(rows)), ref.stated_n if ref.full else 1]
         kinds_out[label] = REFERENCE
         notes.append(f"{label}: {ref.source}" + (f" ({ref.status})" if ref.status else "")
+                     + (f"; protocol: {ref.protocol}" if ref.protocol else "")
                      + (f"; {ref.partial_note}" if ref.partial_note else ""))
         if ref.kind == "paper" and paper_col is None:
             paper_col = (label, ref.method)
@@ -261,6 +262,8 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
         if metrics:
             notes.append(f"no published numbers for {table.metric} on {table.dataset}; "
                          f"published: {', '.join(metrics)}")
+        elif not others:
+            notes.append(f"no published MKD numbers for {table.dataset}")
     if delta and paper_col is not None:
         label, ref_method = paper_col
         ours = [c for c in table.columns

@@ -12,7 +12,13 @@ themselves). Columns:
   underscores; ``Mean`` = the mean as stated by the source; ``*`` = the dataset's only task),
   ``metric`` (our metric name), ``method``, ``setting`` (empty for the headline setting).
 - ``value_pct``, ``std_pct`` (percent, as published; empty = not found), ``n_runs``.
-- ``status``: ``verified`` or ``UNVERIFIED`` as the reference notes mark them; ``source``, ``note``.
+- ``status``: ``verified`` or ``UNVERIFIED`` as the reference notes mark them; ``protocol``: how
+  the source chose its model (the paper averages over epochs after convergence, a re-run may
+  pick the best test-set checkpoint); ``source``, ``note``.
+
+A published ``image_auroc`` is also shown next to our ``image_auroc_converged_mean`` and
+``image_auroc_best_on_test_optimistic`` (same base metric); the caption states each source's
+protocol so the reader sees which of ours is the like-for-like comparison.
 
 Values are never guessed: a table that was not found has rows with an empty value, marked
 UNVERIFIED, so that ``bench table --paper`` can say so instead of showing nothing.
@@ -33,7 +39,9 @@ import pandas as pd
 from bench.errors import DataCorruptError
 
 COLUMNS = ["table", "kind", "label", "dataset", "task", "metric", "method", "setting",
-           "value_pct", "std_pct", "n_runs", "status", "source", "note"]
+           "value_pct", "std_pct", "n_runs", "status", "protocol", "source", "note"]
+#: our history-derived metrics compare with the published number of their base metric
+MATCHED_SUFFIXES = ("_converged_mean", "_best_on_test_optimistic")
 KINDS = ("paper", "rerun")
 STATUSES = ("verified", "UNVERIFIED")
 STATED_MEAN = "Mean"
@@ -120,6 +128,7 @@ class RefColumn:
     values: dict[str, float] = field(default_factory=dict)
     std: dict[str, float] = field(default_factory=dict)
     status: str = "verified"
+    protocol: str = ""
     source: str = ""
     note: str = ""
     full: bool = False            # the rows shown are exactly the published rows
@@ -130,6 +139,14 @@ class RefColumn:
     @property
     def has_values(self) -> bool:
         return any(not math.isnan(v) for v in self.values.values())
+
+
+def base_metric(metric: str) -> str:
+    """``image_auroc_converged_mean`` -> ``image_auroc``; other names unchanged."""
+    for suffix in MATCHED_SUFFIXES:
+        if metric.endswith(suffix):
+            return metric[: -len(suffix)]
+    return metric
 
 
 def _pct(x: object) -> float:
@@ -146,12 +163,13 @@ def reference_columns(reference: pd.DataFrame, dataset: str, metric: str | None,
     sel = reference[(reference["dataset"] == dataset) & (reference["setting"] == "")
                     & reference["kind"].isin(list(kinds))]
     if metric is not None:
-        sel = sel[sel["metric"] == metric]
+        sel = sel[sel["metric"] == base_metric(metric)]
     out = []
     for (label, met), g in sel.groupby(["label", "metric"], sort=False):
         first = g.iloc[0]
         col = RefColumn(label=str(label), kind=str(first["kind"]), method=str(first["method"]),
                         metric=str(met), source="; ".join(dict.fromkeys(g["source"])),
+                        protocol="; ".join(p for p in dict.fromkeys(g["protocol"]) if p),
                         status="UNVERIFIED" if (g["status"] == "UNVERIFIED").any() else "")
         per_task = g[g["task"] != STATED_MEAN]
         wildcard = per_task[per_task["task"] == ANY_TASK]

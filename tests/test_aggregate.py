@@ -177,3 +177,19 @@ def test_values_that_print_the_same_are_bold_together(tmp_path):
     t = method_table(frame(tmp_path, recs), "d", "image_auroc")
     assert best_per_row(t).loc["x"].tolist() == [True, False, False]
     assert best_per_row(t, digits=1).loc["x"].tolist() == [True, True, False]
+
+
+def test_history_metrics_compare_with_the_published_base_metric(tmp_path):
+    from bench.reference import load_reference
+
+    recs = [record("s", "mkd", "cifar10", "3", 0,
+                   {"image_auroc": 0.70, "image_auroc_converged_mean": 0.76})]
+    df = frame(tmp_path, recs)
+    t = with_reference(method_table(df, "cifar10", "image_auroc_converged_mean"),
+                       load_reference())
+    assert t.mean.loc["3", "Δ mkd"] == pytest.approx(0.76 - 0.7702)
+    assert any("after convergence" in n for n in t.notes)  # the paper's protocol is stated
+    demo = frame(tmp_path / "x", [record("s", "mkd", "textures", "brick", 0,
+                                         {"image_auroc": 0.5})])
+    t = with_reference(method_table(demo, "textures", "image_auroc"), load_reference())
+    assert t.notes == ["no published MKD numbers for textures"]

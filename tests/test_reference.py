@@ -87,11 +87,11 @@ def test_local_file_replaces_shipped_one_and_bad_files_are_errors(tmp_path):
     local.mkdir()
     header = ",".join(COLUMNS)
     (local / "mkd_table2_cifar10.csv").write_text(
-        header + "\nT,paper,MKD (paper),cifar10,0,image_auroc,mkd,,50.0,,,verified,me,\n")
+        header + "\nT,paper,MKD (paper),cifar10,0,image_auroc,mkd,,50.0,,,verified,,me,\n")
     ref = load_reference(tmp_path)
     cifar = ref[ref["dataset"] == "cifar10"]
     assert cifar["value_pct"].tolist() == [50.0]
-    (local / "bad.csv").write_text(header + "\nT,paper,x,d,0,m,mkd,,,,,verified,me,\n")
+    (local / "bad.csv").write_text(header + "\nT,paper,x,d,0,m,mkd,,,,,verified,,me,\n")
     with pytest.raises(DataCorruptError, match="bad.csv: a verified row needs a value"):
         load_reference(tmp_path)
     (local / "bad.csv").write_text("table,value\n1,2\n")
