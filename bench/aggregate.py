@@ -1,19 +1,31 @@
 """Aggregators: pure functions from the store's tidy frame to tables.
 
 Means are always recomputed from per-task values (never copied from a summary), a task missing
-for a method stays missing (NaN, shown as such) and makes that method's Mean missing too, so that
-no mean silently covers fewer tasks than its neighbours.
+for a column stays missing (NaN, shown as such) and makes that column's Mean missing too, so that
+no mean silently covers fewer tasks than its neighbours. Several records of one
+(column, task, seed) — the same job in two suites — are averaged before anything else, so a
+seed is never counted twice.
+
+Columns are of three kinds: ``measured`` (our records), ``reference`` (published numbers, see
+:mod:`bench.reference`) and ``delta`` (measured − reference, in percentage points). Only measured
+columns compete for the bold "best per row".
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.reference import reference_columns
+
 MEAN_ROW = "Mean"
+MEASURED, REFERENCE, DELTA = "measured", "reference", "delta"
 
 
 def column_label(method: str, variant: str) -> str:
@@ -22,7 +34,12 @@ def column_label(method: str, variant: str) -> str:
 
 @dataclass
 class Table:
-    """One paper-style table: rows = tasks plus a Mean row, columns = methods."""
+    """One paper-style table: rows = tasks plus a Mean row, columns = methods or levels.
+
+    ``provenance`` holds table-wide facts (seeds, suites, pixel protocol); ``column_provenance``
+    the expert weights and checkpoint policy of each measured column; ``notes`` go into the
+    caption (sources of published numbers, what an ablation held fixed).
+    """
 
     dataset: str
     metric: str
@@ -30,63 +47,266 @@ class Table:
     std: pd.DataFrame
     n_seeds: pd.DataFrame
     provenance: dict[str, list[str]] = field(default_factory=dict)
+    column_provenance: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    column_methods: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    title: str = ""
 
     @property
     def columns(self) -> list[str]:
         return list(self.mean.columns)
 
+    @property
+    def tasks(self) -> list[str]:
+        return [str(r) for r in self.mean.index if r != MEAN_ROW]
+
+    def kind(self, column: str) -> str:
+        return self.kinds.get(column, MEASURED)
+
+    @property
+    def empty(self) -> bool:
+        return self.mean.empty
+
 
 def _task_order(tasks: Sequence[str], order: Sequence[str] | None) -> list[str]:
+    def natural(t: str) -> tuple[int, int, str]:
+        return (0, int(t), "") if t.isdigit() else (1, 0, t)
+
     if order:
         known = [t for t in order if t in set(tasks)]
-        return known + sorted(set(tasks) - set(known))
-    return sorted(set(tasks), key=lambda t: (len(t), t))
+        return known + sorted(set(tasks) - set(known), key=natural)
+    return sorted(set(tasks), key=natural)
+
+
+def _selected(df: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
+    return df[(df["dataset"] == dataset) & (df["metric"] == metric) & (df["status"] == "ok")]
+
+
+def _values(x: Any) -> list[str]:
+    """Distinct non-missing values as sorted strings."""
+    return sorted({str(v) for v in x if not is_missing(v)})
+
+
+def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[str] | None,
+           column_order: Sequence[str] | None = None) -> Table:
+    """Mean/std/n over seeds per (task, column) of ``sel`` (which has a ``column`` field)."""
+    # one value per (column, task, seed): the same job recorded in two suites counts once
+    per_seed = sel.groupby(["column", "task", "seed"])["value"].mean()
+    grouped = per_seed.groupby(level=["task", "column"])
+    mean = grouped.mean().unstack("column")
+    std = grouped.std(ddof=0).unstack("column")
+    n = grouped.count().unstack("column")
+    rows = _task_order(list(mean.index), task_order)
+    cols = list(column_order) if column_order else sorted(mean.columns)
+    mean, std, n = (x.reindex(index=rows, columns=cols) for x in (mean, std, n))
+    # the Mean row: the mean over tasks of the per-task means (NaN if any task is missing)
+    mean.loc[MEAN_ROW] = mean.loc[rows].mean(axis=0, skipna=False)
+    std.loc[MEAN_ROW] = _mean_row_std(per_seed, rows).reindex(cols)
+    n.loc[MEAN_ROW] = n.loc[rows].min(axis=0)
+    for x in (mean, std, n):
+        x.columns.name = None
+    provenance = {
+        "seeds": sorted({str(x) for x in sel["seed"].unique()}, key=int),
+        "suite": _values(sel["suite"]),
+        "pixel_resolution": _values(int(x) for x in sel["pixel_resolution"].dropna()),
+        "pixel_includes_normal": _values(sel.get("pixel_includes_normal", pd.Series(dtype=object))),
+    }
+    column_provenance = {
+        str(c): {"expert": _values(g["expert"]),
+                 "checkpoint_policy": _values(g["checkpoint_policy"])}
+        for c, g in sel.groupby("column")
+    }
+    methods = {str(c): str(g["method"].iloc[0]) for c, g in sel.groupby("column")}
+    return Table(dataset, metric, mean, std, n, provenance, column_provenance,
+                 dict.fromkeys(cols, MEASURED), methods, title=f"{dataset} — {metric}")
+
+
+def _mean_row_std(per_seed: pd.Series, rows: list[str]) -> pd.Series:
+    """Std over seeds of the per-seed mean over tasks (the spread a reader cares about)."""
+    wide = per_seed.unstack("task").reindex(columns=rows)
+    seed_means = wide.mean(axis=1, skipna=False)
+    return seed_means.groupby(level="column").std(ddof=0)
 
 
 def method_table(df: pd.DataFrame, dataset: str, metric: str,
                  task_order: Sequence[str] | None = None) -> Table:
     """Per task and method: mean and std over seeds; a Mean row recomputed from the tasks."""
-    sel = df[(df["dataset"] == dataset) & (df["metric"] == metric) & (df["status"] == "ok")]
+    sel = _selected(df, dataset, metric)
     if sel.empty:
         empty = pd.DataFrame()
-        return Table(dataset, metric, empty, empty, empty)
+        return Table(dataset, metric, empty, empty, empty, title=f"{dataset} — {metric}")
     sel = sel.assign(column=[column_label(m, v) for m, v in zip(sel["method"], sel["variant"],
                                                                  strict=True)])
-    grouped = sel.groupby(["task", "column"])["value"]
-    mean = grouped.mean().unstack("column")
-    std = grouped.std(ddof=0).unstack("column")
-    n = grouped.count().unstack("column")
-    rows = _task_order(list(mean.index), task_order)
-    mean, std, n = (x.reindex(rows) for x in (mean, std, n))
-    # the Mean row: the mean over tasks of the per-task means (NaN if any task is missing)
-    mean.loc[MEAN_ROW] = mean.loc[rows].mean(axis=0, skipna=False)
-    std.loc[MEAN_ROW] = _mean_row_std(sel, rows)
-    n.loc[MEAN_ROW] = n.loc[rows].min(axis=0)
-    provenance = {
-        "expert": sorted({str(x) for x in sel["expert"].dropna().unique()}),
-        "checkpoint_policy": sorted({str(x) for x in sel["checkpoint_policy"].dropna().unique()}),
-        "seeds": sorted({str(x) for x in sel["seed"].unique()}),
-        "suite": sorted({str(x) for x in sel["suite"].unique()}),
-        "pixel_resolution": sorted({str(int(x)) for x in sel["pixel_resolution"].dropna()}),
-    }
-    return Table(dataset, metric, mean, std, n, provenance)
+    return _build(sel, dataset, metric, task_order)
 
 
-def _mean_row_std(sel: pd.DataFrame, rows: list[str]) -> pd.Series:
-    """Std over seeds of the per-seed mean over tasks (the spread a reader cares about)."""
-    per_seed = sel.groupby(["column", "seed", "task"])["value"].mean().unstack("task")
-    per_seed = per_seed.reindex(columns=rows)
-    seed_means = per_seed.mean(axis=1, skipna=False)
-    return seed_means.groupby(level="column").std(ddof=0)
+# ----------------------------------------------------------------------------- ablations
 
 
-def best_per_row(table: Table, higher_is_better: bool = True) -> pd.DataFrame:
-    """Boolean frame marking the best value(s) of each row."""
+def level_label(value: Any) -> str:
+    """How a config value appears as a column: lists joined with ``+`` (``pool4+pool5``)."""
+    if isinstance(value, list):
+        return "+".join(level_label(v) for v in value)
+    return str(value)
+
+
+def level_sort_key(value: Any) -> tuple[Any, ...]:
+    """Numbers by value, lists by length then names (single layers, then last 2, 3, 4)."""
+    if isinstance(value, bool) or value is None:
+        return (2, 0, str(value))
+    if isinstance(value, (int, float)):
+        return (0, float(value), "")
+    if isinstance(value, list):
+        return (1, len(value), level_label(value))
+    return (2, 0, str(value))
+
+
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def ablation_factors(df: pd.DataFrame) -> list[str]:
+    """Config fields that some record overrides with at least two different values."""
+    seen: dict[str, set[str]] = {}
+    for text in df["overrides"].dropna().unique():
+        for k, v in json.loads(text).items():
+            seen.setdefault(k, set()).add(_canon(v))
+    levels: dict[str, set[str]] = {}
+    for text in df["config"].dropna().unique():
+        cfg = json.loads(text)
+        for k in seen:
+            if k in cfg:
+                levels.setdefault(k, set()).add(_canon(cfg[k]))
+    return sorted(k for k, v in levels.items() if len(v) > 1)
+
+
+def ablation_tables(df: pd.DataFrame, dataset: str, metric: str, factor: str,
+                    task_order: Sequence[str] | None = None) -> list[Table]:
+    """One table per method: the levels of config field ``factor`` as columns.
+
+    Levels come from each record's resolved config. Only records that hold every *other*
+    ablated field (a field some record overrides) at the reference setting enter the table:
+    fields the factor's own variants override with it keep those values (e.g. ``score_layers:
+    trained`` next to ``layers``), all others their default (the value in records that do not
+    override them). So the baseline run supplies the default level without being run twice, and
+    a λ variant never leaks into the layers table.
+    """
+    sel = _selected(df, dataset, metric)
+    tables = []
+    for method, msel in sorted(sel.groupby("method"), key=lambda x: str(x[0])):
+        cfgs = [json.loads(c) for c in msel["config"]]
+        ovs = [json.loads(o) for o in msel["overrides"]]
+        has = np.array([factor in c for c in cfgs])
+        in_block = [factor in o for o in ovs]
+        if not any(in_block):
+            continue
+        others = sorted({k for o in ovs for k in o} - {factor})
+        fixed: dict[str, str] = {}
+        for key in others:
+            block_vals = [_canon(c.get(key)) for c, o, b in zip(cfgs, ovs, in_block, strict=True)
+                          if b and key in o]
+            default_vals = [_canon(c.get(key)) for c, o in zip(cfgs, ovs, strict=True)
+                            if key not in o] or [_canon(c.get(key)) for c in cfgs]
+            fixed[key] = Counter(block_vals or default_vals).most_common(1)[0][0]
+        keep = has & np.array([all(_canon(c.get(k)) == v for k, v in fixed.items()) for c in cfgs])
+        if not keep.any():
+            continue
+        values = {level_label(c[factor]): c[factor] for c, k in zip(cfgs, keep, strict=True) if k}
+        order = sorted(values, key=lambda lab: level_sort_key(values[lab]))
+        sub = msel[keep].assign(column=[level_label(c[factor])
+                                        for c, k in zip(cfgs, keep, strict=True) if k])
+        t = _build(sub, dataset, metric, task_order, order)
+        t.title = f"{dataset} — {metric}: ablation of {factor} ({method})"
+        t.column_methods = dict.fromkeys(order, str(method))
+        if fixed:
+            t.notes.append("held fixed: " + ", ".join(
+                f"{k}={level_label(json.loads(v))}" for k, v in sorted(fixed.items())))
+        tables.append(t)
+    return tables
+
+
+# ----------------------------------------------------------------------------- published numbers
+
+
+def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] = ("paper",),
+                   delta: bool = True) -> Table:
+    """Add published columns (and Δ = ours − paper for the paper's method) to ``table``.
+
+    Published means are recomputed over the rows shown, like ours, so a Δ in the Mean row
+    compares the same tasks; the caption says so when fewer tasks are shown than published.
+    """
+    rows = table.tasks
+    mean, std, n = table.mean.copy(), table.std.copy(), table.n_seeds.copy()
+    kinds_out, notes = dict(table.kinds), list(table.notes)
+    paper_col: tuple[str, str] | None = None
+    for ref in reference_columns(reference, table.dataset, table.metric, rows, kinds):
+        if not ref.has_values:
+            notes.append(f"{ref.label}: {ref.note} ({ref.status}; {ref.source})")
+            continue
+        label = ref.label + (" UNVERIFIED" if ref.status == "UNVERIFIED" else "")
+        values = pd.Series(ref.values, dtype=float).reindex(rows)
+        mean[label] = [*values.tolist(), values.mean(skipna=False)]
+        std[label] = [*pd.Series(ref.std, dtype=float).reindex(rows).tolist(),
+                      ref.stated_std if ref.full else np.nan]
+        n[label] = [*([1] * len(rows)), ref.stated_n if ref.full else 1]
+        kinds_out[label] = REFERENCE
+        notes.append(f"{label}: {ref.source}" + (f" ({ref.status})" if ref.status else "")
+                     + (f"; protocol: {ref.protocol}" if ref.protocol else "")
+                     + (f"; {ref.partial_note}" if ref.partial_note else ""))
+        if ref.kind == "paper" and paper_col is None:
+            paper_col = (label, ref.method)
+    if not any(k == REFERENCE for k in kinds_out.values()) and "paper" in kinds:
+        others = reference_columns(reference, table.dataset, None, rows, kinds)
+        metrics = sorted({r.metric for r in others if r.has_values})
+        if metrics:
+            notes.append(f"no published numbers for {table.metric} on {table.dataset}; "
+                         f"published: {', '.join(metrics)}")
+        elif not others:
+            notes.append(f"no published MKD numbers for {table.dataset}")
+    if delta and paper_col is not None:
+        label, ref_method = paper_col
+        ours = [c for c in table.columns
+                if table.kind(c) == MEASURED and table.column_methods.get(c) == ref_method]
+        for c in ours:
+            d = f"Δ {c}"
+            mean[d] = mean[c] - mean[label]
+            std[d] = np.nan
+            n[d] = np.nan
+            kinds_out[d] = DELTA
+        notes.append(f"Δ = ours − {label}, in percentage points" if ours else
+                     f"no Δ: no {ref_method} column in this table")
+    return replace(table, mean=mean, std=std, n_seeds=n, kinds=kinds_out, notes=notes)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def best_per_row(table: Table, higher_is_better: bool = True,
+                 digits: int | None = None) -> pd.DataFrame:
+    """Boolean frame marking the best measured value(s) of each row (none with one column).
+
+    With ``digits``, values are compared as printed (percent, rounded), so cells that read the
+    same are bold together.
+    """
     m = table.mean
-    if m.empty:
-        return m.astype(bool)
-    best = m.max(axis=1) if higher_is_better else m.min(axis=1)
-    return m.eq(best, axis=0) & m.notna()
+    measured = [c for c in m.columns if table.kind(c) == MEASURED]
+    out = pd.DataFrame(False, index=m.index, columns=m.columns)
+    if len(measured) < 2:  # nothing to compare: bold would only add noise
+        return out
+    sub = m[measured].astype(float)
+    if digits is not None:
+        sub = (100 * sub).round(digits)
+    best = sub.max(axis=1) if higher_is_better else sub.min(axis=1)
+    out[measured] = sub.eq(best, axis=0) & sub.notna()
+    return out
+
+
+def dataset_summary(tables: Sequence[Table]) -> pd.DataFrame:
+    """Mean row of each table: measured columns × datasets (for a heatmap)."""
+    data = {t.dataset: t.mean.loc[MEAN_ROW, [c for c in t.columns if t.kind(c) == MEASURED]]
+            for t in tables if not t.empty}
+    return pd.DataFrame(data)
 
 
 def finite_or_nan(x: float | None) -> float:
@@ -97,5 +317,33 @@ def dataset_order(df: pd.DataFrame) -> list[str]:
     return sorted(df["dataset"].dropna().unique().tolist())
 
 
-def is_missing(x: float) -> bool:
-    return x is None or (isinstance(x, float) and np.isnan(x))
+def is_missing(x: Any) -> bool:
+    if x is None:
+        return True
+    try:
+        return bool(np.isnan(x))
+    except TypeError:
+        return False
+
+
+def build_tables(df: pd.DataFrame, metric: str, *, datasets: Sequence[str] | None = None,
+                 task_orders: dict[str, list[str]] | None = None, ablation: str | None = None,
+                 reference: pd.DataFrame | None = None,
+                 kinds: Sequence[str] = ("paper",)) -> list[Table]:
+    """The tables ``bench table`` prints: per dataset, methods (or a factor's levels) as columns.
+
+    With ``reference`` (see :func:`bench.reference.load_reference`) the published columns of
+    ``kinds`` are added to method tables, with Δ against the paper.
+    """
+    names = list(datasets) if datasets else dataset_order(df)
+    out: list[Table] = []
+    for name in names:
+        order = (task_orders or {}).get(name)
+        if ablation:
+            out.extend(ablation_tables(df, name, metric, ablation, order))
+            continue
+        t = method_table(df, name, metric, order)
+        if t.empty:
+            continue
+        out.append(with_reference(t, reference, kinds) if reference is not None else t)
+    return out

@@ -152,6 +152,10 @@ def run_job(
             scores = method.score(test, ctx)
             timing["score"] = time.perf_counter() - t0
             metrics, protocol = score_metrics(test, scores)
+            masks = None if test.masks is None else test.masks.numpy()
+            record["artifacts"] = store.write_artifacts(  # ROC curves and overlays need these
+                job, test.labels, scores.image, ids=test.ids, maps=scores.maps, masks=masks,
+                images=test.images.numpy())
             history = list(method.history_)
             metrics.update(summarize_history(history))
             record.update(method.provenance())

@@ -1,42 +1,101 @@
 """Renderers: :class:`~bench.aggregate.Table` to Markdown, LaTeX (booktabs), CSV and HTML.
 
-Numbers are AUROC-style fractions shown as percentages with ``digits`` decimals; the best value
-of each row is bold; mean ± std is shown when a cell has more than one seed; a missing cell is
-shown as ``–`` (never as a blank that could be mistaken for a zero).
+Numbers are AUROC-style fractions shown as percentages with ``digits`` decimals; the best measured
+value of each row is bold; mean ± std is shown when a cell has more than one seed (or a published
+std); Δ columns are signed percentage points; a missing cell is shown as ``–`` (never as a blank
+that could be mistaken for a zero). Every table carries a caption that says what produced it:
+metric and protocol, expert weights, checkpoint policy, seeds, suite and the sources of
+published numbers.
 """
 
 from __future__ import annotations
 
+import html
 import io
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.aggregate import Table, best_per_row, is_missing
+from bench.aggregate import DELTA, MEAN_ROW, MEASURED, Table, best_per_row, is_missing
 
 MISSING = "–"
 
+METRIC_TEXT = {
+    "image_auroc": "image AUROC",
+    "image_ap": "image average precision",
+    "pixel_auroc": "pixel AUROC over all test pixels (standard MVTec protocol)",
+    "pixel_aupro": "pixel AUPRO to FPR 0.3, divided by 0.3",
+    "pixel_auroc_mkd": ("pixel AUROC by the official MKD code's protocol (defective test images "
+                        "only, soft masks, per-image normalized maps, opening at each threshold): "
+                        "the metric of the paper's Table 4"),
+}
+HISTORY_SUFFIXES = {
+    "_converged_mean": "mean over the evaluations of the second half of training",
+    "_converged_std": "std over the evaluations of the second half of training",
+    "_best_on_test_optimistic": ("best evaluation during training, chosen on the test set "
+                                 "(optimistic: test labels select the epoch)"),
+}
+CHECKPOINT_TEXT = {"final": "final (last epoch)"}
 
-def caption(table: Table, extra: str = "") -> str:
+
+def describe_metric(metric: str) -> str:
+    for suffix, text in HISTORY_SUFFIXES.items():
+        if metric.endswith(suffix):
+            base = metric[: -len(suffix)]
+            return f"{METRIC_TEXT.get(base, base)}, {text}"
+    return METRIC_TEXT.get(metric, metric)
+
+
+def _per_column(table: Table, key: str, empty: str) -> str:
+    cols = [c for c in table.columns if table.kind(c) == MEASURED]
+    vals = {c: ", ".join(table.column_provenance.get(c, {}).get(key) or []) or empty
+            for c in cols}
+    distinct = sorted(set(vals.values()))
+    if len(distinct) <= 1:
+        return distinct[0] if distinct else empty
+    return "; ".join(f"{c}: {v}" for c, v in vals.items())
+
+
+def caption(table: Table) -> str:
+    """What produced the numbers, in one paragraph."""
     p = table.provenance
-    parts = [f"{table.dataset}: {table.metric} (%)"]
-    if p.get("expert"):
-        parts.append("expert " + ", ".join(p["expert"]))
-    if p.get("checkpoint_policy"):
-        parts.append("checkpoint " + ", ".join(p["checkpoint_policy"]))
-    if p.get("pixel_resolution") and table.metric.startswith("pixel"):
-        parts.append("pixel metric at " + ", ".join(p["pixel_resolution"]) + " px")
+    parts = [f"{table.title or table.dataset}. {describe_metric(table.metric)}, in %"]
+    measured = sum(table.kind(c) == MEASURED for c in table.columns)
+    parts.append("mean ± std over seeds where a cell has several; Mean row recomputed from the "
+                 "rows shown (– if any row is missing)"
+                 + ("; best measured value per row in bold" if measured > 1 else ""))
+    parts.append("expert weights: " + _per_column(table, "expert", "none"))
+    ckpt = _per_column(table, "checkpoint_policy", "unknown")
+    parts.append("checkpoint: " + CHECKPOINT_TEXT.get(ckpt, ckpt))
+    if table.metric.startswith("pixel"):
+        res = ", ".join(p.get("pixel_resolution") or []) or "unknown"
+        if table.metric.startswith("pixel_auroc_mkd"):
+            scope = "defective test images only"
+        else:
+            inc = set(p.get("pixel_includes_normal") or [])
+            scope = {frozenset({"True"}): "normal test images included",
+                     frozenset({"False"}): "normal test images excluded"}.get(
+                frozenset(inc), "normal images: unknown")
+        parts.append(f"pixel metric at {res} px, {scope}")
     if p.get("seeds"):
         parts.append("seeds " + ",".join(p["seeds"]))
     if p.get("suite"):
         parts.append("suite " + ", ".join(p["suite"]))
-    if extra:
-        parts.append(extra)
+    parts.extend(table.notes)
     return "; ".join(parts) + "."
 
 
-def _cells(table: Table, digits: int, bold: tuple[str, str]) -> pd.DataFrame:
-    best = best_per_row(table)
+@dataclass(frozen=True)
+class _Style:
+    bold: Callable[[str], str]
+    pm: str
+    minus: str
+
+
+def _format(table: Table, digits: int, style: _Style) -> pd.DataFrame:
+    best = best_per_row(table, digits=digits)
     out = pd.DataFrame(index=table.mean.index, columns=table.mean.columns, dtype=object)
     for r in table.mean.index:
         for c in table.mean.columns:
@@ -44,85 +103,141 @@ def _cells(table: Table, digits: int, bold: tuple[str, str]) -> pd.DataFrame:
             if is_missing(v):
                 out.at[r, c] = MISSING
                 continue
+            kind = table.kind(c)
+            if kind == DELTA:
+                text = f"{100 * v:+.{digits}f}".replace("-", style.minus)
+                out.at[r, c] = text
+                continue
             text = f"{100 * v:.{digits}f}"
-            n = table.n_seeds.at[r, c] if c in table.n_seeds.columns else 1
-            s = table.std.at[r, c] if c in table.std.columns else float("nan")
-            if not is_missing(n) and n > 1 and not is_missing(s):
-                text += f" ± {100 * s:.{digits}f}"
-            if best.at[r, c]:
-                text = f"{bold[0]}{text}{bold[1]}"
-            out.at[r, c] = text
-    out.index.name = "task"
+            n = table.n_seeds.at[r, c]
+            s = table.std.at[r, c]
+            if not is_missing(s) and (kind != MEASURED or (not is_missing(n) and n > 1)):
+                text += f"{style.pm}{100 * s:.{digits}f}"
+            out.at[r, c] = style.bold(text) if best.at[r, c] else text
     return out
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+_MD = _Style(bold=lambda s: f"**{s}**", pm=" ± ", minus="−")
 
 
 def to_markdown(tables: Sequence[Table], digits: int = 1) -> str:
     chunks = []
     for t in tables:
-        if t.mean.empty:
+        if t.empty:
             continue
-        cells = _cells(t, digits, ("**", "**"))
+        cells = _format(t, digits, _MD)
+        cells.index.name = "task"
         md = cells.to_markdown(disable_numparse=True)
-        chunks.append(f"### {t.dataset} — {t.metric}\n\n{md}\n\n*{caption(t)}*\n")
+        text = caption(t).replace("*", r"\*")
+        chunks.append(f"### {t.title}\n\n{md}\n\n*{text}*\n")
     return "\n".join(chunks)
 
 
-def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                 ("#", r"\#"), ("{", r"\{"), ("}", r"\}")):
+# ----------------------------------------------------------------------------- LaTeX
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}
+_LATEX_UNICODE = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "λ": r"$\lambda$",
+                  "σ": r"$\sigma$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$",
+                  "–": "--", "—": "---", "→": r"$\rightarrow$", "…": r"\ldots{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials and map the few non-ASCII symbols we print (pdflatex-safe)."""
+    text = re.sub(r"[\\&%$#_{}~^]", lambda m: _LATEX_SPECIAL[m.group(0)], text)
+    for a, b in _LATEX_UNICODE.items():
         text = text.replace(a, b)
     return text
 
 
+_TEX = _Style(bold=lambda s: rf"\textbf{{{s}}}", pm=" ± ", minus="−")
+
+
 def to_latex(tables: Sequence[Table], digits: int = 1) -> str:
-    """One booktabs ``table`` environment per dataset; needs ``\\usepackage{booktabs}``."""
+    """One booktabs ``table`` environment per table; needs ``\\usepackage{booktabs}``."""
     chunks = []
     for t in tables:
-        if t.mean.empty:
+        if t.empty:
             continue
-        cells = _cells(t, digits, (r"\textbf{", "}"))
-        cells = cells.map(lambda s: s.replace("±", r"$\pm$").replace(MISSING, "--"))
-        cells.index = [_latex_escape(str(i)) for i in cells.index]
-        cells.columns = [_latex_escape(str(c)) for c in cells.columns]
-        cells.index.name = "Task"
-        styler = cells.style
-        body = styler.to_latex(hrules=True, column_format="l" + "c" * len(cells.columns),
-                               position="t", position_float="centering",
-                               caption=_latex_escape(caption(t)),
-                               label=f"tab:{t.dataset}-{t.metric}".replace("_", "-"))
-        # a rule above the recomputed Mean row
-        body = body.replace("\nMean &", "\n\\midrule\nMean &")
-        chunks.append(body)
+        cells = _format(t, digits, _TEX)
+        label = re.sub(r"[^A-Za-z0-9]+", "-", t.title or f"{t.dataset}-{t.metric}").strip("-")
+        lines = [r"\begin{table}[t]", r"\centering", r"\small",
+                 rf"\caption{{{latex_escape(caption(t))}}}", rf"\label{{tab:{label.lower()}}}",
+                 rf"\begin{{tabular}}{{l{'c' * len(cells.columns)}}}", r"\toprule",
+                 " & ".join(["Task", *(latex_escape(str(c)) for c in cells.columns)]) + r" \\",
+                 r"\midrule"]
+        for r in cells.index:
+            if r == MEAN_ROW:
+                lines.append(r"\midrule")
+            row = [latex_escape(str(r)), *(_tex_cell(str(v)) for v in cells.loc[r])]
+            lines.append(" & ".join(row) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+        chunks.append("\n".join(lines))
     return "\n".join(chunks)
 
 
+def _tex_cell(text: str) -> str:
+    """Escape a formatted cell, keeping its ``\\textbf{...}`` wrapper."""
+    m = re.fullmatch(r"\\textbf\{(.*)\}", text)
+    if m:
+        return rf"\textbf{{{latex_escape(m.group(1))}}}"
+    return latex_escape(text)
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
 def to_csv(tables: Sequence[Table]) -> str:
-    """Long CSV: dataset, metric, task, method, mean, std, n_seeds (fractions, not %)."""
+    """Long CSV, fractions not %: one row per cell, with its kind and provenance."""
     rows = []
     for t in tables:
+        cap = caption(t)
         for r in t.mean.index:
             for c in t.mean.columns:
+                prov = t.column_provenance.get(c, {})
                 rows.append({"dataset": t.dataset, "metric": t.metric, "task": r, "method": c,
                              "mean": t.mean.at[r, c], "std": t.std.at[r, c],
-                             "n_seeds": t.n_seeds.at[r, c]})
+                             "n_seeds": t.n_seeds.at[r, c], "kind": t.kind(c),
+                             "expert": ";".join(prov.get("expert") or []),
+                             "checkpoint_policy": ";".join(prov.get("checkpoint_policy") or []),
+                             "table": t.title, "caption": cap})
     buf = io.StringIO()
-    pd.DataFrame(rows, columns=["dataset", "metric", "task", "method", "mean", "std", "n_seeds"]
+    pd.DataFrame(rows, columns=["dataset", "metric", "task", "method", "mean", "std", "n_seeds",
+                                "kind", "expert", "checkpoint_policy", "table", "caption"]
                  ).to_csv(buf, index=False, float_format="%.6f")
     return buf.getvalue()
 
 
+# ----------------------------------------------------------------------------- HTML
+
+_HTML = _Style(bold=lambda s: f"<b>{s}</b>", pm=" ± ", minus="−")
+
+
 def to_html(tables: Sequence[Table], digits: int = 1) -> str:
+    """``<table class="bench-table">`` elements with a ``<caption>``; no external resources."""
     chunks = []
     for t in tables:
-        if t.mean.empty:
+        if t.empty:
             continue
-        cells = _cells(t, digits, ("<b>", "</b>"))
-        html = cells.to_html(escape=False, classes="bench-table", border=0)
-        chunks.append(f"<h3>{t.dataset} — {t.metric}</h3>\n{html}\n<p><i>{caption(t)}</i></p>")
+        cells = _format(t, digits, _HTML)
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["task", *cells.columns])
+        body = []
+        for r in cells.index:
+            cls = ' class="mean"' if r == MEAN_ROW else ""
+            tds = "".join(f"<td>{v}</td>" for v in cells.loc[r])
+            body.append(f"<tr{cls}><th>{html.escape(str(r))}</th>{tds}</tr>")
+        chunks.append(f'<h3>{html.escape(t.title)}</h3>\n<table class="bench-table">\n'
+                      f"<caption>{html.escape(caption(t))}</caption>\n"
+                      f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
+                      + "\n</tbody></table>")
     return "\n".join(chunks)
 
 
 RENDERERS = {"markdown": to_markdown, "latex": to_latex, "html": to_html}
+FORMATS = ("markdown", "latex", "csv", "html")
 
 
 def render(tables: Sequence[Table], fmt: str, digits: int = 1) -> str:

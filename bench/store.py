@@ -1,8 +1,11 @@
 """The result store: one JSON record per job, written atomically; the only reader and writer.
 
-Layout: ``<root>/runs/<suite>/<job_id>.json``. A record is written to a temporary file in the same
-folder, flushed and fsync-ed, then moved into place with ``os.replace``, so a reader (or a runner
-killed midway) never sees half a record. Fields are documented in ``results/README.md``.
+Layout: ``<root>/runs/<suite>/<job_id>.json``, plus small per-job artifacts in
+``<root>/runs/<suite>/<job_id>/`` (``scores.npz``: every test image's score and label;
+``maps.npz``: a few anomaly maps at float16 with their images and masks) for ROC curves and
+localization overlays. Every file is written to a temporary file in the same folder, flushed and
+fsync-ed, then moved into place with ``os.replace``, so a reader (or a runner killed midway) never
+sees half a file. Fields and files are documented in ``results/README.md``.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from bench.jobs import Job, variant_label
@@ -24,7 +29,61 @@ log = logging.getLogger(__name__)
 
 #: columns of the tidy (long) frame returned by :meth:`Store.load`
 ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task", "seed",
-              "status", "expert", "checkpoint_policy", "pixel_resolution"]
+              "status", "expert", "checkpoint_policy", "pixel_resolution",
+              "pixel_includes_normal", "config"]
+#: at most this many anomaly maps (with their images and masks) are kept per job
+MAX_ARTIFACT_MAPS = 8
+SCORES_FILE = "scores.npz"
+MAPS_FILE = "maps.npz"
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write through ``write`` into a temporary sibling, fsync, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Artifacts:
+    """Per-job arrays kept next to a record (see ``results/README.md``)."""
+
+    labels: np.ndarray                    # [N] int, 1 = anomaly
+    scores: np.ndarray                    # [N] float64, higher = more anomalous
+    ids: np.ndarray                       # [N] str, the test images' ids
+    map_index: np.ndarray | None = None   # [K] indices into the test set of the kept maps
+    maps: np.ndarray | None = None        # [K, H, W] float32 (stored as float16 x scale)
+    masks: np.ndarray | None = None       # [K, H, W] float32 in [0, 1]
+    images: np.ndarray | None = None      # [K, C, H, W] uint8, as the method saw them
+
+
+def pick_examples(labels: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of at most ``n`` test images to keep maps of: half anomalies, half normals.
+
+    Within each class the images are ordered by score and taken at evenly spaced ranks, so the
+    kept set shows the best and worst detections, not only flattering ones. Deterministic.
+    """
+    labels = np.asarray(labels).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    picked: list[np.ndarray] = []
+    groups = [np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)]
+    quota = [min(len(groups[0]), (n + 1) // 2)]
+    quota.append(min(len(groups[1]), n - quota[0]))
+    quota[0] = min(len(groups[0]), n - quota[1])
+    for idx, k in zip(groups, quota, strict=True):
+        if k <= 0:
+            continue
+        ordered = idx[np.argsort(-scores[idx], kind="stable")]
+        picked.append(ordered[np.unique(np.linspace(0, len(ordered) - 1, k).round().astype(int))])
+    return np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
 
 
 class Store:
@@ -46,19 +105,78 @@ class Store:
         if record.get("id") != job.id:
             raise ValueError("record id does not match its job")
         path = self.path(job)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{job.id}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record, fh, indent=1, sort_keys=True, allow_nan=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = json.dumps(record, indent=1, sort_keys=True, allow_nan=True) + "\n"
+        _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
         return path
+
+    def artifact_dir(self, suite: str, job_id: str) -> Path:
+        return self.suite_dir(suite) / job_id
+
+    def write_artifacts(
+        self,
+        job: Job,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        *,
+        ids: Iterable[str] | None = None,
+        maps: np.ndarray | None = None,
+        masks: np.ndarray | None = None,
+        images: np.ndarray | None = None,
+        max_maps: int = MAX_ARTIFACT_MAPS,
+    ) -> dict[str, Any]:
+        """Save the job's per-image scores and a few maps; returns the record's ``artifacts``.
+
+        Maps are divided by their largest absolute value and stored as float16 (the scale is
+        stored beside them), so any score range survives the reduced precision.
+        """
+        labels = np.asarray(labels).ravel().astype(np.int8)
+        scores = np.asarray(scores, dtype=np.float64).ravel()
+        id_arr = np.asarray(list(ids) if ids is not None else [str(i) for i in range(len(labels))],
+                            dtype=str)
+        folder = self.artifact_dir(job.suite, job.id)
+        _atomic_write(folder / SCORES_FILE,
+                      lambda fh: np.savez_compressed(fh, labels=labels, scores=scores, ids=id_arr))
+        out: dict[str, Any] = {"scores": SCORES_FILE, "maps": None, "n_maps": 0}
+        if maps is not None and max_maps > 0:
+            index = pick_examples(labels, scores, max_maps)
+            kept = np.asarray(maps, dtype=np.float64)[index]
+            scale = float(np.abs(kept).max()) if kept.size else 1.0
+            scale = scale if np.isfinite(scale) and scale > 0 else 1.0
+            arrays: dict[str, np.ndarray] = {"index": index,
+                                             "maps": (kept / scale).astype(np.float16),
+                                             "scale": np.float64(scale)}
+            if masks is not None:
+                arrays["masks"] = np.asarray(masks, dtype=np.float16)[index]
+            if images is not None:
+                arrays["images"] = np.asarray(images, dtype=np.uint8)[index]
+            _atomic_write(folder / MAPS_FILE,
+                          lambda fh: np.savez_compressed(fh, **arrays))  # type: ignore[arg-type]
+            out.update(maps=MAPS_FILE, n_maps=len(index))
+        return out
+
+    def read_artifacts(self, suite: str, job_id: str) -> Artifacts | None:
+        """The artifacts of a job, or None when the job saved none (or they are unreadable)."""
+        folder = self.artifact_dir(suite, job_id)
+        try:
+            with np.load(folder / SCORES_FILE) as z:
+                art = Artifacts(labels=z["labels"].astype(np.int64), scores=z["scores"],
+                                ids=z["ids"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring unreadable artifacts in %s: %s", folder, exc)
+            return None
+        try:
+            with np.load(folder / MAPS_FILE) as z:
+                art.map_index = z["index"]
+                art.maps = z["maps"].astype(np.float32) * np.float32(z["scale"])
+                art.masks = z["masks"].astype(np.float32) if "masks" in z else None
+                art.images = z.get("images")
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring unreadable maps in %s: %s", folder, exc)
+        return art
 
     # ------------------------------------------------------------------ reading
     def read(self, job: Job) -> dict[str, Any] | None:
@@ -117,6 +235,20 @@ class Store:
                              "value": float("nan") if value is None else float(value)})
         return pd.DataFrame(rows, columns=[*ID_COLUMNS, "metric", "value"])
 
+    def load_history(self, suites: Iterable[str] | str | None = None) -> pd.DataFrame:
+        """Per-evaluation training history, tidy: identity columns, ``epoch``, metric, value."""
+        rows: list[dict[str, Any]] = []
+        for rec in self.records(suites):
+            if rec.get("status") != "ok":
+                continue
+            base = _identity(rec)
+            for h in rec.get("history") or []:
+                for name, value in h.items():
+                    if name != "epoch" and value is not None:
+                        rows.append({**base, "epoch": h.get("epoch"), "metric": name,
+                                     "value": float(value)})
+        return pd.DataFrame(rows, columns=[*ID_COLUMNS, "epoch", "metric", "value"])
+
     def summary(self, suites: Iterable[str] | str | None = None) -> pd.DataFrame:
         """One row per record: identity, status, error, timings."""
         rows = []
@@ -146,4 +278,6 @@ def _identity(rec: dict[str, Any]) -> dict[str, Any]:
         "expert": rec.get("expert"),
         "checkpoint_policy": rec.get("checkpoint_policy"),
         "pixel_resolution": proto.get("resolution"),
+        "pixel_includes_normal": proto.get("includes_normal_images"),
+        "config": json.dumps(rec.get("config") or {}, sort_keys=True),
     }

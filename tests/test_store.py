@@ -107,3 +107,68 @@ def test_killed_runner_leaves_no_partial_record_and_resumes(tmp_path):
     assert recs == ["1", "2", "3"]
     assert first[0].stat().st_mtime_ns == mtime  # the finished job was not run again
     assert not list(runs.glob("*.tmp")) and not list(runs.glob(".*"))
+
+
+def test_artifacts_round_trip_small_and_atomic(tmp_path):
+    import numpy as np
+
+    from bench.store import pick_examples
+
+    store = Store(tmp_path)
+    job = Job.make("s", "m", "d", "t", 0)
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1] * 10)
+    scores = rng.normal(size=40) + labels
+    maps = rng.random((40, 8, 8)) * 1e6  # beyond float16's range: stored relative to a scale
+    masks = (rng.random((40, 8, 8)) > 0.8).astype(np.float32)
+    images = rng.integers(0, 256, size=(40, 3, 8, 8), dtype=np.uint8)
+    info = store.write_artifacts(job, labels, scores, ids=[f"img{i}" for i in range(40)],
+                                 maps=maps, masks=masks, images=images, max_maps=6)
+    assert info == {"scores": "scores.npz", "maps": "maps.npz", "n_maps": 6}
+    art = store.read_artifacts("s", job.id)
+    np.testing.assert_array_equal(art.scores, scores)  # exact: ROC curves match the record
+    np.testing.assert_array_equal(art.labels, labels)
+    assert art.ids[3] == "img3"
+    idx = art.map_index
+    assert len(idx) == 6 and (labels[idx] == 1).sum() == 3  # half anomalies, half normals
+    np.testing.assert_allclose(art.maps, maps[idx], rtol=1e-3)
+    np.testing.assert_array_equal(art.masks, masks[idx])
+    np.testing.assert_array_equal(art.images, images[idx])
+    folder = store.artifact_dir("s", job.id)
+    assert sorted(p.name for p in folder.iterdir()) == ["maps.npz", "scores.npz"]
+    assert store.read_artifacts("s", "0" * 16) is None
+    assert store.records() == []  # artifact folders are not records
+    # the extremes of each class are kept: best and worst detections, not only flattering ones
+    pick = pick_examples(labels, scores, 4)
+    anomalies = np.flatnonzero(labels == 1)
+    assert {anomalies[np.argmax(scores[anomalies])],
+            anomalies[np.argmin(scores[anomalies])]} <= set(pick)
+    assert len(pick_examples(np.ones(3), np.zeros(3), 8)) == 3
+
+
+def test_job_saves_scores_and_maps_through_execute(tmp_path, monkeypatch):
+    """A localizing method's run leaves artifacts whose ROC reproduces the recorded AUROC."""
+    import numpy as np
+
+    from bench.execute import run_job
+    from bench.metrics import image_auroc
+    from methods.base import Scores
+    from methods.classic import OneClassSVMDetector
+
+    def localizing_score(self, test, ctx):
+        x = test.images.numpy().astype(np.float64).mean(axis=1)
+        maps = np.abs(x - np.median(x, axis=(1, 2), keepdims=True))
+        return Scores(image=maps.reshape(len(x), -1).max(axis=1), maps=maps)
+
+    monkeypatch.setattr(OneClassSVMDetector, "score", localizing_score)
+    job = Job.make("e2e", "ocsvm", "textures", "brick", 0)
+    out = run_job(job, results_root=tmp_path)
+    assert out["status"] == "ok", out["error"]
+    store = Store(tmp_path)
+    rec = store.read(job)
+    assert rec["artifacts"]["n_maps"] == 8 and rec["artifacts"]["maps"] == "maps.npz"
+    art = store.read_artifacts("e2e", job.id)
+    assert image_auroc(art.labels, art.scores) == rec["metrics"]["image_auroc"]
+    assert art.images.shape[1:] == (3, *art.maps.shape[1:]) and art.masks is not None
+    size = sum(p.stat().st_size for p in store.artifact_dir("e2e", job.id).iterdir())
+    assert size < 200_000

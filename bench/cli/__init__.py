@@ -35,6 +35,7 @@ _data_root = data_root
 from bench.cli import check as _check  # noqa: E402
 from bench.cli import data as _data  # noqa: E402
 from bench.cli import inspect as _inspect  # noqa: E402
+from bench.cli import plot as _plot  # noqa: E402
 from bench.cli import run as _run  # noqa: E402
 from bench.cli import table as _table  # noqa: E402
 
@@ -44,6 +45,8 @@ COMMANDS = [
     _inspect.status,
     _run.run,
     _table.table,
+    _plot.plot,
+    _plot.report,
     _check.check,
     _check.baseline,
     _data.data,

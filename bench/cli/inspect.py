@@ -6,7 +6,7 @@ import click
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
-from bench.errors import BenchError
+from bench.errors import BenchError, UsageError
 from bench.runner import plan
 from bench.select import select_jobs
 from bench.store import Store
@@ -69,7 +69,13 @@ def status(settings: Settings, suites: tuple[str, ...]) -> None:
     for col in ("suite", "jobs", "done", "failed", "pending", "recorded time"):
         out.add_column(col, justify="right" if col != "suite" else "left")
     for name in names:
-        suite, jobs = select_jobs(name, check_data=False)
+        try:
+            suite, jobs = select_jobs(name, check_data=False)
+        except UsageError as exc:
+            if suites:  # asked for by name: the user needs the reason
+                raise
+            out.add_row(name, "–", "–", "–", "–", f"unavailable: {exc}")
+            continue
         todo, done, failed = plan(jobs, store)
         summ = store.summary(suite.name)
         secs = float(summ["total_s"].fillna(0).sum()) if len(summ) else 0.0

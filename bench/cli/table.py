@@ -1,56 +1,86 @@
-"""``bench table``: paper-style tables from the records."""
+"""``bench table``: paper-style tables and ablations from the records."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+import pandas as pd
 
-from bench.aggregate import method_table
+from bench.aggregate import ablation_factors, build_tables
 from bench.cli._common import Settings, pass_settings
 from bench.errors import UsageError
-from bench.render import render
+from bench.reference import load_reference
+from bench.render import FORMATS, render
 from bench.store import Store
+
+
+def task_orders(names: list[str]) -> dict[str, list[str]]:
+    """Each registered dataset's own task order (digit order, MVTec's category tuple)."""
+    from datasets import DATASETS
+
+    return {n: DATASETS.get(n).tasks() for n in names if n in DATASETS}
+
+
+def load_records(settings: Settings, suites: tuple[str, ...]) -> pd.DataFrame:
+    df = Store(settings.results_root).load(list(suites) or None)
+    if df.empty:
+        where = ", ".join(suites) if suites else "any suite"
+        raise UsageError(f"no records for {where} under {settings.results_root / 'runs'}; "
+                         "run `bench run` first")
+    return df
+
+
+def check_metric(df: pd.DataFrame, metric: str) -> None:
+    known = sorted(df["metric"].dropna().unique())
+    if metric not in known:
+        raise UsageError(f"no records have metric {metric!r}; available: {', '.join(known)}")
+
+
+def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text, encoding="utf-8")
+        settings.console.print(f"wrote {output}", highlight=False)
+    else:
+        click.echo(text)
 
 
 @click.command()
 @click.option("--suite", "suites", multiple=True, help="Suite(s) to tabulate (default: all).")
 @click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
 @click.option("--metric", default="image_auroc", show_default=True,
-              help="image_auroc, image_ap, pixel_auroc, pixel_aupro, pixel_auroc_mkd, ...")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv", "html"]),
-              default="markdown", show_default=True)
+              help="image_auroc, image_ap, pixel_auroc, pixel_aupro, pixel_auroc_mkd, or a "
+                   "history-derived one such as image_auroc_converged_mean.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="markdown",
+              show_default=True)
 @click.option("--digits", type=click.IntRange(0, 4), default=1, show_default=True)
+@click.option("--paper", is_flag=True,
+              help="Add the published MKD numbers and Δ = ours − paper.")
+@click.option("--reruns", is_flag=True,
+              help="Add independent re-runs of MKD by others (different protocols).")
+@click.option("--ablation", "factor", default=None, metavar="FIELD",
+              help="Columns = the levels of this config field (e.g. layers, loss_terms, lamda).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of the terminal.")
 @pass_settings
 def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...], metric: str,
-          fmt: str, digits: int, output: str | None) -> None:
+          fmt: str, digits: int, paper: bool, reruns: bool, factor: str | None,
+          output: str | None) -> None:
     """One table per dataset: tasks as rows (plus a recomputed Mean), methods as columns."""
-    from datasets import DATASETS
-
-    df = Store(settings.results_root).load(list(suites) or None)
-    if df.empty:
-        where = ", ".join(suites) if suites else "any suite"
-        raise UsageError(f"no records for {where} under {settings.results_root / 'runs'}; "
-                         "run `bench run` first")
-    known_metrics = sorted(df["metric"].dropna().unique())
-    if metric not in known_metrics:
-        raise UsageError(f"no records have metric {metric!r}; available: "
-                         f"{', '.join(known_metrics)}")
+    df = load_records(settings, suites)
+    check_metric(df, metric)
+    if factor and (paper or reruns):
+        raise UsageError("--paper/--reruns apply to method tables, not to --ablation")
     names = list(datasets) or sorted(df["dataset"].unique())
-    tables = []
-    for name in names:
-        order = DATASETS.get(name).tasks() if name in DATASETS else None
-        t = method_table(df, name, metric, order)
-        if not t.mean.empty:
-            tables.append(t)
+    kinds = [k for k, on in (("paper", paper), ("rerun", reruns)) if on]
+    reference = load_reference(settings.results_root) if kinds else None
+    tables = build_tables(df, metric, datasets=names, task_orders=task_orders(names),
+                          ablation=factor, reference=reference, kinds=kinds)
     if not tables:
+        if factor:
+            found = ablation_factors(df[df["dataset"].isin(names)])
+            raise UsageError(f"no records vary {factor!r} for {', '.join(names)}; factors "
+                             f"varied in these records: {', '.join(found) or 'none'}")
         raise UsageError(f"no successful records with {metric} for {', '.join(names)}")
-    text = render(tables, fmt, digits)
-    if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(text, encoding="utf-8")
-        settings.console.print(f"wrote {output}")
-    else:
-        click.echo(text)
+    write_or_echo(settings, render(tables, fmt, digits), output)

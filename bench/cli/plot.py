@@ -1,0 +1,181 @@
+"""``bench plot ...`` and ``bench report``: figures and the HTML page, written under results/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench import figures
+from bench.cli._common import Settings, pass_settings
+from bench.cli.table import check_metric, load_records, task_orders, write_or_echo
+from bench.errors import UsageError
+from bench.reference import load_reference
+from bench.store import Store
+
+F = Callable[..., Any]
+
+
+def _common(f: F) -> F:
+    """Options every ``bench plot`` command shares."""
+    for deco in reversed([
+        click.option("--suite", "suites", multiple=True, help="Suite(s) (default: all)."),
+        click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder for the images (default: results/figures/<suite>)."),
+        click.option("--image-format", "image_format", type=click.Choice(["png", "pdf", "svg"]),
+                     default="png", show_default=True),
+        click.option("--dpi", type=click.IntRange(50, 600), default=150, show_default=True),
+    ]):
+        f = deco(f)
+    return f
+
+
+def _metric_option(f: F) -> F:
+    return click.option("--metric", default="image_auroc", show_default=True)(f)
+
+
+def _save(settings: Settings, named: figures.Named, suites: tuple[str, ...],
+          out_dir: str | None, image_format: str, dpi: int) -> list[Path]:
+    if not named:
+        raise UsageError("nothing to plot for this selection")
+    folder = Path(out_dir) if out_dir else (
+        settings.results_root / "figures" / ("+".join(suites) if suites else "all"))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in named:
+        path = folder / f"{name}.{image_format}"
+        fig.savefig(path, dpi=dpi)
+        paths.append(path)
+        settings.console.print(f"wrote {path}", highlight=False)
+    return paths
+
+
+@click.group()
+def plot() -> None:
+    """Figures from the records, saved under results/figures/<suite>/."""
+
+
+@plot.command("bars")
+@_common
+@_metric_option
+@click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
+@click.option("--paper", is_flag=True, help="Add published MKD numbers as hatched bars.")
+@pass_settings
+def bars_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
+             image_format: str, dpi: int, metric: str, datasets: tuple[str, ...],
+             paper: bool) -> None:
+    """Per-task grouped bars, one colour per method, one figure per dataset."""
+    df = load_records(settings, suites)
+    check_metric(df, metric)
+    if datasets:
+        df = df[df["dataset"].isin(datasets)]
+    ref = load_reference(settings.results_root) if paper else None
+    orders = task_orders(sorted(df["dataset"].unique()))
+    _save(settings, figures.bars(df, metric, orders, ref), suites, out_dir, image_format, dpi)
+
+
+@plot.command("heatmap")
+@_common
+@_metric_option
+@pass_settings
+def heatmap_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
+                image_format: str, dpi: int, metric: str) -> None:
+    """Method × dataset heat map of the recomputed means."""
+    df = load_records(settings, suites)
+    check_metric(df, metric)
+    named = figures.heatmap(df, metric, task_orders(sorted(df["dataset"].unique())))
+    _save(settings, named, suites, out_dir, image_format, dpi)
+
+
+@plot.command("ablation")
+@_common
+@_metric_option
+@click.option("--factor", default="layers", show_default=True,
+              help="The config field whose levels form the x axis.")
+@pass_settings
+def ablation_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
+                 image_format: str, dpi: int, metric: str, factor: str) -> None:
+    """Mean over tasks against the factor's levels (for layers: against the number of layers)."""
+    df = load_records(settings, suites)
+    check_metric(df, metric)
+    named = figures.ablation(df, metric, factor, task_orders(sorted(df["dataset"].unique())))
+    _save(settings, named, suites, out_dir, image_format, dpi)
+
+
+@plot.command("curves")
+@_common
+@_metric_option
+@click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
+@pass_settings
+def curves_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
+               image_format: str, dpi: int, metric: str, datasets: tuple[str, ...]) -> None:
+    """Training curves from the per-epoch history (methods run with eval_every > 0)."""
+    named = figures.curves(Store(settings.results_root), suites, metric, datasets)
+    if not named:
+        raise UsageError(f"no record has a training history with {metric} (run with "
+                         "--set eval_every=N)")
+    _save(settings, named, suites, out_dir, image_format, dpi)
+
+
+def _job_options(f: F) -> F:
+    for deco in reversed([
+        click.option("--job", "job_id", default=None, help="A job id (see `bench run --dry-run`)."),
+        click.option("--method", default=None),
+        click.option("--dataset", default=None),
+        click.option("--task", default=None),
+        click.option("--seed", type=int, default=None),
+    ]):
+        f = deco(f)
+    return f
+
+
+def _filter(suites: tuple[str, ...], job_id: str | None, method: str | None,
+            dataset: str | None, task: str | None, seed: int | None) -> figures.JobFilter:
+    return figures.JobFilter(suites=suites, job_id=job_id, method=method, dataset=dataset,
+                             task=task, seed=seed)
+
+
+@plot.command("roc")
+@_common
+@_job_options
+@pass_settings
+def roc_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
+            image_format: str, dpi: int, job_id: str | None, method: str | None,
+            dataset: str | None, task: str | None, seed: int | None) -> None:
+    """ROC curves of the jobs of one task (one curve per method / seed)."""
+    flt = _filter(suites, job_id, method, dataset, task, seed)
+    _save(settings, figures.roc(Store(settings.results_root), flt), suites, out_dir,
+          image_format, dpi)
+
+
+@plot.command("overlays")
+@_common
+@_job_options
+@pass_settings
+def overlays_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
+                 image_format: str, dpi: int, job_id: str | None, method: str | None,
+                 dataset: str | None, task: str | None, seed: int | None) -> None:
+    """Image, mask contour and anomaly map for the test images one job kept."""
+    flt = _filter(suites, job_id, method, dataset, task, seed)
+    _save(settings, figures.overlay(Store(settings.results_root), flt), suites, out_dir,
+          image_format, dpi)
+
+
+@click.command()
+@click.option("--suite", required=True, help="The suite to report on.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Output file (default: results/report-<suite>.html).")
+@click.option("--dpi", type=click.IntRange(50, 300), default=90, show_default=True)
+@pass_settings
+def report(settings: Settings, suite: str, output: str | None, dpi: int) -> None:
+    """One self-contained HTML page with the suite's tables and figures."""
+    from bench.report import build_report
+
+    store = Store(settings.results_root)
+    df = load_records(settings, (suite,))
+    text = build_report(store, suite, task_orders=task_orders(sorted(df["dataset"].unique())),
+                        reference=load_reference(settings.results_root), dpi=dpi)
+    path = output or str(settings.results_root / f"report-{suite}.html")
+    write_or_echo(settings, text, path)

@@ -1,0 +1,155 @@
+"""From records to named figures: the selection shared by ``bench plot`` and ``bench report``.
+
+Each function returns ``[(name, Figure)]``; ``name`` is a file stem (no folder, no suffix) that
+the CLI turns into ``results/figures/<suite>/<name>.png``. Nothing here writes files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bench import plots
+from bench.aggregate import (
+    MEAN_ROW,
+    ablation_tables,
+    build_tables,
+    column_label,
+    dataset_summary,
+    method_table,
+)
+from bench.errors import UsageError
+from bench.jobs import variant_label
+from bench.store import Store
+
+Named = list[tuple[str, Figure]]
+
+
+def _stem(*parts: Any) -> str:
+    text = "-".join(str(p) for p in parts if p not in (None, ""))
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+def bars(df: pd.DataFrame, metric: str, task_orders: dict[str, list[str]],
+         reference: pd.DataFrame | None = None) -> Named:
+    tables = build_tables(df, metric, task_orders=task_orders, reference=reference)
+    return [(_stem("bars", t.dataset, metric), plots.task_bars(t)) for t in tables]
+
+
+def heatmap(df: pd.DataFrame, metric: str, task_orders: dict[str, list[str]]) -> Named:
+    tables = [method_table(df, d, metric, task_orders.get(d))
+              for d in sorted(df["dataset"].dropna().unique())]
+    summary = dataset_summary([t for t in tables if not t.empty])
+    if summary.empty:
+        return []
+    return [(_stem("heatmap", metric), plots.method_heatmap(summary, metric))]
+
+
+def ablation(df: pd.DataFrame, metric: str, factor: str,
+             task_orders: dict[str, list[str]]) -> Named:
+    tables = [t for d in sorted(df["dataset"].dropna().unique())
+              for t in ablation_tables(df, d, metric, factor, task_orders.get(d))]
+    tables = [t for t in tables if not t.mean.loc[MEAN_ROW].isna().all()]
+    if not tables:
+        return []
+    return [(_stem("ablation", factor, metric), plots.ablation_lines(tables, factor))]
+
+
+def curves(store: Store, suites: Sequence[str] | None, metric: str,
+           datasets: Sequence[str] = ()) -> Named:
+    hist = store.load_history(list(suites) if suites else None)
+    hist = hist[hist["metric"] == metric]
+    if datasets:
+        hist = hist[hist["dataset"].isin(datasets)]
+    if hist.empty:
+        return []
+    hist = hist.assign(column=[column_label(m, v) for m, v in zip(hist["method"],
+                                                                  hist["variant"], strict=True)])
+    out = []
+    for dataset, h in hist.groupby("dataset"):
+        # one line per (task, column): seeds are averaged
+        h = h.groupby(["column", "task", "epoch"], as_index=False)["value"].mean()
+        out.append((_stem("curves", dataset, metric),
+                    plots.training_curves(h.assign(metric=metric), metric, str(dataset))))
+    return out
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which records a job-level figure (ROC, overlays) is about."""
+
+    suites: tuple[str, ...] = ()
+    job_id: str | None = None
+    method: str | None = None
+    dataset: str | None = None
+    task: str | None = None
+    seed: int | None = None
+
+    def matches(self, rec: dict[str, Any]) -> bool:
+        job = rec["job"]
+        return (rec.get("status") == "ok"
+                and (self.job_id is None or rec.get("id") == self.job_id)
+                and (self.method is None or job["method"] == self.method)
+                and (self.dataset is None or job["dataset"] == self.dataset)
+                and (self.task is None or str(job["task"]) == self.task)
+                and (self.seed is None or int(job["seed"]) == self.seed))
+
+
+def _label(rec: dict[str, Any], with_seed: bool) -> str:
+    job = rec["job"]
+    name = column_label(job["method"], variant_label(job.get("overrides") or {}))
+    return f"{name} s{job['seed']}" if with_seed else name
+
+
+def _matching(store: Store, flt: JobFilter) -> list[dict[str, Any]]:
+    recs = [r for r in store.records(list(flt.suites) or None) if flt.matches(r)]
+    return [r for r in recs if (r.get("artifacts") or {}).get("scores")]
+
+
+def roc(store: Store, flt: JobFilter) -> Named:
+    """ROC curves of the matching jobs (one dataset and task), one curve per job."""
+    recs = _matching(store, flt)
+    if not recs:
+        raise UsageError("no successful job with saved scores matches (jobs recorded before "
+                         "per-job artifacts existed have none: delete their records and rerun)")
+    where = sorted({(r["job"]["dataset"], str(r["job"]["task"])) for r in recs})
+    if len(where) > 1:
+        shown = ", ".join(f"{d}/{t}" for d, t in where[:8])
+        raise UsageError(f"ROC curves compare jobs of one task; matching tasks: {shown}; "
+                         "narrow with --dataset and --task")
+    with_seed = len({r["job"]["seed"] for r in recs}) > 1
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for r in sorted(recs, key=lambda r: (_label(r, with_seed), r["id"])):
+        art = store.read_artifacts(r["job"]["suite"], r["id"])
+        if art is not None and len(np.unique(art.labels)) == 2:
+            found[_label(r, with_seed)] = (art.labels, art.scores)
+    if not found:
+        return []
+    dataset, task = where[0]
+    return [(_stem("roc", dataset, task), plots.roc_curves(found, f"ROC — {dataset} / {task}"))]
+
+
+def overlay(store: Store, flt: JobFilter) -> Named:
+    """Localization overlays of exactly one job."""
+    recs = [r for r in _matching(store, flt) if (r.get("artifacts") or {}).get("maps")]
+    if not recs:
+        raise UsageError("no successful job with saved anomaly maps matches (only methods that "
+                         "localize save maps)")
+    if len(recs) > 1:
+        shown = "; ".join(f"{r['id']} {_label(r, True)} {r['job']['dataset']}/{r['job']['task']}"
+                          for r in recs[:6])
+        raise UsageError(f"{len(recs)} jobs match, overlays show one: {shown}"
+                         + ("; ..." if len(recs) > 6 else "") + "; narrow it or pass --job ID")
+    rec = recs[0]
+    art = store.read_artifacts(rec["job"]["suite"], rec["id"])
+    if art is None or art.maps is None:
+        raise UsageError(f"the artifacts of job {rec['id']} are missing or unreadable")
+    job = rec["job"]
+    title = f"{_label(rec, True)} — {job['dataset']}/{job['task']} (job {rec['id']})"
+    return [(_stem("overlays", job["dataset"], job["task"], rec["id"]),
+             plots.overlays(art, title))]

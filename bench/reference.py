@@ -1,0 +1,201 @@
+"""Published numbers: MKD's paper tables and independent re-runs, as committed CSV files.
+
+The canonical files are committed in ``results/reference/*.csv``; ``bench/reference`` is a link to
+that folder, so the same files ship inside the package and an installed ``bench`` finds them.
+Each file is one published table, transcribed from the project's reference notes
+with its source on every row. A CSV file of the same columns placed in ``<results>/reference/``
+is read too and replaces a shipped file of the same name (for numbers a user transcribes
+themselves). Columns:
+
+- ``table``: the published table; ``kind``: ``paper`` (the authors' numbers) or ``rerun`` (an
+  independent re-run, a different protocol); ``label``: the column title in our tables.
+- ``dataset``, ``task`` (our names: ``"0"``..``"9"``, MVTec categories in lower case with
+  underscores; ``Mean`` = the mean as stated by the source; ``*`` = the dataset's only task),
+  ``metric`` (our metric name), ``method``, ``setting`` (empty for the headline setting).
+- ``value_pct``, ``std_pct`` (percent, as published; empty = not found), ``n_runs``.
+- ``status``: ``verified`` or ``UNVERIFIED`` as the reference notes mark them; ``protocol``: how
+  the source chose its model (the paper averages over epochs after convergence, a re-run may
+  pick the best test-set checkpoint); ``source``, ``note``.
+
+A published ``image_auroc`` is also shown next to our ``image_auroc_converged_mean`` and
+``image_auroc_best_on_test_optimistic`` (same base metric); the caption states each source's
+protocol so the reader sees which of ours is the like-for-like comparison.
+
+Values are never guessed: a table that was not found has rows with an empty value, marked
+UNVERIFIED, so that ``bench table --paper`` can say so instead of showing nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from bench.errors import DataCorruptError
+
+COLUMNS = ["table", "kind", "label", "dataset", "task", "metric", "method", "setting",
+           "value_pct", "std_pct", "n_runs", "status", "protocol", "source", "note"]
+#: our history-derived metrics compare with the published number of their base metric
+MATCHED_SUFFIXES = ("_converged_mean", "_best_on_test_optimistic")
+KINDS = ("paper", "rerun")
+STATUSES = ("verified", "UNVERIFIED")
+STATED_MEAN = "Mean"
+ANY_TASK = "*"
+
+
+class _Readable(Protocol):
+    """A shipped resource or a local path: both have a name and bytes."""
+
+    @property
+    def name(self) -> str: ...
+
+    def read_bytes(self) -> bytes: ...
+
+
+def _read(name: str, source: _Readable) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(io.BytesIO(source.read_bytes()), dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataCorruptError(f"reference file {name}: {exc}") from None
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise DataCorruptError(f"reference file {name}: missing column(s) {', '.join(missing)}")
+    bad_kind = sorted(set(df["kind"]) - set(KINDS))
+    bad_status = sorted(set(df["status"]) - set(STATUSES))
+    if bad_kind or bad_status:
+        raise DataCorruptError(f"reference file {name}: unknown kind {bad_kind} or status "
+                               f"{bad_status}; expected {KINDS} and {STATUSES}")
+    out = df[COLUMNS].copy()
+    for col in ("value_pct", "std_pct", "n_runs"):
+        try:
+            out[col] = pd.to_numeric(out[col].replace("", None), errors="raise")
+        except ValueError as exc:
+            raise DataCorruptError(f"reference file {name}: column {col}: {exc}") from None
+    unverified_value = out["value_pct"].isna() & (out["status"] == "verified")
+    if unverified_value.any():
+        raise DataCorruptError(f"reference file {name}: a verified row needs a value "
+                               f"(row {int(unverified_value.idxmax()) + 2})")
+    out.insert(0, "file", name)
+    return out
+
+
+def load_reference(results_root: str | Path | None = None) -> pd.DataFrame:
+    """Every reference row: shipped files, then ``<results_root>/reference/*.csv`` overrides."""
+    files: dict[str, _Readable] = {}
+    shipped = resources.files("bench") / "reference"
+    if shipped.is_dir():
+        for entry in shipped.iterdir():
+            if entry.name.endswith(".csv"):
+                files[entry.name] = entry
+    if results_root is not None:
+        local = Path(results_root) / "reference"
+        if local.is_dir():
+            for path in sorted(local.glob("*.csv")):
+                files[path.name] = path
+    frames = [_read(name, files[name]) for name in sorted(files)]
+    if not frames:
+        return pd.DataFrame(columns=["file", *COLUMNS])
+    return pd.concat(frames, ignore_index=True)
+
+
+def stated_mean_check(reference: pd.DataFrame) -> pd.DataFrame:
+    """Per published table: the stated mean next to the mean recomputed from its rows."""
+    out = []
+    keys = ["file", "label", "dataset", "metric", "setting"]
+    for key, g in reference.groupby(keys, sort=True):
+        stated = g[g["task"] == STATED_MEAN]["value_pct"].dropna()
+        rows = g[(g["task"] != STATED_MEAN) & (g["task"] != ANY_TASK)]["value_pct"]
+        if stated.empty or rows.empty:
+            continue
+        out.append({**dict(zip(keys, key, strict=True)), "stated": float(stated.iloc[0]),
+                    "recomputed": float(rows.mean(skipna=False)), "n_tasks": len(rows)})
+    return pd.DataFrame(out, columns=[*keys, "stated", "recomputed", "n_tasks"])
+
+
+@dataclass
+class RefColumn:
+    """Published values of one source for one (dataset, metric), as fractions like ours."""
+
+    label: str
+    kind: str
+    method: str
+    metric: str
+    values: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+    status: str = "verified"
+    protocol: str = ""
+    source: str = ""
+    note: str = ""
+    full: bool = False            # the rows shown are exactly the published rows
+    stated_std: float = math.nan  # std of the stated mean (e.g. over runs), used when full
+    stated_n: float = 1.0
+    partial_note: str = ""
+
+    @property
+    def has_values(self) -> bool:
+        return any(not math.isnan(v) for v in self.values.values())
+
+
+def base_metric(metric: str) -> str:
+    """``image_auroc_converged_mean`` -> ``image_auroc``; other names unchanged."""
+    for suffix in MATCHED_SUFFIXES:
+        if metric.endswith(suffix):
+            return metric[: -len(suffix)]
+    return metric
+
+
+def _pct(x: object) -> float:
+    v = float(x)  # type: ignore[arg-type]
+    return v / 100.0 if not math.isnan(v) else math.nan
+
+
+def reference_columns(reference: pd.DataFrame, dataset: str, metric: str | None,
+                      tasks: Sequence[str], kinds: Sequence[str] = KINDS) -> list[RefColumn]:
+    """The headline (``setting`` empty) published columns for ``dataset`` and ``metric``.
+
+    ``metric=None`` returns the columns of every metric (to tell a user which ones exist).
+    """
+    sel = reference[(reference["dataset"] == dataset) & (reference["setting"] == "")
+                    & reference["kind"].isin(list(kinds))]
+    if metric is not None:
+        sel = sel[sel["metric"] == base_metric(metric)]
+    out = []
+    for (label, met), g in sel.groupby(["label", "metric"], sort=False):
+        first = g.iloc[0]
+        col = RefColumn(label=str(label), kind=str(first["kind"]), method=str(first["method"]),
+                        metric=str(met), source="; ".join(dict.fromkeys(g["source"])),
+                        protocol="; ".join(p for p in dict.fromkeys(g["protocol"]) if p),
+                        status="UNVERIFIED" if (g["status"] == "UNVERIFIED").any() else "")
+        per_task = g[g["task"] != STATED_MEAN]
+        wildcard = per_task[per_task["task"] == ANY_TASK]
+        for t in tasks:
+            row = per_task[per_task["task"] == t]
+            row = row if not row.empty else wildcard
+            if not row.empty:
+                col.values[t] = _pct(row["value_pct"].iloc[0])
+                col.std[t] = _pct(row["std_pct"].iloc[0])
+        stated = g[g["task"] == STATED_MEAN]
+        if not col.has_values:
+            col.note = "; ".join(n for n in dict.fromkeys(g["note"]) if n) or "no value"
+            out.append(col)
+            continue
+        published = set(per_task["task"]) - {ANY_TASK}
+        col.full = (published == set(tasks)) or (not published and len(tasks) == 1)
+        if col.full and not stated.empty:
+            col.stated_std = _pct(stated["std_pct"].iloc[0])
+            n_runs = stated["n_runs"].iloc[0]
+            col.stated_n = 1.0 if pd.isna(n_runs) else float(n_runs)
+        elif published and published != set(tasks):
+            shown = len(published & set(tasks))
+            stated_text = (f"; published mean over all {len(published)}: "
+                           f"{float(stated['value_pct'].iloc[0]):.2f}" if not stated.empty else "")
+            col.partial_note = (f"Mean recomputed over the {shown} published task(s) shown"
+                                + stated_text)
+        out.append(col)
+    return out

@@ -1,0 +1,164 @@
+"""``bench report``: one self-contained HTML page with a suite's tables and figures.
+
+Figures are embedded as base64 PNG and the style sheet is inline, so the page has no external
+reference at all (no ``src=http``, no ``<link>``, no script) and can be mailed or archived as one
+file. The page holds: a summary of the records (counts, versions, commits), every metric's tables
+(with published columns where they exist), per-task bars, a method × dataset heatmap, one table
+and plot per ablated config field, training curves, ROC curves and localization overlays of one
+task per dataset. Building returns a string; only the CLI writes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bench import figures
+from bench.aggregate import ablation_factors, ablation_tables, build_tables
+from bench.errors import UsageError
+from bench.render import to_html
+from bench.store import Store
+
+METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro", "pixel_auroc_mkd")
+BAR_METRICS = ("image_auroc", "pixel_auroc", "pixel_auroc_mkd")
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+table.bench-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+table.bench-table th, table.bench-table td { padding: 0.2em 0.7em; text-align: center; }
+table.bench-table thead th { border-top: 2px solid #222; border-bottom: 1px solid #222; }
+table.bench-table tbody tr:last-child th, table.bench-table tbody tr:last-child td {
+  border-bottom: 2px solid #222; }
+table.bench-table tr.mean th, table.bench-table tr.mean td { border-top: 1px solid #222; }
+table.bench-table tbody th { text-align: left; font-weight: normal; }
+table.bench-table caption { caption-side: bottom; text-align: left; font-size: 0.85em;
+  color: #555; padding-top: 0.4em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; }
+figcaption { font-size: 0.85em; color: #555; }
+.meta td { padding: 0.1em 1em 0.1em 0; }
+"""
+
+
+def figure_png(fig: Figure, dpi: int = 100) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _img(name: str, fig: Figure, dpi: int) -> str:
+    data = base64.b64encode(figure_png(fig, dpi)).decode("ascii")
+    return (f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(name)}</figcaption></figure>")
+
+
+@dataclass
+class _Page:
+    dpi: int
+    parts: list[str] = field(default_factory=list)
+
+    def heading(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def figures(self, named: figures.Named) -> None:
+        for name, fig in named:
+            self.parts.append(_img(name, fig, self.dpi))
+
+
+def _meta(store: Store, suite: str, df: pd.DataFrame) -> str:
+    recs = store.records(suite)
+    ok = sum(r.get("status") == "ok" for r in recs)
+    versions = sorted({", ".join(f"{k} {v}" for k, v in sorted((r.get("versions") or {}).items())
+                                 if k in ("bench", "torch", "python")) for r in recs})
+    gits = sorted({str(r.get("git")) for r in recs})
+    created = sorted(str(r.get("created")) for r in recs if r.get("created"))
+    rows = [("records", f"{len(recs)} ({ok} ok, {len(recs) - ok} failed)"),
+            ("methods", ", ".join(sorted(df["method"].unique()))),
+            ("datasets", ", ".join(sorted(df["dataset"].unique()))),
+            ("seeds", ", ".join(str(s) for s in sorted(df["seed"].unique()))),
+            ("finished", f"{created[0]} … {created[-1]}" if created else "–"),
+            ("versions", "; ".join(versions) or "–"), ("git", ", ".join(gits) or "–")]
+    return '<table class="meta">' + "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows
+    ) + "</table>"
+
+
+def build_report(store: Store, suite: str, *, task_orders: dict[str, list[str]],
+                 reference: pd.DataFrame | None = None, metrics: Sequence[str] = METRICS,
+                 dpi: int = 90) -> str:
+    """The whole page for ``suite`` as one HTML string."""
+    df = store.load(suite)
+    if df.empty:
+        raise UsageError(f"no records for suite {suite!r} under {store.root / 'runs'}")
+    page = _Page(dpi)
+    page.add(f"<h1>bench report: suite {html.escape(suite)}</h1>")
+    page.add(_meta(store, suite, df))
+    present = [m for m in metrics if (df["metric"] == m).any() and df.loc[
+        df["metric"] == m, "value"].notna().any()]
+    factors = ablation_factors(df[df["status"] == "ok"])
+    for metric in present:
+        tables = build_tables(df, metric, task_orders=task_orders, reference=reference,
+                              kinds=("paper", "rerun"))
+        if not tables:
+            continue
+        page.heading(f"Tables: {metric}")
+        page.add(to_html(tables))
+        if metric in BAR_METRICS:
+            page.figures(figures.bars(df, metric, task_orders, reference))
+        if metric == "image_auroc":
+            page.figures(figures.heatmap(df, metric, task_orders))
+    for factor in factors:
+        for metric in present[:1] + [m for m in present[1:] if m in BAR_METRICS]:
+            tables = [t for d in sorted(df["dataset"].unique())
+                      for t in ablation_tables(df, d, metric, factor, task_orders.get(d))]
+            if not tables:
+                continue
+            page.heading(f"Ablation: {factor} ({metric})")
+            page.add(to_html(tables))
+            page.figures(figures.ablation(df, metric, factor, task_orders))
+    history = figures.curves(store, [suite], "image_auroc")
+    if history:
+        page.heading("Training curves")
+        page.figures(history)
+    _job_figures(page, store, suite, df, task_orders)
+    body = "\n".join(page.parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>bench report: {html.escape(suite)}</title><style>{CSS}</style></head>"
+            f"<body>\n{body}\n</body></html>\n")
+
+
+def _job_figures(page: _Page, store: Store, suite: str, df: pd.DataFrame,
+                 task_orders: dict[str, list[str]]) -> None:
+    """ROC curves for the first task of each dataset; overlays for one localizing job."""
+    ok = df[(df["status"] == "ok") & (df["seed"] == df["seed"].min())]
+    done_heading = False
+    for dataset in sorted(ok["dataset"].unique()):
+        tasks = list(ok.loc[ok["dataset"] == dataset, "task"].unique())
+        order = task_orders.get(dataset) or sorted(tasks)
+        task = next((t for t in order if t in tasks), tasks[0])
+        flt = figures.JobFilter(suites=(suite,), dataset=dataset, task=task,
+                                seed=int(ok["seed"].min()))
+        try:
+            named = figures.roc(store, flt)
+        except UsageError:
+            continue  # records without saved scores
+        if not done_heading:
+            page.heading("ROC curves and localization (first task of each dataset)")
+            done_heading = True
+        page.figures(named)
+        # MKD's maps first (the method this project is about), then any other localizer
+        localizing = sorted((not r["job"]["method"].startswith("mkd"), r["id"])
+                            for r in store.records(suite)
+                            if flt.matches(r) and (r.get("artifacts") or {}).get("maps"))
+        if localizing:
+            page.figures(figures.overlay(store, figures.JobFilter(
+                suites=(suite,), job_id=localizing[0][1])))

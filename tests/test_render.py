@@ -1,0 +1,109 @@
+"""Every format renders, says what produced the numbers, and LaTeX compiles."""
+
+import io
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from bench.aggregate import ablation_tables, build_tables, method_table, with_reference
+from bench.reference import load_reference
+from bench.render import caption, latex_escape, render
+from tests.records import demo_results, mkd_record, record, write_all
+
+
+@pytest.fixture
+def tables(tmp_path):
+    df = demo_results(tmp_path).load()
+    out = build_tables(df, "image_auroc", datasets=["mvtec"], reference=load_reference(),
+                       kinds=("paper", "rerun"))
+    out += build_tables(df, "pixel_auroc_mkd", datasets=["mvtec"], reference=load_reference())
+    out += ablation_tables(df, "digits", "image_auroc", "layers")
+    return out
+
+
+def test_caption_states_expert_checkpoint_protocol_seeds_suite(tables):
+    cap = caption(tables[1])  # pixel_auroc_mkd on mvtec
+    for needle in ("vgg16:random:0", "final (last epoch)", "128 px",
+                   "defective test images only", "seeds 0,1", "suite demo", "Table 4"):
+        assert needle in cap, needle
+    assert "held fixed: loss_terms=total, score_layers=trained" in caption(tables[2])
+
+
+def test_markdown(tables):
+    text = render(tables, "markdown")
+    assert text.count("### ") == 3
+    bottle = next(ln for ln in text.splitlines() if ln.startswith("| bottle"))
+    cells = [c.strip() for c in bottle.strip("|").split("|")]
+    # mkd (2 seeds), ocsvm, paper, DRA re-run, Paddle re-run, Δ = 91.0 − 99.39
+    assert cells == ["bottle", "**91.0 ± 1.0**", "80.0", "99.4", "99.2", "99.3", "−8.4"]
+    screw = next(ln for ln in text.splitlines() if ln.startswith("| screw"))
+    assert [c.strip() for c in screw.strip("|").split("|")][2] == "–"  # ocsvm has no screw
+
+
+def test_csv_is_long_and_carries_kind_and_provenance(tables):
+    df = pd.read_csv(io.StringIO(render(tables, "csv")), dtype={"task": str})
+    assert list(df.columns[:7]) == ["dataset", "metric", "task", "method", "mean", "std",
+                                    "n_seeds"]
+    assert set(df["kind"]) == {"measured", "reference", "delta"}
+    cell = df[(df["task"] == "bottle") & (df["method"] == "mkd")
+              & (df["metric"] == "image_auroc")]
+    assert cell["mean"].iloc[0] == pytest.approx(0.91)
+    assert cell["expert"].iloc[0] == "vgg16:random:0"
+    mvtec = df[df["dataset"] == "mvtec"]
+    assert mvtec["caption"].str.contains("suite demo").all()
+    assert df[df["dataset"] == "digits"]["caption"].str.contains("suite abl").all()
+
+
+def test_html_has_captions_and_no_external_resources(tables):
+    text = render(tables, "html")
+    assert text.count("<caption>") == 3 and "<b>91.0 ± 1.0</b>" in text
+    assert "http" not in text and "src=" not in text
+
+
+def test_latex_structure(tables):
+    text = render(tables, "latex")
+    assert text.count(r"\begin{table}") == 3 and text.count(r"\toprule") == 3
+    assert "\\midrule\nMean &" in text
+    assert r"\textbf{91.0 $\pm$ 1.0}" in text and "$-$8.4" in text
+    assert "metal_nut" not in text  # underscores escaped everywhere
+    assert latex_escape("a_b & 50% Δ±λ") == r"a\_b \& 50\% $\Delta$$\pm$$\lambda$"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_latex_compiles(tables, tmp_path):
+    doc = ("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+           + render(tables, "latex") + "\n\\end{document}\n")
+    (tmp_path / "t.tex").write_text(doc, encoding="utf-8")
+    res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert (tmp_path / "t.pdf").stat().st_size > 1000
+
+
+def test_missing_cells_render_as_missing_in_every_format(tmp_path):
+    recs = [record("s", "a", "d", t, 0, {"image_auroc": 0.9}) for t in ("x", "y")]
+    recs.append(record("s", "b", "d", "x", 0, {"image_auroc": 0.5}))
+    t = method_table(write_all(tmp_path, recs).load(), "d", "image_auroc")
+    assert "| –" in render([t], "markdown").replace("–    ", "–")
+    assert "& --" in render([t], "latex")
+    assert "<td>–</td>" in render([t], "html")
+    csv = pd.read_csv(io.StringIO(render([t], "csv")))
+    assert csv["mean"].isna().sum() == 2  # b/y and b's Mean
+
+
+def test_paper_note_for_a_dataset_without_published_numbers(tmp_path):
+    df = write_all(tmp_path, [mkd_record("s", "mnist", "3", 0, 0.9)]).load()
+    [t] = build_tables(df, "image_auroc", reference=load_reference())
+    assert t.columns == ["mkd"]
+    text = render([t], "markdown")
+    assert "not found" in text and "UNVERIFIED" in text
+
+
+def test_with_reference_is_pure(tmp_path):
+    df = write_all(tmp_path, [mkd_record("s", "cifar10", "3", 0, 0.77)]).load()
+    t = method_table(df, "cifar10", "image_auroc")
+    t2 = with_reference(t, load_reference())
+    assert t.columns == ["mkd"] and t2.columns == ["mkd", "MKD (paper)", "Δ mkd"]
+    assert t2.mean.loc["3", "MKD (paper)"] == pytest.approx(0.7702)
