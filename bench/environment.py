@@ -67,20 +67,46 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return str(torch.cuda.get_device_name(device))
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     return platform.processor() or platform.machine() or "cpu"
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask: a Slurm allocation, ``taskset``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    return cpu_model()
+
+
 def host_info(device: torch.device) -> dict[str, Any]:
-    return {
+    info: dict[str, Any] = {
         "host": socket.gethostname(),
         "device": str(device),
         "device_name": device_name(device),
+        "cpu_model": cpu_model(),
+        "cpu_cores": usable_cores(),
         "threads": torch.get_num_threads(),
         "pid": os.getpid(),
     }
+    if device.type == "cuda":
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
 
 
 class PeakMemory:

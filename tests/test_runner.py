@@ -1,0 +1,166 @@
+"""The runner under faults: timeouts, out-of-memory, concurrent runners, killed runners, seeds."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from bench.environment import usable_cores
+from bench.jobs import Job
+from bench.runner import RunOptions, run
+from bench.store import Store
+from bench.workers import local_slot, pin_device
+from tests._jobs import Probe, TinyNet, fits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def test_methods(monkeypatch):
+    """Register the test-only methods for one test."""
+    from methods import METHODS
+    from methods.base import MethodSpec
+
+    for name, cls in (("probe", Probe), ("tinynet", TinyNet)):
+        monkeypatch.setitem(METHODS._items, name,
+                            MethodSpec(name=name, cls=cls, defaults={}, summary="test only"))
+
+
+def records(results: Path, suite: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((results / "runs" / suite).glob("*.json"))]
+
+
+def test_timeout_kills_the_job_and_records_it(tmp_path, test_methods):
+    stuck = Job.make("to", "probe", "digits", "1", 0, {"sleep": 600})
+    report = run([stuck], RunOptions(results_root=tmp_path, timeout=1.5), quiet=True)
+    (rec,) = records(tmp_path, "to")
+    assert rec["status"] == "failed" and rec["error_kind"] == "timeout"
+    assert "1.5 s time limit" in rec["error"] and rec["timing_s"]["total"] >= 1.5
+    assert rec["runner"]["claim"] and rec["versions"]["torch"] and rec["host"]
+    assert [r["status"] for r in report.results] == ["failed"] and not report.ok
+    (pid,) = fits(tmp_path, stuck.id, "started.log")  # the child really began the job...
+    assert not psutil.pid_exists(int(pid))  # ... and is gone
+    assert not list((tmp_path / "runs" / "to").glob("*.claim"))
+
+
+@pytest.mark.parametrize("fail", ["oom", "memory"])
+def test_out_of_memory_is_recorded_as_such(tmp_path, test_methods, fail):
+    job = Job.make("oom", "probe", "digits", "1", 0, {"fail": fail})
+    run([job], RunOptions(results_root=tmp_path), quiet=True)
+    (rec,) = records(tmp_path, "oom")
+    assert rec["status"] == "failed" and rec["error_kind"] == "out_of_memory"
+    assert not list((tmp_path / "runs" / "oom").glob("*.claim"))  # released on failure too
+
+
+def test_same_seed_same_scores_on_cpu(tmp_path, test_methods):
+    torch.set_num_threads(usable_cores())  # what a fresh worker process uses
+
+    def scores(name: str, seed: int, **options) -> tuple[np.ndarray, dict]:
+        root = tmp_path / name
+        job = Job.make("det", "tinynet", "digits", "3", seed)
+        report = run([job], RunOptions(results_root=root, device="cpu", deterministic=True,
+                                       **options), quiet=True)
+        assert report.ok, report.results
+        rec = Store(root).read(job)
+        assert rec is not None and rec["deterministic"] is True
+        return np.load(root / "cache" / job.id / "scores.npy"), rec["metrics"]
+
+    try:
+        a, metrics_a = scores("a", 0)
+        torch.rand(7)  # the global generator moves on; seeding must bring it back
+        b, metrics_b = scores("b", 0)
+        c, _ = scores("c", 1)
+        d, _ = scores("d", 0, timeout=300)  # in a fresh process
+    finally:
+        torch.use_deterministic_algorithms(False)
+    np.testing.assert_array_equal(a, b)
+    assert metrics_a == metrics_b
+    np.testing.assert_array_equal(a, d)
+    assert not np.array_equal(a, c)
+
+
+def script(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "tests._jobs", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True, **kw)
+
+
+def test_two_concurrent_runners_record_each_job_once(tmp_path):
+    results, barrier = tmp_path / "results", tmp_path / "barrier"
+    barrier.mkdir()
+    tasks = [str(t) for t in range(10)]
+    procs = [script(str(results), *tasks, "--sleep", "0.3", "--barrier", str(barrier))
+             for _ in range(2)]
+    deadline = time.time() + 300
+    while len(list(barrier.glob("ready.*"))) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    (barrier / "go").touch()
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    recs = records(results, "t")
+    assert sorted(r["job"]["task"] for r in recs) == sorted(tasks)
+    assert all(r["status"] == "ok" for r in recs)
+    pids = {p.pid for p in procs}
+    for rec in recs:  # every job began once and finished once, in one of the two runners
+        assert fits(results, rec["id"], "started.log") == fits(results, rec["id"])
+        (pid,) = fits(results, rec["id"])
+        assert int(pid) == rec["pid"] and rec["pid"] in pids
+    assert {r["pid"] for r in recs} == pids  # both runners did work
+    ran = [int(o.split("ran=")[1].split()[0]) for o in outs]
+    assert sum(ran) == 10
+    assert not list((results / "runs" / "t").glob("*.claim"))
+    assert not list((results / "runs" / "t").glob(".*"))
+
+
+def test_killed_runner_takes_its_job_process_along(tmp_path):
+    """A runner killed with SIGKILL leaves no orphan job process behind to write a record."""
+    results = tmp_path / "results"
+    runner = script(str(results), "1", "--sleep", "600", "--timeout", "900")
+    job = Job.make("t", "probe", "digits", "1", 0, {"sleep": 600.0})
+    deadline = time.time() + 300
+    while not fits(results, job.id, "started.log") and time.time() < deadline:
+        time.sleep(0.1)
+    (child,) = map(int, fits(results, job.id, "started.log"))
+    assert child != runner.pid
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    deadline = time.time() + 30
+    while psutil.pid_exists(child) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
+    store = Store(results)
+    assert store.read(job) is None
+    claim = store.claim(job)  # the dead runner's claim is taken over at once
+    assert claim is not None
+    store.release(claim)
+
+
+def test_pin_device_round_robin(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert [pin_device("auto", s) for s in range(5)] == [
+        "cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
+    assert pin_device("cuda", 4) == "cuda:1"
+    assert pin_device("cuda:2", 0) == "cuda:2" and pin_device("cpu", 1) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pin_device("auto", 3) == "cpu"
+
+
+def test_local_slots_are_distinct_per_run():
+    import threading
+
+    class Counter:
+        value = 0
+
+    lock = threading.Lock()
+    assert local_slot("run1", Counter, lock) == 0
+    assert local_slot("run1", Counter, lock) == 0  # one slot per worker and run
+    assert local_slot("run2", Counter, lock) == 1
