@@ -148,8 +148,8 @@ def execute(job: Job, options: RunOptions, placement: Placement, planned: str | 
     Returns the job's summary, or ``{"id", "status": "claimed" | "done"}`` when it did not run.
     """
     store = Store(options.results_root)
-    claim = store.claim(job, timeout=options.claim_timeout,
-                        info={"worker": placement.worker, "backend": placement.backend})
+    claim = store.claim(job, timeout=options.claim_timeout, info=placement.as_record(),
+                        gone=placement.holder_gone)
     if claim is None:
         return {"id": job.id, "status": "claimed"}
     try:
@@ -184,9 +184,9 @@ def _local_worker(job: Job, options: RunOptions, planned: str | None, regs: dict
     return execute(job, options, placement, planned, regs, progress)
 
 
-def _dask_worker(job: Job, options: RunOptions, planned: str | None, regs: dict[str, Any]
-                 ) -> dict[str, Any]:
-    placement = dask_placement()
+def _dask_worker(job: Job, options: RunOptions, planned: str | None, regs: dict[str, Any],
+                 threads: int | None) -> dict[str, Any]:
+    placement = dask_placement(threads)
     pin_threads(placement.threads)
     adopt(regs)
     return execute(job, options, placement, planned, regs)
@@ -362,10 +362,11 @@ def _run_dask(todo: Sequence[Job], options: RunOptions, n_jobs: int,
             joblib.parallel_config(backend=_dask_backend(client)):
         # one job per task: jobs take minutes, and a batch would hide its jobs from other workers
         parallel = joblib.Parallel(n_jobs=-1, batch_size=1, return_as="generator_unordered")
+        threads = None if options.scheduler else threads_per_worker(n_jobs)
         try:
             for result in parallel(
                     joblib.delayed(_dask_worker)(job, options, planned[job.id],
-                                                 registrations(job)) for job in todo):
+                                                 registrations(job), threads) for job in todo):
                 collect(result)
         except TimeoutError as exc:
             raise BenchError(f"no Dask worker joined the cluster: {exc}") from None

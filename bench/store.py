@@ -18,7 +18,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,14 +109,16 @@ class Store:
         return self.suite_dir(job.suite) / f"{job.id}{CLAIM_SUFFIX}"
 
     def claim(self, job: Job, *, timeout: float = DEFAULT_CLAIM_TIMEOUT,
-              info: Mapping[str, Any] | None = None) -> Claim | None:
+              info: Mapping[str, Any] | None = None,
+              gone: Callable[[dict[str, Any]], bool] | None = None) -> Claim | None:
         """Claim ``job`` for this process before running it; None if a live runner holds it.
 
         The claim file is created with ``O_CREAT | O_EXCL``, so of several runners exactly one
         wins, on one machine or on a shared filesystem whose exclusive create is atomic (local
         disks, NFSv3 and later, Lustre, GPFS). A claim is stale, and taken over, when its file
         was not refreshed for ``timeout`` seconds, or when it was made on this host by a process
-        that no longer exists (a runner killed with SIGKILL).
+        that no longer exists (a runner killed with SIGKILL), or when ``gone(content)`` says its
+        holder is dead (a Dask worker its scheduler has lost).
         """
         path = self.claim_path(job)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +132,7 @@ class Store:
                 held = _Held.inspect(path, timeout)
                 if held is None:
                     continue  # released meanwhile
-                if not held.stale:
+                if not held.stale and not (gone is not None and held.info and gone(held.info)):
                     return None
                 _break(path, held)
                 continue

@@ -9,9 +9,11 @@ Every worker process gets a *slot*, its rank among the workers of its host, and
   ``usable cores // workers on the host``, so that N workers do not oversubscribe the cores.
 
 Locally (joblib/loky) the slot comes from a counter held by the runner's ``multiprocessing``
-manager. Under Dask it is the worker's rank among the workers of its host, and the host's
-concurrency is the sum of their threads, both asked of the scheduler for every job (workers of
-an adaptive cluster come and go).
+manager. Under Dask it is the worker's rank among the workers of its host, asked of the
+scheduler for every job (workers of an adaptive cluster come and go). The cores are shared among
+the LocalCluster's workers when the runner made it; on an existing cluster, a worker confined to
+part of the machine (a Slurm/PBS allocation, ``taskset``) shares its cores only among its own
+threads, and an unconfined worker shares the machine with every worker thread of its host.
 
 Methods and datasets registered at run time (a user's own method in a script, a test's) exist in
 the runner's process only; :func:`registrations` ships them with the job and :func:`adopt` adds
@@ -38,9 +40,23 @@ class Placement:
     threads: int = 1
     worker: str = "main"
     backend: str = "local"
+    #: the Dask scheduler's id (claims made under it can be checked against its live workers)
+    scheduler: str = ""
 
     def as_record(self) -> dict[str, Any]:
-        return {"backend": self.backend, "worker": self.worker, "slot": self.slot}
+        out = {"backend": self.backend, "worker": self.worker, "slot": self.slot}
+        return {**out, "scheduler": self.scheduler} if self.scheduler else out
+
+    def holder_gone(self, claim: dict[str, Any]) -> bool:
+        """Whether a claim was made by a worker that our Dask scheduler no longer has.
+
+        A worker lost with its node leaves a fresh claim that only times out later, while the
+        scheduler has already given its job to another worker: that worker takes the job over.
+        """
+        if not self.scheduler or claim.get("scheduler") != self.scheduler:
+            return False
+        workers = _dask_workers()
+        return workers is not None and claim.get("worker") not in workers
 
 
 def threads_per_worker(n_workers: int) -> int:
@@ -85,22 +101,45 @@ def _host(address: str) -> str:
     return rest.rsplit(":", 1)[0] if ":" in rest else rest
 
 
-def dask_placement() -> Placement:
-    """Slot and threads of the Dask worker running the calling task."""
+def dask_placement(threads: int | None = None) -> Placement:
+    """Slot and threads of the Dask worker running the calling task.
+
+    Args:
+        threads: the thread count when the runner knows it (its own LocalCluster).
+    """
+    import os
+
     from distributed import get_client, get_worker
 
     me = get_worker()
+    info: dict[str, Any]
     try:
-        workers = get_client().scheduler_info().get("workers", {})
+        info = dict(get_client().scheduler_info())
     except Exception:  # a scheduler hiccup must not fail the job: assume we are alone
         log.debug("could not ask the scheduler for its workers", exc_info=True)
-        workers = {}
+        info = {}
+    workers = info.get("workers", {})
     host = _host(me.address)
     mine = sorted(a for a in workers if _host(a) == host) or [me.address]
     slot = mine.index(me.address) if me.address in mine else 0
-    busy = sum(int(workers[a].get("nthreads", 1)) for a in mine if a in workers)
-    threads = max(1, usable_cores() // max(1, busy or me.state.nthreads))
-    return Placement(slot=slot, threads=threads, worker=str(me.address), backend="dask")
+    if threads is None:
+        confined = usable_cores() < (os.cpu_count() or 1)
+        busy = sum(int(workers[a].get("nthreads", 1)) for a in mine if a in workers)
+        sharing = me.state.nthreads if confined else (busy or me.state.nthreads)
+        threads = max(1, usable_cores() // max(1, sharing))
+    return Placement(slot=slot, threads=threads, worker=str(me.address), backend="dask",
+                     scheduler=str(info.get("id", "")))
+
+
+def _dask_workers() -> set[str] | None:
+    """Addresses of the workers the scheduler has now (None if it cannot be asked)."""
+    from distributed import get_client
+
+    try:
+        return set(get_client().scheduler_info().get("workers", {}))
+    except Exception:
+        log.debug("could not ask the scheduler for its workers", exc_info=True)
+        return None
 
 
 # ------------------------------------------------------------------ registrations

@@ -123,3 +123,11 @@ def test_progress_counts_and_eta(tmp_path):
     assert suite_progress(store, "s", jobs, workers=5, now=now).eta_s == pytest.approx(235 / 5)
     store.release(claim)
     assert suite_progress(Store(tmp_path / "empty"), "s", jobs).eta_s is None
+
+
+def test_a_holder_known_to_be_gone_loses_its_fresh_claim(tmp_path):
+    store = Store(tmp_path)
+    fake_claim(store, JOB, host="elsewhere", pid=1, worker="tcp://10.0.0.9:1")
+    assert store.claim(JOB, gone=lambda info: info["worker"] == "tcp://10.0.0.2:1") is None
+    claim = store.claim(JOB, gone=lambda info: info["worker"] == "tcp://10.0.0.9:1")
+    assert claim is not None

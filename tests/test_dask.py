@@ -10,6 +10,7 @@ from bench.environment import usable_cores
 from bench.errors import UsageError
 from bench.jobs import Job
 from bench.runner import RunOptions, run
+from bench.store import Store
 from tests.conftest import invoke
 
 pytest.importorskip("distributed")
@@ -35,12 +36,22 @@ def test_local_cluster_with_two_workers_runs_a_suite(cli, results):
 
 
 def test_existing_scheduler_and_timeout_inside_dask_workers(tmp_path):
-    """``--scheduler``: jobs go to a running cluster; job subprocesses start in its workers."""
-    from distributed import LocalCluster
+    """``--scheduler``: jobs go to a running cluster; job subprocesses start in its workers.
+
+    The job was claimed by a worker of that cluster on another host, which the scheduler lost:
+    its fresh claim is taken over at once.
+    """
+    from distributed import Client, LocalCluster
 
     job = Job.make("dk", "kde", "digits", "4", 0)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            scheduler_id = client.scheduler_info()["id"]
+        claim = Store(tmp_path).claim_path(job)
+        claim.parent.mkdir(parents=True)
+        claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "backend": "dask",
+                                     "worker": "tcp://10.9.9.9:1", "scheduler": scheduler_id}))
         report = run([job], RunOptions(results_root=tmp_path, backend="dask",
                                        scheduler=cluster.scheduler_address, timeout=300),
                      quiet=True)
@@ -49,6 +60,8 @@ def test_existing_scheduler_and_timeout_inside_dask_workers(tmp_path):
     rec = json.loads((tmp_path / "runs" / "dk" / f"{job.id}.json").read_text())
     assert rec["status"] == "ok" and rec["runner"]["backend"] == "dask"
     assert rec["runner"]["worker"] in workers
+    assert rec["threads"] == usable_cores()  # the only worker thread of its host
+    assert rec["runner"]["scheduler"] == scheduler_id and not claim.exists()
     assert rec["pid"] not in {os.getpid()}  # ran in a job process, not here
 
 

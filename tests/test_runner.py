@@ -164,3 +164,21 @@ def test_local_slots_are_distinct_per_run():
     assert local_slot("run1", Counter, lock) == 0
     assert local_slot("run1", Counter, lock) == 0  # one slot per worker and run
     assert local_slot("run2", Counter, lock) == 1
+
+
+def test_status_shows_running_jobs_and_an_eta(cli, results):
+    from tests.conftest import invoke
+
+    res = invoke(cli, results, "run", "--suite", "demo", "--method", "ocsvm", "--dataset",
+                 "digits", "--task", "1")
+    assert res.exit_code == 0, res.output
+    busy = Job.make("demo", "ocsvm", "digits", "2", 0)
+    claim = Store(results).claim(busy, info={"worker": "loky-3"})
+    assert claim is not None
+    out = invoke(cli, results, "status", "--suite", "demo", "--workers", "2").output
+    row = next(line for line in out.splitlines() if line.strip("│┃ ").startswith("demo"))
+    cells = [c.strip() for c in row.strip("│┃").split("│")]
+    assert cells[1:6] == ["26", "1", "0", "1", "24"]  # jobs, done, failed, running, pending
+    assert cells[7].endswith(" s") and "/ 2 worker(s)" in out  # an ETA in seconds
+    assert "ocsvm digits/2 s0" in out and "loky-3" in out
+    Store(results).release(claim)

@@ -65,13 +65,13 @@ def _duration(seconds: float | None) -> str:
 
 @click.command()
 @click.option("--suite", "suites", multiple=True, help="Suite(s) to report (default: all).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--workers", "n_workers", type=click.IntRange(min=1), default=None,
               help="Workers the ETA divides the work by (default: jobs running now, at least 1).")
 @click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True),
               default=DEFAULT_CLAIM_TIMEOUT, show_default=True, metavar="SECONDS",
               help="A claim not refreshed for this long counts as dead (its job as pending).")
 @pass_settings
-def status(settings: Settings, suites: tuple[str, ...], workers: int | None,
+def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
            claim_timeout: float) -> None:
     """Done / failed / running / pending jobs per suite, with an ETA.
 
@@ -82,19 +82,22 @@ def status(settings: Settings, suites: tuple[str, ...], workers: int | None,
     """
     store = Store(settings.results_root)
     names = list(suites) or suite_names()
+    workers: set[int] = set()
     out = RichTable(show_header=True, header_style="bold")
-    for col in ("suite", "jobs", "done", "failed", "running", "pending", "recorded time", "ETA"):
+    for col in ("suite", "jobs", "done", "failed", "running", "pending", "time", "ETA"):
         out.add_column(col, justify="right" if col != "suite" else "left")
     live = []
     for name in names:
         suite, jobs = select_jobs(name, check_data=False)
-        p = suite_progress(store, suite.name, jobs, workers=workers, claim_timeout=claim_timeout)
-        eta = _duration(p.eta_s) + (f" ({p.workers} worker{'s' * (p.workers > 1)})"
-                                    if p.eta_s else "")
+        p = suite_progress(store, suite.name, jobs, workers=n_workers,
+                           claim_timeout=claim_timeout)
         out.add_row(suite.name, str(p.jobs), str(p.done), str(p.failed), str(p.running),
-                    str(p.pending), _duration(p.recorded_s), eta)
+                    str(p.pending), _duration(p.recorded_s), _duration(p.eta_s))
         live += [(suite.name, c) for c in p.live]
+        workers.add(p.workers)
     settings.console.print(out)
+    settings.console.print(f"time: recorded; ETA: expected time of the jobs left / "
+                           f"{'|'.join(map(str, sorted(workers)))} worker(s)", highlight=False)
     if live:
         run_table = RichTable(show_header=True, header_style="bold", title="running")
         for col in ("suite", "job", "host", "pid", "worker", "for"):
