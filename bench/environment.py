@@ -46,8 +46,11 @@ def git_commit() -> str | None:
     return f"{sha}+dirty" if dirty.strip() else sha
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU; ``cuda:K`` and ``cpu`` are taken as is."""
+def resolve_device(name: str = "auto", check_here: bool = True) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; ``cuda:K`` and ``cpu`` are taken as is.
+
+    ``check_here=False`` checks the name only (the devices are those of remote workers).
+    """
     from bench.errors import UsageError
 
     if name == "auto":
@@ -56,14 +59,14 @@ def resolve_device(name: str = "auto") -> torch.device:
         dev = torch.device(name)
     except RuntimeError:
         raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:K") from None
-    if dev.type == "cuda":
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:K")
+    if dev.type == "cuda" and check_here:
         if not torch.cuda.is_available():
             raise UsageError(f"device {name!r} asked for, but CUDA is not available here")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UsageError(f"device {name!r} does not exist: "
                              f"{torch.cuda.device_count()} CUDA device(s) found")
-    elif dev.type != "cpu":
-        raise UsageError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:K")
     return dev
 
 

@@ -95,8 +95,10 @@ def error_kind(exc: BaseException) -> str:
     """``out_of_memory`` (host or GPU), ``timeout`` or ``exception``."""
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
         return "out_of_memory"
-    if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
-        return "out_of_memory"  # cuDNN / cuBLAS allocation failures surface as RuntimeError
+    text = str(exc).lower()
+    if isinstance(exc, RuntimeError) and ("out of memory" in text
+                                          or "can't allocate memory" in text):
+        return "out_of_memory"  # torch's CPU allocator, cuDNN and cuBLAS raise RuntimeError
     if isinstance(exc, TimeoutError):
         return "timeout"
     return "exception"

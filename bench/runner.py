@@ -262,9 +262,12 @@ def run(
             on_result(result)
 
     n_jobs = max(1, min(options.n_jobs, len(todo)))
-    with display.progress:
-        if options.backend == "dask":
-            _run_dask(todo, options, n_jobs, planned, collect)
+    with contextlib.ExitStack() as stack:
+        client = (stack.enter_context(dask_client(options.scheduler, n_jobs))
+                  if options.backend == "dask" else None)  # connect before the display starts
+        stack.enter_context(display.progress)
+        if client is not None:
+            _run_dask(todo, options, client, n_jobs, planned, collect)
         elif n_jobs == 1:
             placement = Placement(slot=0, threads=threads_per_worker(1), worker="main")
             for job in todo:
@@ -354,12 +357,11 @@ def _dask_backend(client: Any) -> Any:
     return _ClusterOnly(client=client, wait_for_workers_timeout=DASK_WAIT_FOR_WORKERS_S)
 
 
-def _run_dask(todo: Sequence[Job], options: RunOptions, n_jobs: int,
+def _run_dask(todo: Sequence[Job], options: RunOptions, client: Any, n_jobs: int,
               planned: dict[str, str | None], collect: Callable[[dict[str, Any]], None]) -> None:
     import joblib
 
-    with dask_client(options.scheduler, n_jobs) as client, \
-            joblib.parallel_config(backend=_dask_backend(client)):
+    with joblib.parallel_config(backend=_dask_backend(client)):
         # one job per task: jobs take minutes, and a batch would hide its jobs from other workers
         parallel = joblib.Parallel(n_jobs=-1, batch_size=1, return_as="generator_unordered")
         threads = None if options.scheduler else threads_per_worker(n_jobs)

@@ -46,6 +46,8 @@ class Probe(OneClassSVMDetector):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
         if self.config.fail == "memory":
             raise MemoryError()
+        if self.config.fail == "alloc":  # a real allocation far beyond any machine
+            torch.empty(1 << 45, device=ctx.device)
         time.sleep(self.config.sleep)
         super().fit(train, ctx)
         with (ctx.cache_dir / "fits.log").open("a") as fh:
@@ -75,6 +77,8 @@ class TinyNet(Method):
         h = self.config.hidden
         self.net_ = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.ReLU(),
                                         torch.nn.Dropout(0.2), torch.nn.Linear(h, d))
+        self.net_.to(ctx.device)
+        x = x.to(ctx.device)
         opt = torch.optim.Adam(self.net_.parameters(), lr=1e-2)
         for epoch in range(self.config.epochs):
             for idx in torch.randperm(len(x)).split(16):  # global generator: seeded by the runner
@@ -86,10 +90,10 @@ class TinyNet(Method):
         return self
 
     def score(self, test: TaskData, ctx: RunContext) -> Scores:
-        x = test.images.flatten(1).float() / 255.0
+        x = test.images.flatten(1).float().to(ctx.device) / 255.0
         self.net_.eval()
         with torch.no_grad():
-            image = ((self.net_(x) - x) ** 2).mean(1).numpy().astype(np.float64)
+            image = ((self.net_(x) - x) ** 2).mean(1).cpu().numpy().astype(np.float64)
         assert ctx.cache_dir is not None
         ctx.cache_dir.mkdir(parents=True, exist_ok=True)
         np.save(ctx.cache_dir / "scores.npy", image)

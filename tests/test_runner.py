@@ -51,7 +51,7 @@ def test_timeout_kills_the_job_and_records_it(tmp_path, test_methods):
     assert not list((tmp_path / "runs" / "to").glob("*.claim"))
 
 
-@pytest.mark.parametrize("fail", ["oom", "memory"])
+@pytest.mark.parametrize("fail", ["oom", "memory", "alloc"])
 def test_out_of_memory_is_recorded_as_such(tmp_path, test_methods, fail):
     job = Job.make("oom", "probe", "digits", "1", 0, {"fail": fail})
     run([job], RunOptions(results_root=tmp_path), quiet=True)
@@ -143,6 +143,23 @@ def test_killed_runner_takes_its_job_process_along(tmp_path):
     store.release(claim)
 
 
+def test_heartbeat_keeps_a_long_job_claimed(tmp_path):
+    from bench.runner import _Heartbeat
+
+    store, job = Store(tmp_path), Job.make("hb", "ocsvm", "digits", "1", 0)
+    claim = store.claim(job)
+    assert claim is not None
+    other = Store(tmp_path)  # another runner on another host judges by age only
+    with _Heartbeat(store, claim, claim_timeout=0.4):
+        time.sleep(1.0)  # more than twice the claim timeout
+        info = json.loads(store.claim_path(job).read_text())
+        age = time.time() - store.claim_path(job).stat().st_mtime
+        assert age < 0.4 and info["token"] == claim.token
+    time.sleep(0.5)
+    assert other.claims("hb", timeout=0.4)[0]["stale"]  # no heartbeat: it times out
+    store.release(claim)
+
+
 def test_pin_device_round_robin(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
@@ -182,3 +199,36 @@ def test_status_shows_running_jobs_and_an_eta(cli, results):
     assert cells[7].endswith(" s") and "/ 2 worker(s)" in out  # an ETA in seconds
     assert "ocsvm digits/2 s0" in out and "loky-3" in out
     Store(results).release(claim)
+
+
+@pytest.mark.gpu
+def test_gpu_records_out_of_memory_and_determinism(tmp_path, test_methods):
+    """On CUDA: real OOM is recorded as such and the worker recovers; seeds fix the scores."""
+    jobs = [Job.make("gpu", "probe", "digits", "1", 0, {"fail": "alloc"}),
+            Job.make("gpu", "tinynet", "digits", "1", 0)]
+    opts = RunOptions(results_root=tmp_path / "a", device="cuda", deterministic=True)
+    try:
+        run(jobs, opts, quiet=True)
+        run(jobs[1:], RunOptions(results_root=tmp_path / "b", device="cuda",
+                                 deterministic=True), quiet=True)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    oom, net = (Store(tmp_path / "a").read(j) for j in jobs)
+    assert oom["error_kind"] == "out_of_memory" and "OutOfMemoryError" in oom["error"]
+    assert net["status"] == "ok" and net["device"].startswith("cuda")
+    assert net["cuda"] and net["cudnn"] and net["peak_gpu_mb"] > 0
+    assert net["device_name"] == torch.cuda.get_device_name(0)
+    a, b = (np.load(tmp_path / r / "cache" / jobs[1].id / "scores.npy") for r in "ab")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_device_names_are_checked_here_unless_the_workers_are_remote(monkeypatch):
+    from bench.environment import resolve_device
+    from bench.errors import UsageError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UsageError, match="CUDA is not available here"):
+        resolve_device("cuda:1")
+    assert str(resolve_device("cuda:1", check_here=False)) == "cuda:1"
+    with pytest.raises(UsageError, match="unsupported device"):
+        resolve_device("mps", check_here=False)
