@@ -254,8 +254,9 @@ def run(
         if result["status"] == "claimed":
             report.skipped_running.append(by_id[result["id"]])
             return
-        if result["status"] == "done":
-            report.skipped_ok.append(by_id[result["id"]])
+        if result["status"] == "done":  # by another runner, since the plan was made
+            job = by_id[result["id"]]
+            (report.skipped_ok if store.status(job) == "ok" else report.skipped_failed).append(job)
             return
         report.results.append(result)
         if on_result is not None:

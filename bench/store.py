@@ -296,10 +296,11 @@ class _Held:
 
 
 def _break(path: Path, held: _Held) -> None:
-    """Remove a stale claim without ever removing a fresh one made since it was inspected.
+    """Remove a stale claim, and not a fresh one made since it was inspected.
 
     The claim is renamed to a private name (atomic: of several breakers one gets it), then
-    checked to be the very file judged stale; a fresh claim moved by mistake is put back.
+    checked to be the very file judged stale; a fresh claim moved by mistake is put back (should
+    a third runner claim the job in that instant, both run it, and a warning says so).
     """
     grave = path.with_name(f".{path.name}.{uuid.uuid4().hex}.stale")
     try:

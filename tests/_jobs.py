@@ -4,7 +4,8 @@ Nothing here is registered on import: tests register what they need (and unregis
 the script registers them in its own process.
 
 - ``probe``: the one-class SVM, plus a log line per finished fit in ``ctx.cache_dir`` (to count
-  how often each job ran), an optional sleep, and optional failures (``fail=oom|memory``).
+  how often each job ran), an optional sleep, and optional failures
+  (``fail=oom|memory|alloc|kill``; ``kill`` only in a job process of its own).
 - ``tinynet``: a small torch autoencoder trained with shuffled mini-batches, dropout and random
   initialisation from the global generators, so that only the runner's seeding makes it
   repeatable; it saves its scores in ``ctx.cache_dir``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -48,6 +50,8 @@ class Probe(OneClassSVMDetector):
             raise MemoryError()
         if self.config.fail == "alloc":  # a real allocation far beyond any machine
             torch.empty(1 << 45, device=ctx.device)
+        if self.config.fail == "kill":  # as the kernel's out-of-memory killer would
+            os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(self.config.sleep)
         super().fit(train, ctx)
         with (ctx.cache_dir / "fits.log").open("a") as fh:

@@ -40,12 +40,16 @@ def records(results: Path, suite: str) -> list[dict]:
 
 def test_timeout_kills_the_job_and_records_it(tmp_path, test_methods):
     stuck = Job.make("to", "probe", "digits", "1", 0, {"sleep": 600})
-    report = run([stuck], RunOptions(results_root=tmp_path, timeout=1.5), quiet=True)
-    (rec,) = records(tmp_path, "to")
+    killed = Job.make("to", "probe", "digits", "2", 0, {"fail": "kill"})
+    report = run([stuck, killed], RunOptions(results_root=tmp_path, timeout=1.5), quiet=True)
+    store = Store(tmp_path)
+    rec, crash = store.read(stuck), store.read(killed)
+    assert rec is not None and crash is not None
     assert rec["status"] == "failed" and rec["error_kind"] == "timeout"
     assert "1.5 s time limit" in rec["error"] and rec["timing_s"]["total"] >= 1.5
     assert rec["runner"]["claim"] and rec["versions"]["torch"] and rec["host"]
-    assert [r["status"] for r in report.results] == ["failed"] and not report.ok
+    assert crash["error_kind"] == "crashed" and "killed by SIGKILL" in crash["error"]
+    assert [r["status"] for r in report.results] == ["failed", "failed"] and not report.ok
     (pid,) = fits(tmp_path, stuck.id, "started.log")  # the child really began the job...
     assert not psutil.pid_exists(int(pid))  # ... and is gone
     assert not list((tmp_path / "runs" / "to").glob("*.claim"))
