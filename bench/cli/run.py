@@ -49,12 +49,12 @@ def _seeds(text: str | None) -> list[int]:
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda or cuda:K. auto and cuda spread workers over the GPUs.")
 @click.option("--deterministic", is_flag=True,
-              help="Torch's deterministic algorithms (the seed alone fixes CPU scores).")
+              help="Also use torch's deterministic algorithms (jobs are always seeded).")
 @click.option("--retry-failed", is_flag=True, help="Run again jobs whose record says failed.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS",
               help="Kill a job that runs longer and record it as failed (timeout). Each job "
-                   "then runs in its own subprocess (about a second to start).")
+                   "then runs in its own subprocess (a few seconds to start: imports).")
 @click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True),
               default=DEFAULT_CLAIM_TIMEOUT, show_default=True, metavar="SECONDS",
               help="Take over a job claimed by a runner that has not refreshed its claim for "
