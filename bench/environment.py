@@ -46,8 +46,11 @@ def git_commit() -> str | None:
     return f"{sha}+dirty" if dirty.strip() else sha
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU; ``cuda:K`` and ``cpu`` are taken as is."""
+def resolve_device(name: str = "auto", check_here: bool = True) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; ``cuda:K`` and ``cpu`` are taken as is.
+
+    ``check_here=False`` checks the name only (the devices are those of remote workers).
+    """
     from bench.errors import UsageError
 
     if name == "auto":
@@ -56,31 +59,57 @@ def resolve_device(name: str = "auto") -> torch.device:
         dev = torch.device(name)
     except RuntimeError:
         raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:K") from None
-    if dev.type == "cuda":
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:K")
+    if dev.type == "cuda" and check_here:
         if not torch.cuda.is_available():
             raise UsageError(f"device {name!r} asked for, but CUDA is not available here")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UsageError(f"device {name!r} does not exist: "
                              f"{torch.cuda.device_count()} CUDA device(s) found")
-    elif dev.type != "cpu":
-        raise UsageError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:K")
     return dev
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask: a Slurm allocation, ``taskset``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return str(torch.cuda.get_device_name(device))
-    return platform.processor() or platform.machine() or "cpu"
+    return cpu_model()
 
 
 def host_info(device: torch.device) -> dict[str, Any]:
-    return {
+    info: dict[str, Any] = {
         "host": socket.gethostname(),
         "device": str(device),
         "device_name": device_name(device),
+        "cpu_model": cpu_model(),
+        "cpu_cores": usable_cores(),
         "threads": torch.get_num_threads(),
         "pid": os.getpid(),
     }
+    if device.type == "cuda":
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
 
 
 class PeakMemory:

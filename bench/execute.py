@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 import traceback
@@ -34,13 +35,22 @@ ProgressFn = Callable[[int, int], None]
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch for one job (the runner's job, never a method's)."""
+    """Seed Python, NumPy and torch for one job (the runner's job, never a method's).
+
+    ``deterministic`` also switches torch to its deterministic algorithms (warning, not failing,
+    on an op that has none) and cuDNN to deterministic kernels; it is set both ways, since a
+    worker process runs many jobs.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+        # cuBLAS needs this before its first use to be deterministic (CUDA >= 10.2)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call costs imports
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False
 
 
 def summarize_history(history: list[dict[str, float]]) -> dict[str, float]:
@@ -81,12 +91,56 @@ def score_metrics(test: TaskData, scores: Scores) -> tuple[dict[str, float], dic
     return evaluate(test.labels, image, masks, scores.maps, scores.extra_maps.get("mkd_code"))
 
 
-def _error_kind(exc: BaseException) -> str:
+def error_kind(exc: BaseException) -> str:
+    """``out_of_memory`` (host or GPU), ``timeout`` or ``exception``."""
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
         return "out_of_memory"
+    text = str(exc).lower()
+    if isinstance(exc, RuntimeError) and ("out of memory" in text
+                                          or "can't allocate memory" in text):
+        return "out_of_memory"  # torch's CPU allocator, cuDNN and cuBLAS raise RuntimeError
     if isinstance(exc, TimeoutError):
         return "timeout"
     return "exception"
+
+
+def new_record(job: Job, *, deterministic: bool = False,
+               runner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields every record has, before the job runs (status ``failed`` until it succeeds)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "id": job.id,
+        "job": job.key(),
+        "status": "failed",
+        "error": None,
+        "error_kind": None,
+        "created": env.now_iso(),
+        "versions": env.versions(),
+        "git": env.git_commit(),
+        "deterministic": deterministic,
+        "runner": runner or {},
+    }
+
+
+def summary(job: Job, record: dict[str, Any]) -> dict[str, Any]:
+    """What a worker hands back to the runner about a finished job."""
+    return {"id": job.id, "label": job.label(), "method": job.method,
+            "variant": variant_label(job.overrides_dict), "dataset": job.dataset,
+            "task": job.task, "seed": job.seed, "status": record["status"],
+            "error": record["error"], "metrics": record.get("metrics") or {},
+            "total_s": record["timing_s"].get("total", 0.0)}
+
+
+def write_failure(job: Job, *, results_root: str | Path, error: str, kind: str, device: str,
+                  total_s: float, deterministic: bool = False,
+                  runner: dict[str, Any] | None = None, detail: str = "") -> dict[str, Any]:
+    """Record a job that ended outside ``run_job`` (killed at its timeout, or crashed)."""
+    record = new_record(job, deterministic=deterministic, runner=runner)
+    record.update(env.host_info(env.resolve_device(device)))
+    record.update(error=error, error_kind=kind, traceback=detail,
+                  timing_s={"total": round(total_s, 4)}, peak_rss_mb=None, peak_gpu_mb=None)
+    Store(results_root).write(record)
+    return summary(job, record)
 
 
 def run_job(
@@ -97,24 +151,18 @@ def run_job(
     device: str = "auto",
     progress: ProgressFn | None = None,
     deterministic: bool = False,
+    runner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``job`` and write its record; returns a short summary (id, status, metrics, error)."""
+    """Run ``job`` and write its record; returns a short summary (id, status, metrics, error).
+
+    ``runner`` (backend, worker, claim) is stored as is in the record.
+    """
     from datasets import DATASETS
     from methods import METHODS
 
     store = Store(results_root)
     started = time.perf_counter()
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "id": job.id,
-        "job": job.key(),
-        "status": "failed",
-        "error": None,
-        "error_kind": None,
-        "created": env.now_iso(),
-        "versions": env.versions(),
-        "git": env.git_commit(),
-    }
+    record = new_record(job, deterministic=deterministic, runner=runner)
     timing: dict[str, float] = {}
     dev = env.resolve_device(device)
     memory = env.PeakMemory(device=dev)
@@ -166,16 +214,14 @@ def run_job(
             record["status"] = "ok"
     except Exception as exc:  # one failing job never stops the others
         record["error"] = f"{type(exc).__name__}: {exc}"
-        record["error_kind"] = _error_kind(exc)
+        record["error_kind"] = error_kind(exc)
         record["traceback"] = traceback.format_exc(limit=20)
         log.debug("job %s failed", job.id, exc_info=True)
+        if record["error_kind"] == "out_of_memory" and dev.type == "cuda":
+            torch.cuda.empty_cache()  # the worker's next job starts with the memory back
     timing["total"] = time.perf_counter() - started
     record["timing_s"] = {k: round(v, 4) for k, v in timing.items()}
     record["peak_rss_mb"] = round(memory.peak_rss_mb, 1)
     record["peak_gpu_mb"] = None if memory.peak_gpu_mb is None else round(memory.peak_gpu_mb, 1)
     store.write(record)
-    return {"id": job.id, "label": job.label(), "method": job.method,
-            "variant": variant_label(job.overrides_dict), "dataset": job.dataset,
-            "task": job.task, "seed": job.seed, "status": record["status"],
-            "error": record["error"], "metrics": record.get("metrics") or {},
-            "total_s": timing["total"]}
+    return summary(job, record)

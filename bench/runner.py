@@ -1,19 +1,32 @@
-"""The runner: resume, run the rest in parallel, isolate failures, show progress.
+"""The runner: resume, claim, run the rest in parallel, isolate failures, show progress.
 
 Jobs whose record exists with status ``ok`` are skipped (resume); ``failed`` records are kept and
-skipped too unless ``retry_failed``. The rest run through joblib: in this process when
-``n_jobs == 1`` (so a nested progress bar can follow the epochs), else in loky worker processes,
-each pinned to ``torch.set_num_threads(cores // n_jobs)`` so that workers do not oversubscribe
-the cores. Every worker writes its own record as soon as its job ends, so finished results
-survive a crash of the runner.
+skipped too unless ``retry_failed``. The rest run through joblib:
+
+- ``backend="local"``: in this process when ``n_jobs == 1`` (so a nested progress bar can follow
+  the epochs), else in loky worker processes;
+- ``backend="dask"``: joblib's Dask backend on a ``distributed.Client``, connected to
+  ``scheduler`` (an existing cluster: Slurm/PBS through dask-jobqueue, ...) or to a
+  ``LocalCluster`` of ``n_jobs`` single-threaded worker processes.
+
+The store is the only state the runners share. Before a job runs, its worker claims it in the
+store (an exclusive file create), checks that no record appeared since the plan was made, and
+refreshes the claim while the job runs; a job claimed by a live runner is left to it. So two
+runners on one suite, on one machine or on several over a shared filesystem, write each record
+once, and the claims of a killed runner are taken over (at once for a dead process on the same
+host, after ``claim_timeout`` seconds otherwise). With ``timeout`` every job runs in a child
+process that is killed at the limit (:mod:`bench.isolate`). Workers pin GPUs round-robin and
+share the cores (:mod:`bench.workers`).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +42,24 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from bench.errors import BenchError, UsageError
 from bench.execute import run_job
 from bench.jobs import Job
-from bench.store import Store
+from bench.store import DEFAULT_CLAIM_TIMEOUT, Claim, Store
+from bench.workers import (
+    Placement,
+    adopt,
+    dask_placement,
+    local_slot,
+    pin_device,
+    pin_threads,
+    registrations,
+    threads_per_worker,
+)
+
+log = logging.getLogger(__name__)
+BACKENDS = ("local", "dask")
+ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -42,15 +70,23 @@ class RunOptions:
     n_jobs: int = 1
     deterministic: bool = False
     retry_failed: bool = False
+    backend: str = "local"
+    #: address of an existing Dask scheduler; None starts a LocalCluster of ``n_jobs`` workers
+    scheduler: str | None = None
+    #: seconds a job may run (in its own process) before it is killed and recorded as failed
+    timeout: float | None = None
+    claim_timeout: float = DEFAULT_CLAIM_TIMEOUT
 
 
 @dataclass
 class RunReport:
-    """What happened: jobs run now, and jobs skipped because a record already existed."""
+    """What happened: jobs run now, and jobs skipped (record exists, or claimed elsewhere)."""
 
     selected: int = 0
     skipped_ok: list[Job] = field(default_factory=list)
     skipped_failed: list[Job] = field(default_factory=list)
+    #: jobs that another live runner held when this one reached them
+    skipped_running: list[Job] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -77,24 +113,86 @@ def plan(jobs: Sequence[Job], store: Store, retry_failed: bool = False
     return todo, done, failed
 
 
-def threads_per_worker(n_jobs: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, n_jobs))
+# ---------------------------------------------------------------------- one job, in a worker
+class _Heartbeat:
+    """Refreshes a claim in a thread while its job runs, so that it never looks stale."""
+
+    def __init__(self, store: Store, claim: Claim, claim_timeout: float) -> None:
+        self.store, self.claim = store, claim
+        self.interval = max(0.05, min(30.0, claim_timeout / 4))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if not self.store.refresh(self.claim):
+                log.warning("claim on job %s was taken over while it ran", self.claim.path.stem)
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
-def _worker(job: Job, options: RunOptions, threads: int, events: Any) -> dict[str, Any]:
-    import torch
+def execute(job: Job, options: RunOptions, placement: Placement, planned: str | None,
+            regs: dict[str, Any] | None = None, progress: ProgressFn | None = None
+            ) -> dict[str, Any]:
+    """Claim ``job``, run it unless someone else did since ``planned``, release the claim.
 
-    torch.set_num_threads(threads)
+    ``planned`` is the store's fingerprint of the job's record when the run was planned (None:
+    no record). A different fingerprint now means another runner finished the job meanwhile.
+    Returns the job's summary, or ``{"id", "status": "claimed" | "done"}`` when it did not run.
+    """
+    store = Store(options.results_root)
+    claim = store.claim(job, timeout=options.claim_timeout, info=placement.as_record(),
+                        gone=placement.holder_gone)
+    if claim is None:
+        return {"id": job.id, "status": "claimed"}
+    try:
+        if store.fingerprint(job) != planned:
+            return {"id": job.id, "status": "done"}
+        kwargs: dict[str, Any] = {
+            "results_root": options.results_root, "data_root": options.data_root,
+            "device": pin_device(options.device, placement.slot),
+            "deterministic": options.deterministic,
+            "runner": {**placement.as_record(), "claim": claim.token}}
+        with _Heartbeat(store, claim, options.claim_timeout):
+            if options.timeout is not None:
+                from bench.isolate import run_isolated
+
+                return run_isolated(job, timeout=options.timeout, threads=placement.threads,
+                                    run_kwargs=kwargs, registrations=regs, progress=progress)
+            return run_job(job, progress=progress, **kwargs)
+    finally:
+        store.release(claim)
+
+
+def _local_worker(job: Job, options: RunOptions, planned: str | None, regs: dict[str, Any],
+                  threads: int, events: Any, slots: tuple[str, Any, Any]) -> dict[str, Any]:
+    slot = local_slot(*slots)
+    pin_threads(threads)
+    adopt(regs)
 
     def progress(done: int, total: int) -> None:
-        if events is not None:
-            events.put((job.id, job.label(), done, total))
+        events.put((job.id, job.label(), done, total))
 
-    return run_job(job, results_root=options.results_root, data_root=options.data_root,
-                   device=options.device, progress=progress, deterministic=options.deterministic)
+    placement = Placement(slot=slot, threads=threads, worker=f"loky-{slot}")
+    return execute(job, options, placement, planned, regs, progress)
 
 
+def _dask_worker(job: Job, options: RunOptions, planned: str | None, regs: dict[str, Any],
+                 threads: int | None) -> dict[str, Any]:
+    placement = dask_placement(threads)
+    pin_threads(placement.threads)
+    adopt(regs)
+    return execute(job, options, placement, planned, regs)
+
+
+# ---------------------------------------------------------------------- display
 class _Display:
     """A rich progress display: one bar over jobs, one bar per running job over its epochs."""
 
@@ -128,6 +226,7 @@ class _Display:
             self.progress.advance(self.jobs_task)
 
 
+# ---------------------------------------------------------------------- the run
 def run(
     jobs: Sequence[Job],
     options: RunOptions,
@@ -137,43 +236,63 @@ def run(
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunReport:
     """Run every job of ``jobs`` that has no usable record yet."""
+    if options.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {options.backend!r}; choose from: {', '.join(BACKENDS)}")
+    if options.scheduler and options.backend != "dask":
+        raise UsageError("--scheduler needs --backend dask")
     store = Store(options.results_root)
     todo, done, failed = plan(jobs, store, options.retry_failed)
     report = RunReport(selected=len(jobs), skipped_ok=done, skipped_failed=failed)
     if not todo:
         return report
+    planned = {job.id: store.fingerprint(job) for job in todo}
+    by_id = {job.id: job for job in todo}
     display = _Display(len(todo), console, quiet)
-    n_jobs = max(1, min(options.n_jobs, len(todo)))
-    threads = threads_per_worker(n_jobs)
 
     def collect(result: dict[str, Any]) -> None:
-        report.results.append(result)
         display.finished(result)
+        if result["status"] == "claimed":
+            report.skipped_running.append(by_id[result["id"]])
+            return
+        if result["status"] == "done":  # by another runner, since the plan was made
+            job = by_id[result["id"]]
+            (report.skipped_ok if store.status(job) == "ok" else report.skipped_failed).append(job)
+            return
+        report.results.append(result)
         if on_result is not None:
             on_result(result)
 
-    with display.progress:
-        if n_jobs == 1:
+    n_jobs = max(1, min(options.n_jobs, len(todo)))
+    with contextlib.ExitStack() as stack:
+        client = (stack.enter_context(dask_client(options.scheduler, n_jobs))
+                  if options.backend == "dask" else None)  # connect before the display starts
+        stack.enter_context(display.progress)
+        if client is not None:
+            _run_dask(todo, options, client, n_jobs, planned, collect)
+        elif n_jobs == 1:
+            placement = Placement(slot=0, threads=threads_per_worker(1), worker="main")
             for job in todo:
                 def progress(d: int, t: int, job: Job = job) -> None:
                     display.epoch(job.id, job.label(), d, t)
-                collect(run_job(job, results_root=options.results_root,
-                                data_root=options.data_root, device=options.device,
-                                progress=progress, deterministic=options.deterministic))
+                collect(execute(job, options, placement, planned[job.id],
+                                registrations(job), progress))
         else:
-            _run_parallel(todo, options, n_jobs, threads, display, collect)
+            _run_local(todo, options, n_jobs, planned, display, collect)
     return report
 
 
-def _run_parallel(todo: Sequence[Job], options: RunOptions, n_jobs: int, threads: int,
-                  display: _Display, collect: Callable[[dict[str, Any]], None]) -> None:
+def _run_local(todo: Sequence[Job], options: RunOptions, n_jobs: int,
+               planned: dict[str, str | None], display: _Display,
+               collect: Callable[[dict[str, Any]], None]) -> None:
     import multiprocessing
 
     from joblib import Parallel, delayed
 
     manager = multiprocessing.Manager()
     events = manager.Queue()
+    slots = (uuid.uuid4().hex, manager.Value("i", 0), manager.Lock())
     stop = threading.Event()
+    threads = threads_per_worker(n_jobs)
 
     def pump() -> None:
         while not stop.is_set():
@@ -189,9 +308,68 @@ def _run_parallel(todo: Sequence[Job], options: RunOptions, n_jobs: int, threads
     reader.start()
     try:
         parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
-        for result in parallel(delayed(_worker)(job, options, threads, events) for job in todo):
+        for result in parallel(
+                delayed(_local_worker)(job, options, planned[job.id], registrations(job),
+                                       threads, events, slots) for job in todo):
             collect(result)
     finally:
         stop.set()
         reader.join(timeout=2)
         manager.shutdown()
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, n_workers: int) -> Iterator[Any]:
+    """A ``distributed.Client`` on ``scheduler``, or on a LocalCluster of ``n_workers``."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UsageError("--backend dask needs dask and distributed: "
+                         "pip install 'bench-mkd[dist]'") from None
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=30)
+        except OSError as exc:
+            raise BenchError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+#: how long a run waits for a first Dask worker (jobqueue workers may sit in a batch queue)
+DASK_WAIT_FOR_WORKERS_S = 3600.0
+
+
+def _dask_backend(client: Any) -> Any:
+    """joblib's Dask backend, made to always send jobs to the cluster.
+
+    joblib runs a call in the calling process when its backend reports a single worker; a
+    cluster with one worker thread (or ``--jobs 1``) must still run the jobs on its workers.
+    """
+    from joblib._dask import DaskDistributedBackend
+
+    class _ClusterOnly(DaskDistributedBackend):
+        def effective_n_jobs(self, n_jobs: int) -> int:
+            return max(2, int(super().effective_n_jobs(n_jobs)))
+
+    return _ClusterOnly(client=client, wait_for_workers_timeout=DASK_WAIT_FOR_WORKERS_S)
+
+
+def _run_dask(todo: Sequence[Job], options: RunOptions, client: Any, n_jobs: int,
+              planned: dict[str, str | None], collect: Callable[[dict[str, Any]], None]) -> None:
+    import joblib
+
+    with joblib.parallel_config(backend=_dask_backend(client)):
+        # one job per task: jobs take minutes, and a batch would hide its jobs from other workers
+        parallel = joblib.Parallel(n_jobs=-1, batch_size=1, return_as="generator_unordered")
+        threads = None if options.scheduler else threads_per_worker(n_jobs)
+        try:
+            for result in parallel(
+                    joblib.delayed(_dask_worker)(job, options, planned[job.id],
+                                                 registrations(job), threads) for job in todo):
+                collect(result)
+        except TimeoutError as exc:
+            raise BenchError(f"no Dask worker joined the cluster: {exc}") from None

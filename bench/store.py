@@ -6,6 +6,10 @@ Layout: ``<root>/runs/<suite>/<job_id>.json``, plus small per-job artifacts in
 localization overlays. Every file is written to a temporary file in the same folder, flushed and
 fsync-ed, then moved into place with ``os.replace``, so a reader (or a runner killed midway) never
 sees half a file. Fields and files are documented in ``results/README.md``.
+
+The store is also the only state runners share, so it holds the claims that keep two runners
+(processes, or workers on several machines over a shared filesystem) from running the same job:
+``<job_id>.claim`` next to the record (see :meth:`Store.claim`).
 """
 
 from __future__ import annotations
@@ -13,18 +17,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from bench.jobs import Job, variant_label
 
 SCHEMA_VERSION = 1
+CLAIM_SUFFIX = ".claim"
+#: seconds without a refresh after which a claim is taken over (``bench run --claim-timeout``)
+DEFAULT_CLAIM_TIMEOUT = 600.0
 log = logging.getLogger(__name__)
 
 #: columns of the tidy (long) frame returned by :meth:`Store.load`
@@ -202,6 +213,79 @@ class Store:
         rec = self.read(job)
         return None if rec is None else str(rec.get("status"))
 
+    def fingerprint(self, job: Job) -> str | None:
+        """Identifies the record file now on disk (None if absent): a rewrite changes it."""
+        try:
+            st = self.path(job).stat()
+        except FileNotFoundError:
+            return None
+        return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+    # ------------------------------------------------------------------ claims
+    def claim_path(self, job: Job) -> Path:
+        return self.suite_dir(job.suite) / f"{job.id}{CLAIM_SUFFIX}"
+
+    def claim(self, job: Job, *, timeout: float = DEFAULT_CLAIM_TIMEOUT,
+              info: Mapping[str, Any] | None = None,
+              gone: Callable[[dict[str, Any]], bool] | None = None) -> Claim | None:
+        """Claim ``job`` for this process before running it; None if a live runner holds it.
+
+        The claim file is created with ``O_CREAT | O_EXCL``, so of several runners exactly one
+        wins, on one machine or on a shared filesystem whose exclusive create is atomic (local
+        disks, NFSv3 and later, Lustre, GPFS). A claim is stale, and taken over, when its file
+        was not refreshed for ``timeout`` seconds, or when it was made on this host by a process
+        that no longer exists (a runner killed with SIGKILL), or when ``gone(content)`` says its
+        holder is dead (a Dask worker its scheduler has lost).
+        """
+        path = self.claim_path(job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pid = os.getpid()
+        body = {**(info or {}), "job_id": job.id, "token": uuid.uuid4().hex, "host": _HOST,
+                "pid": pid, "pid_started": _started(pid), "claimed": time.time()}
+        for _ in range(8):  # each round wins, finds a live holder, or breaks a stale claim
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                held = _Held.inspect(path, timeout)
+                if held is None:
+                    continue  # released meanwhile
+                if not held.stale and not (gone is not None and held.info and gone(held.info)):
+                    return None
+                _break(path, held)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(body, fh, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return Claim(path=path, token=body["token"], info=body)
+        return None
+
+    def refresh(self, claim: Claim) -> bool:
+        """Touch our claim so that it stays live; False if it is no longer ours."""
+        if _read_claim(claim.path).get("token") != claim.token:
+            return False
+        try:
+            os.utime(claim.path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def release(self, claim: Claim) -> None:
+        """Remove our claim (and nobody else's)."""
+        if _read_claim(claim.path).get("token") == claim.token:
+            claim.path.unlink(missing_ok=True)
+
+    def claims(self, suite: str, timeout: float = DEFAULT_CLAIM_TIMEOUT) -> list[dict[str, Any]]:
+        """Every claim file of ``suite``: its content plus ``age_s`` and ``stale``."""
+        out = []
+        d = self.suite_dir(suite)
+        for path in sorted(d.glob(f"*{CLAIM_SUFFIX}")) if d.is_dir() else []:
+            held = _Held.inspect(path, timeout)
+            if held is not None:
+                out.append({**held.info, "job_id": path.name[: -len(CLAIM_SUFFIX)],
+                            "age_s": held.age, "stale": held.stale})
+        return out
+
     def _paths(self, suites: Iterable[str] | None) -> Iterator[Path]:
         base = self.root / "runs"
         if not base.is_dir():
@@ -281,3 +365,89 @@ def _identity(rec: dict[str, Any]) -> dict[str, Any]:
         "pixel_includes_normal": proto.get("includes_normal_images"),
         "config": json.dumps(rec.get("config") or {}, sort_keys=True),
     }
+
+
+# ---------------------------------------------------------------------- claims (private plumbing)
+_HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job held by this process; keep it live with ``Store.refresh``, end it with ``release``."""
+
+    path: Path
+    token: str
+    info: dict[str, Any]
+
+
+def _started(pid: int) -> float | None:
+    """Start time of a process, to tell a live holder from a new process that reused its pid."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.Error, OSError):
+        return None
+
+
+def _dead_here(info: Mapping[str, Any]) -> bool:
+    """Whether the claim was made on this host by a process that is gone."""
+    if info.get("host") != _HOST or not isinstance(info.get("pid"), int):
+        return False
+    started = _started(info["pid"])
+    if started is None:
+        return True
+    recorded = info.get("pid_started")
+    return recorded is not None and abs(started - float(recorded)) > 1.0
+
+
+def _read_claim(path: Path) -> dict[str, Any]:
+    """The claim's content; ``{}`` when absent or not yet fully written."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class _Held:
+    inode: int
+    info: dict[str, Any]
+    age: float
+    stale: bool
+
+    @staticmethod
+    def inspect(path: Path, timeout: float) -> _Held | None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        info = _read_claim(path)
+        age = max(0.0, time.time() - st.st_mtime)
+        # an unreadable claim is one being written: live until it times out
+        stale = age > timeout or (bool(info) and _dead_here(info))
+        return _Held(st.st_ino, info, age, stale)
+
+
+def _break(path: Path, held: _Held) -> None:
+    """Remove a stale claim, and not a fresh one made since it was inspected.
+
+    The claim is renamed to a private name (atomic: of several breakers one gets it), then
+    checked to be the very file judged stale; a fresh claim moved by mistake is put back (should
+    a third runner claim the job in that instant, both run it, and a warning says so).
+    """
+    grave = path.with_name(f".{path.name}.{uuid.uuid4().hex}.stale")
+    try:
+        os.rename(path, grave)
+    except FileNotFoundError:
+        return
+    moved = grave.stat().st_ino == held.inode and _read_claim(grave) == held.info
+    if moved:
+        log.info("took over stale claim %s (%s)", path.name, held.info or "unreadable")
+    else:
+        try:
+            os.link(grave, path)  # put it back, unless yet another claim was made meanwhile
+        except FileExistsError:
+            log.warning("claim %s changed hands while a stale claim was broken", path.name)
+        except OSError:  # a filesystem without hard links
+            os.rename(grave, path)
+    grave.unlink(missing_ok=True)

@@ -101,12 +101,15 @@ def test_killed_runner_leaves_no_partial_record_and_resumes(tmp_path):
     first = list(runs.glob("*.json"))
     assert len(first) == 1
     assert json.loads(first[0].read_text())["job"]["task"] == "1"
+    (left,) = runs.glob("*.claim")  # the killed runner's claim on job 2 stays behind...
+    assert json.loads(left.read_text())["pid"] == proc.pid
     mtime = first[0].stat().st_mtime_ns
     subprocess.run([sys.executable, str(script), str(results), "go"], env=env, check=True)
     recs = sorted(json.loads(p.read_text())["job"]["task"] for p in runs.glob("*.json"))
-    assert recs == ["1", "2", "3"]
+    assert recs == ["1", "2", "3"]  # ... and is taken over at once: its runner is dead
     assert first[0].stat().st_mtime_ns == mtime  # the finished job was not run again
     assert not list(runs.glob("*.tmp")) and not list(runs.glob(".*"))
+    assert not list(runs.glob("*.claim"))
 
 
 def test_artifacts_round_trip_small_and_atomic(tmp_path):

@@ -7,9 +7,9 @@ from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
 from bench.errors import BenchError, UsageError
-from bench.runner import plan
+from bench.progress import suite_progress
 from bench.select import select_jobs
-from bench.store import Store
+from bench.store import DEFAULT_CLAIM_TIMEOUT, Store
 from bench.suites import load_suite, suite_names
 
 
@@ -58,27 +58,62 @@ def list_cmd(settings: Settings, what: str) -> None:
     settings.console.print(out)
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 @click.command()
 @click.option("--suite", "suites", multiple=True, help="Suite(s) to report (default: all).")
+@click.option("--workers", "n_workers", type=click.IntRange(min=1), default=None,
+              help="Workers the ETA divides the work by (default: jobs running now, at least 1).")
+@click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_CLAIM_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="A claim not refreshed for this long counts as dead (its job as pending).")
 @pass_settings
-def status(settings: Settings, suites: tuple[str, ...]) -> None:
-    """Done / failed / pending jobs per suite, with recorded time."""
+def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
+           claim_timeout: float) -> None:
+    """Done / failed / running / pending jobs per suite, with an ETA.
+
+    Running: held by a live claim of a runner. ETA: the expected time of the pending jobs (and
+    what is left of the running ones) divided by the workers; a job's expected time is the
+    median recorded total time of the suite's ok jobs with the same method, variant and dataset
+    (falling back to the same method and dataset, the same method, then the whole suite).
+    """
     store = Store(settings.results_root)
     names = list(suites) or suite_names()
+    workers: set[int] = set()
     out = RichTable(show_header=True, header_style="bold")
-    for col in ("suite", "jobs", "done", "failed", "pending", "recorded time"):
+    for col in ("suite", "jobs", "done", "failed", "running", "pending", "time", "ETA"):
         out.add_column(col, justify="right" if col != "suite" else "left")
+    live = []
     for name in names:
         try:
             suite, jobs = select_jobs(name, check_data=False)
         except UsageError as exc:
             if suites:  # asked for by name: the user needs the reason
                 raise
-            out.add_row(name, "–", "–", "–", "–", f"unavailable: {exc}")
+            out.add_row(name, "–", "–", "–", "–", "–", "–", f"unavailable: {exc}")
             continue
-        todo, done, failed = plan(jobs, store)
-        summ = store.summary(suite.name)
-        secs = float(summ["total_s"].fillna(0).sum()) if len(summ) else 0.0
-        out.add_row(suite.name, str(len(jobs)), str(len(done)), str(len(failed)),
-                    str(len(todo)), f"{secs / 60:.1f} min")
+        p = suite_progress(store, suite.name, jobs, workers=n_workers,
+                           claim_timeout=claim_timeout)
+        out.add_row(suite.name, str(p.jobs), str(p.done), str(p.failed), str(p.running),
+                    str(p.pending), _duration(p.recorded_s), _duration(p.eta_s))
+        live += [(suite.name, c) for c in p.live]
+        workers.add(p.workers)
     settings.console.print(out)
+    settings.console.print(f"time: recorded; ETA: expected time of the jobs left / "
+                           f"{'|'.join(map(str, sorted(workers)))} worker(s)", highlight=False)
+    if live:
+        run_table = RichTable(show_header=True, header_style="bold", title="running")
+        for col in ("suite", "job", "host", "pid", "worker", "for"):
+            run_table.add_column(col)
+        for suite_name, c in live:
+            run_table.add_row(suite_name, c["label"], str(c.get("host")), str(c.get("pid")),
+                              str(c.get("worker", "")), _duration(c["elapsed_s"]))
+        settings.console.print(run_table)

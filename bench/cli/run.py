@@ -13,9 +13,10 @@ from bench.cli._common import Settings, pass_settings
 from bench.config import parse_set
 from bench.environment import resolve_device
 from bench.errors import UsageError
-from bench.runner import RunOptions, RunReport
+from bench.runner import BACKENDS, RunOptions, RunReport
 from bench.runner import run as run_jobs
 from bench.select import select_jobs
+from bench.store import DEFAULT_CLAIM_TIMEOUT
 
 
 def _seeds(text: str | None) -> list[int]:
@@ -38,24 +39,47 @@ def _seeds(text: str | None) -> list[int]:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a method config field (repeatable).")
 @click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Jobs in parallel (joblib processes).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
-@click.option("--deterministic", is_flag=True, help="Use torch's deterministic algorithms.")
+              help="Jobs in parallel: local worker processes, or the LocalCluster's workers "
+                   "with --backend dask and no --scheduler.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
+              help="local: joblib processes on this machine; dask: joblib's Dask backend.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler of an existing cluster, e.g. tcp://10.0.0.5:8786 "
+                   "(with --backend dask; default: a LocalCluster of --jobs workers).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda or cuda:K. auto and cuda spread workers over the GPUs.")
+@click.option("--deterministic", is_flag=True,
+              help="Also use torch's deterministic algorithms (jobs are always seeded).")
 @click.option("--retry-failed", is_flag=True, help="Run again jobs whose record says failed.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS",
+              help="Kill a job that runs longer and record it as failed (timeout). Each job "
+                   "then runs in its own subprocess (a few seconds to start: imports).")
+@click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_CLAIM_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="Take over a job claimed by a runner that has not refreshed its claim for "
+                   "this long (claims of dead processes on the same host are taken at once).")
 @click.option("--dry-run", is_flag=True, help="List the jobs that would run, run nothing.")
 @pass_settings
 def run(settings: Settings, all_: bool, suite: str, methods: tuple[str, ...],
         datasets: tuple[str, ...], tasks: tuple[str, ...], seeds: str | None,
-        sets: tuple[str, ...], n_jobs: int, device: str, deterministic: bool,
-        retry_failed: bool, dry_run: bool) -> None:
-    """Run the jobs of a suite (``--all``, or narrowed by --method/--dataset/--task)."""
+        sets: tuple[str, ...], n_jobs: int, backend: str, scheduler: str | None, device: str,
+        deterministic: bool, retry_failed: bool, timeout: float | None, claim_timeout: float,
+        dry_run: bool) -> None:
+    """Run the jobs of a suite (``--all``, or narrowed by --method/--dataset/--task).
+
+    Several runners may work on one suite at once (on one machine, or on several sharing the
+    results folder): each job is claimed before it runs and recorded once.
+    """
     if not (all_ or methods or datasets or tasks):
         raise UsageError("nothing selected: pass --all, or narrow with --method/--dataset/--task")
+    if scheduler and backend != "dask":
+        raise UsageError("--scheduler needs --backend dask")
     overrides = parse_set(sets)
     the_suite, jobs = select_jobs(suite, methods=methods, datasets=datasets, tasks=tasks,
                                   seeds=_seeds(seeds), overrides=overrides,
                                   data_root=settings.data_root)
-    resolve_device(device)
+    resolve_device(device, check_here=not scheduler)  # a cluster's GPUs are not visible here
     con = settings.console
     if dry_run:
         for job in jobs:
@@ -64,7 +88,8 @@ def run(settings: Settings, all_: bool, suite: str, methods: tuple[str, ...],
         return
     options = RunOptions(results_root=settings.results_root, data_root=settings.data_root,
                          device=device, n_jobs=n_jobs, deterministic=deterministic,
-                         retry_failed=retry_failed)
+                         retry_failed=retry_failed, backend=backend, scheduler=scheduler,
+                         timeout=timeout, claim_timeout=claim_timeout)
     report = run_jobs(jobs, options, console=con, quiet=settings.quiet)
     _summarize(settings, the_suite.name, report)
     if not report.ok:
@@ -77,7 +102,9 @@ def _summarize(settings: Settings, suite: str, report: RunReport) -> None:
     con.print(f"suite [bold]{suite}[/]: {report.selected} job(s) selected, {ran} run now, "
               f"{len(report.skipped_ok)} already done"
               + (f", {len(report.skipped_failed)} failed earlier (use --retry-failed)"
-                 if report.skipped_failed else ""))
+                 if report.skipped_failed else "")
+              + (f", {len(report.skipped_running)} running in another runner"
+                 if report.skipped_running else ""))
     if ran:
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for r in report.results:

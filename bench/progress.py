@@ -1,0 +1,107 @@
+"""Where a suite stands: done / failed / running / pending jobs, and an ETA from past timings.
+
+A job is *done* when its record says ``ok``; *running* when a live claim holds it (a failed job
+being retried counts as running); *failed* when its record says ``failed``; *pending* otherwise.
+
+The ETA is the work left divided by the workers. A job's expected duration is the median
+``timing_s.total`` of the suite's ok records with the same method, variant and dataset, else the
+same method and dataset, else the same method, else every ok record of the suite. The work left
+is the sum over pending jobs, plus, for running jobs, what remains of their expected duration
+since they were claimed. Failed jobs are left out (they only run again with --retry-failed).
+Workers: as given, else the number of running jobs (at least 1). No ok record: no ETA.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.jobs import Job
+from bench.store import DEFAULT_CLAIM_TIMEOUT, Store
+
+
+@dataclass(frozen=True)
+class SuiteProgress:
+    suite: str
+    jobs: int
+    done: int
+    failed: int
+    running: int
+    pending: int
+    recorded_s: float
+    eta_s: float | None
+    workers: int
+    #: live claims of this suite's selected jobs, with the job's ``label`` and ``elapsed_s``
+    live: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _keys(method: str, overrides: Any, dataset: str) -> list[tuple[Any, ...]]:
+    """Most to least specific: what a job's duration is estimated from."""
+    ov = json.dumps(overrides or {}, sort_keys=True)
+    return [(method, ov, dataset), (method, dataset), (method,), ()]
+
+
+def _estimator(records: Sequence[dict[str, Any]]) -> Callable[[Job], float | None]:
+    """Expected seconds of a job, from the ok records (None when there are none)."""
+    times: dict[tuple[Any, ...], list[float]] = {}
+    for rec in records:
+        total = (rec.get("timing_s") or {}).get("total")
+        if rec.get("status") != "ok" or total is None:
+            continue
+        j = rec["job"]
+        for key in _keys(j["method"], j.get("overrides"), j["dataset"]):
+            times.setdefault(key, []).append(float(total))
+    medians = {k: statistics.median(v) for k, v in times.items()}
+
+    def expected(job: Job) -> float | None:
+        for key in _keys(job.method, job.overrides_dict, job.dataset):
+            if key in medians:
+                return medians[key]
+        return None
+
+    return expected
+
+
+def suite_progress(store: Store, suite: str, jobs: Sequence[Job], *, workers: int | None = None,
+                   claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+                   now: float | None = None) -> SuiteProgress:
+    """Counts and ETA for ``jobs`` of ``suite`` (see the module docstring for the rules)."""
+    now = time.time() if now is None else now
+    records = store.records(suite)
+    by_id = {r.get("id"): r for r in records}
+    live = {c["job_id"]: c for c in store.claims(suite, claim_timeout) if not c["stale"]}
+    expected = _estimator(records)
+    counts = {"done": 0, "failed": 0, "running": 0, "pending": 0}
+    work, unknown = 0.0, False
+    running: list[dict[str, Any]] = []
+    for job in jobs:
+        status = (by_id.get(job.id) or {}).get("status")
+        if status == "ok":
+            counts["done"] += 1
+            continue
+        if job.id in live:
+            claim = live[job.id]
+            elapsed = max(0.0, now - float(claim.get("claimed", now)))
+            running.append({**claim, "label": job.label(), "elapsed_s": elapsed})
+            counts["running"] += 1
+            est = expected(job)
+            left = None if est is None else max(0.0, est - elapsed)
+        elif status == "failed":
+            counts["failed"] += 1
+            continue
+        else:
+            counts["pending"] += 1
+            left = expected(job)
+        if left is None:
+            unknown = True
+        else:
+            work += left
+    n_workers = workers or max(1, counts["running"])
+    recorded = sum(float((r.get("timing_s") or {}).get("total") or 0.0) for r in records)
+    eta = None if unknown else work / n_workers
+    return SuiteProgress(suite=suite, jobs=len(jobs), recorded_s=recorded, eta_s=eta,
+                         workers=n_workers, live=running, **counts)

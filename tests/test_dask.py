@@ -1,0 +1,77 @@
+"""The Dask backend on a real ``distributed`` cluster over loopback."""
+
+import json
+import os
+import sys
+
+import pytest
+
+from bench.environment import usable_cores
+from bench.errors import UsageError
+from bench.jobs import Job
+from bench.runner import RunOptions, run
+from bench.store import Store
+from tests.conftest import invoke
+
+pytest.importorskip("distributed")
+
+
+def test_local_cluster_with_two_workers_runs_a_suite(cli, results):
+    res = invoke(cli, results, "run", "--suite", "demo", "--dataset", "digits", "--task", "1",
+                 "--task", "2", "--backend", "dask", "--jobs", "2")
+    assert res.exit_code == 0, res.output
+    assert "4 run now" in res.output
+    recs = [json.loads(p.read_text()) for p in (results / "runs" / "demo").glob("*.json")]
+    assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
+    assert {r["job"]["method"] for r in recs} == {"ocsvm", "kde"}
+    for r in recs:
+        assert r["runner"]["backend"] == "dask"
+        assert r["runner"]["worker"].startswith("tcp://127.0.0.1:")
+        assert r["runner"]["slot"] in (0, 1) and r["runner"]["claim"]
+        assert r["threads"] == max(1, usable_cores() // 2)  # two workers share the cores
+    assert len({r["runner"]["worker"] for r in recs}) <= 2
+    assert not list((results / "runs" / "demo").glob("*.claim"))
+    status = invoke(cli, results, "status", "--suite", "demo")
+    assert status.exit_code == 0 and "demo" in status.output
+
+
+def test_existing_scheduler_and_timeout_inside_dask_workers(tmp_path):
+    """``--scheduler``: jobs go to a running cluster; job subprocesses start in its workers.
+
+    The job was claimed by a worker of that cluster on another host, which the scheduler lost:
+    its fresh claim is taken over at once.
+    """
+    from distributed import Client, LocalCluster
+
+    job = Job.make("dk", "kde", "digits", "4", 0)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            scheduler_id = client.scheduler_info()["id"]
+        claim = Store(tmp_path).claim_path(job)
+        claim.parent.mkdir(parents=True)
+        claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "backend": "dask",
+                                     "worker": "tcp://10.9.9.9:1", "scheduler": scheduler_id}))
+        report = run([job], RunOptions(results_root=tmp_path, backend="dask",
+                                       scheduler=cluster.scheduler_address, timeout=300),
+                     quiet=True)
+        workers = set(cluster.scheduler_info["workers"])
+    assert report.ok and len(report.results) == 1
+    rec = json.loads((tmp_path / "runs" / "dk" / f"{job.id}.json").read_text())
+    assert rec["status"] == "ok" and rec["runner"]["backend"] == "dask"
+    assert rec["runner"]["worker"] in workers
+    assert rec["threads"] == usable_cores()  # the only worker thread of its host
+    assert rec["runner"]["scheduler"] == scheduler_id and not claim.exists()
+    assert rec["pid"] not in {os.getpid()}  # ran in a job process, not here
+
+
+def test_missing_dask_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    job = Job.make("dk", "kde", "digits", "4", 0)
+    with pytest.raises(UsageError, match=r"pip install 'bench-mkd\[dist\]'"):
+        run([job], RunOptions(results_root=tmp_path, backend="dask"), quiet=True)
+
+
+def test_scheduler_needs_the_dask_backend(cli, results):
+    res = invoke(cli, results, "run", "--suite", "demo", "--all", "--scheduler", "tcp://x:1")
+    assert res.exit_code == 2 and "--scheduler needs --backend dask" in res.output
