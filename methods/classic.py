@@ -8,7 +8,8 @@ Features (``features``):
   ``vgg16``; ``backbone_weights`` ``imagenet`` | a state-dict path | ``random``, no default: a
   backbone without weights is the backbones module's clear error), ImageNet-normalized input,
   one tap (``backbone_layer``; unset means the last stage: ``pool5`` for VGG-16, ``layer4`` for
-  ResNets), global-average-pooled to one vector per image. The extractor's identity (e.g.
+  ResNets), global-average-pooled to one vector per image (``batch_size`` images per forward
+  pass, on the job's device). The extractor's identity (e.g.
   ``vgg16:imagenet:IMAGENET1K_V1:sha256=...``) is the record's ``expert``; ``None`` on pixels.
 
 Then, optionally, PCA fitted on the training normals keeping ``pca_variance`` of the variance (at
