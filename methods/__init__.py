@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from bench.registry import Registry
+from methods.autoencoder import ConvAutoencoderDetector
 from methods.base import Method, MethodConfig, MethodSpec, RunContext, Scores
-from methods.classic import KDEDetector, OneClassSVMDetector
+from methods.classic import IsolationForestDetector, KDEDetector, OneClassSVMDetector
+from methods.dsvdd import DeepSVDDDetector
 
 METHODS: Registry[MethodSpec] = Registry("method")
 
@@ -28,7 +30,15 @@ def register(name: str, cls: type[Method], summary: str, *,
     return METHODS.add(name, spec)
 
 
-register("ocsvm", OneClassSVMDetector, "One-class SVM (RBF) on PCA-reduced pixels")
-register("kde", KDEDetector, "Gaussian KDE on PCA-reduced pixels")
+register("ocsvm", OneClassSVMDetector, "One-class SVM (RBF) on PCA-reduced pixels or features")
+register("kde", KDEDetector, "Gaussian KDE on PCA-reduced pixels or features")
+register("iforest", IsolationForestDetector, "Isolation Forest on pixels or features")
+register("cae", ConvAutoencoderDetector, "Convolutional autoencoder, L2 or SSIM reconstruction "
+         "error", test_overrides={"epochs": 6, "batch_size": 8, "lr": 1e-3, "latent_dim": 16,
+                         "base_channels": 8})
+register("dsvdd", DeepSVDDDetector, "Deep SVDD (one-class or soft-boundary objective)",
+         test_overrides={"channels": (8, 4), "rep_dim": 16, "epochs": 5, "lr": 1e-3,
+                         "lr_milestones": (), "batch_size": 8, "pretrain_epochs": 2,
+                         "pretrain_lr": 1e-3, "pretrain_milestones": ()})
 
 __all__ = ["METHODS", "Method", "MethodConfig", "MethodSpec", "RunContext", "Scores", "register"]

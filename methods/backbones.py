@@ -160,11 +160,15 @@ def _randomize(trunk: nn.Module, name: str) -> None:
                     nn.init.zeros_(m.bias)
 
 
-def build_trunk(name: str, weights: str | None, seed: int = 0) -> tuple[nn.Module, str]:
-    """A frozen, eval-mode trunk of ``name`` with the chosen weights, and its identity."""
+def build_trunk(name: str, weights: str | None, seed: int = 0, *,
+                option: str = "expert_weights") -> tuple[nn.Module, str]:
+    """A frozen, eval-mode trunk of ``name`` with the chosen weights, and its identity.
+
+    ``option`` is the config field the user sets, named in the error when weights are missing.
+    """
     if weights is None or str(weights).strip() == "":
         raise UsageError(
-            f"{name} needs weights: use --set expert_weights=imagenet (torchvision's ImageNet "
+            f"{name} needs weights: use --set {option}=imagenet (torchvision's ImageNet "
             f"weights, downloaded to {hub_checkpoint_dir()} when the network allows), "
             "=PATH (a state_dict file), or =random (explicitly random, for offline tests)"
         )
@@ -220,12 +224,12 @@ class FeatureExtractor(nn.Module):
     """
 
     def __init__(self, name: str, weights: str | None, layers: Sequence[str], *,
-                 seed: int = 0, normalize: bool = False) -> None:
+                 seed: int = 0, normalize: bool = False, option: str = "expert_weights") -> None:
         super().__init__()
         if not layers:
             raise UsageError("at least one feature layer is required")
         self.name = name
-        self.trunk, self.identity = build_trunk(name, weights, seed)
+        self.trunk, self.identity = build_trunk(name, weights, seed, option=option)
         self.normalize = Normalize() if normalize else nn.Identity()
         valid = tuple(VGG16_TAPS) if name.startswith("vgg") else RESNET_TAPS
         bad = [layer for layer in layers if layer not in valid]

@@ -1,31 +1,52 @@
-"""Classic one-class detectors from scikit-learn, on pixels.
+"""Classic one-class detectors from scikit-learn, on pixels or on a backbone's pooled features.
 
-Both flatten each image (all channels, at the method's ``image_size``; the dataset's default when
-unset), standardize nothing, and reduce dimension with PCA fitted on the training normals,
-keeping ``pca_variance`` of the variance (at most ``n_train - 1`` components), whitened off.
+Features (``features``):
 
-- ``ocsvm``: one-class SVM (Schölkopf et al. 2001) with an RBF kernel, ``gamma='scale'``
-  (1 / (n_features · Var(X))) and ``nu=0.1``; score = minus the decision function.
-- ``kde``: Gaussian kernel density estimate with Scott's bandwidth rule on the PCA features;
-  score = minus the log density.
+- ``pixels`` (default): each image flattened (all channels, at the method's ``image_size``; the
+  dataset's default when unset), values in [0, 1], nothing standardized.
+- ``backbone``: a frozen :class:`~methods.backbones.FeatureExtractor` (``backbone``, default
+  ``vgg16``; ``backbone_weights`` ``imagenet`` | a state-dict path | ``random``, no default: a
+  backbone without weights is the backbones module's clear error), ImageNet-normalized input,
+  one tap (``backbone_layer``; unset means the last stage: ``pool5`` for VGG-16, ``layer4`` for
+  ResNets), global-average-pooled to one vector per image (``batch_size`` images per forward
+  pass, on the job's device). The extractor's identity (e.g.
+  ``vgg16:imagenet:IMAGENET1K_V1:sha256=...``) is the record's ``expert``; ``None`` on pixels.
 
-These are the "classic" baselines of one-class image benchmarks (as in Ruff et al., ICML 2018,
-who use OC-SVM and KDE on raw pixels with PCA for KDE); exact grid-searched hyper-parameters of
-those papers need labelled anomalies and are deliberately not used here.
+Then, optionally, PCA fitted on the training normals keeping ``pca_variance`` of the variance (at
+most ``n_train - 1`` components, not whitened; ``pca_variance=None`` skips PCA), and one model:
+
+- ``ocsvm``: one-class SVM (Schölkopf et al., Neural Computation 2001) with an RBF kernel,
+  ``gamma='scale'`` (1 / (n_features · Var(X))), ``nu=0.1``, PCA to 95 % variance;
+  score = minus the decision function.
+- ``kde``: Gaussian kernel density estimate, Scott's bandwidth rule, PCA to 95 % variance (Ruff
+  et al., ICML 2018, reduce with PCA before KDE); score = minus the log density.
+- ``iforest``: Isolation Forest (Liu, Ting and Zhou, ICDM 2008) with the paper's standard
+  settings: 100 trees, sub-sampling size ψ = 256 (``min(256, n_train)``), all features, no PCA
+  (the forest picks single features, so it works on raw attributes); seeded from the job seed;
+  score = the paper's anomaly score s(x, ψ) in (0, 1] (minus scikit-learn's ``score_samples``).
+
+These are the classic baselines of one-class image benchmarks (Ruff et al., ICML 2018, use
+OC-SVM, KDE and IF on raw pixels). Their grid-searched hyper-parameters (OC-SVM's ν and γ chosen
+with a small labelled test subset) need labelled anomalies and are deliberately not used here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import torch
 from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import KernelDensity
 from sklearn.svm import OneClassSVM
 
 from datasets.base import TaskData
+from methods.backbones import FeatureExtractor
 from methods.base import Method, MethodConfig, RunContext, Scores
+
+Features = Literal["pixels", "backbone"]
 
 
 def _number_or_name(value: str) -> str | float:
@@ -41,47 +62,98 @@ def pixel_features(data: TaskData) -> np.ndarray:
     return data.images.reshape(len(data), -1).numpy().astype(np.float64) / 255.0
 
 
+def default_layer(backbone: str) -> str:
+    """The last stage of a backbone: ``pool5`` for VGG, ``layer4`` for ResNets."""
+    return "pool5" if backbone.startswith("vgg") else "layer4"
+
+
+@torch.inference_mode()
+def pooled_features(extractor: FeatureExtractor, layer: str, data: TaskData, batch_size: int,
+                    device: torch.device) -> np.ndarray:
+    """Global-average-pooled activations of ``layer``, one row per image."""
+    extractor.to(device)
+    rows = [extractor(x.to(device))[layer].mean(dim=(2, 3)).double().cpu()
+            for x in data.batches(batch_size)]
+    return torch.cat(rows).numpy()
+
+
 @dataclass(frozen=True, kw_only=True)
-class PCAConfig(MethodConfig):
-    pca_variance: float = 0.95
+class FeatureConfig(MethodConfig):
+    features: Features = "pixels"
+    backbone: str = "vgg16"
+    backbone_weights: str | None = None
+    backbone_layer: str | None = None
+    batch_size: int = 64
+    pca_variance: float | None = 0.95
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 < self.pca_variance <= 1:
-            raise ValueError("pca_variance must be in (0, 1]")
+        if self.pca_variance is not None and not 0 < self.pca_variance <= 1:
+            raise ValueError("pca_variance must be in (0, 1], or None for no PCA")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
 
 
-class _PCAMethod(Method):
-    """Pixels -> PCA -> a scikit-learn density or boundary model."""
+class _FeatureMethod(Method):
+    """Pixels or backbone features -> optional PCA -> a scikit-learn density or boundary model."""
 
     config: Any
 
-    def _reduce_fit(self, x: np.ndarray, ctx: RunContext) -> np.ndarray:
+    extractor_: FeatureExtractor | None = None
+
+    def _features(self, data: TaskData, ctx: RunContext) -> np.ndarray:
+        if self.extractor_ is None:
+            return pixel_features(data)
+        return pooled_features(self.extractor_, self.extractor_.layers[0], data,
+                               self.config.batch_size, ctx.device)
+
+    def _fit_features(self, train: TaskData, ctx: RunContext) -> np.ndarray:
+        cfg = self.config
+        if cfg.features == "backbone":
+            layer = cfg.backbone_layer or default_layer(cfg.backbone)
+            self.extractor_ = FeatureExtractor(cfg.backbone, cfg.backbone_weights, [layer],
+                                               seed=ctx.seed, normalize=True,
+                                               option="backbone_weights")
+        x = self._features(train, ctx)
+        if self.config.pca_variance is None:
+            self.pca_ = None
+            return x
         n_max = max(1, min(x.shape[0] - 1, x.shape[1]))
         self.pca_ = PCA(n_components=n_max, svd_solver="full", random_state=ctx.seed).fit(x)
         ratio = np.cumsum(self.pca_.explained_variance_ratio_)
         self.n_components_ = int(min(n_max, np.searchsorted(ratio, self.config.pca_variance) + 1))
         return self._reduce(x)
 
+    def _test_features(self, test: TaskData, ctx: RunContext) -> np.ndarray:
+        return self._reduce(self._features(test, ctx))
+
     def _reduce(self, x: np.ndarray) -> np.ndarray:
+        if self.pca_ is None:
+            return x
         return np.asarray(self.pca_.transform(x)[:, : self.n_components_])
+
+    def provenance(self) -> dict[str, Any]:
+        """The backbone's identity as ``expert`` once fitted on backbone features, else None."""
+        extractor = self.extractor_
+        return {"expert": extractor.identity if extractor is not None else None,
+                "checkpoint_policy": "final"}
 
 
 @dataclass(frozen=True, kw_only=True)
-class OCSVMConfig(PCAConfig):
+class OCSVMConfig(FeatureConfig):
     nu: float = 0.1
     gamma: str = "scale"
     kernel: str = "rbf"
 
 
-class OneClassSVMDetector(_PCAMethod):
-    """One-class SVM on PCA-reduced pixels."""
+class OneClassSVMDetector(_FeatureMethod):
+    """One-class SVM (Schölkopf et al. 2001) on PCA-reduced pixels or backbone features."""
 
     Config = OCSVMConfig
     config: OCSVMConfig
 
     def fit(self, train: TaskData, ctx: RunContext) -> OneClassSVMDetector:
-        z = self._reduce_fit(pixel_features(train), ctx)
+        z = self._fit_features(train, ctx)
         self.model_ = OneClassSVM(kernel=self.config.kernel, nu=self.config.nu,
                                   gamma=_number_or_name(self.config.gamma))
         self.model_.fit(z)
@@ -89,28 +161,61 @@ class OneClassSVMDetector(_PCAMethod):
         return self
 
     def score(self, test: TaskData, ctx: RunContext) -> Scores:
-        z = self._reduce(pixel_features(test))
-        return Scores(image=-self.model_.decision_function(z))
+        return Scores(image=-self.model_.decision_function(self._test_features(test, ctx)))
 
 
 @dataclass(frozen=True, kw_only=True)
-class KDEConfig(PCAConfig):
+class KDEConfig(FeatureConfig):
     bandwidth: str = "scott"
 
 
-class KDEDetector(_PCAMethod):
-    """Gaussian kernel density on PCA-reduced pixels."""
+class KDEDetector(_FeatureMethod):
+    """Gaussian kernel density on PCA-reduced pixels or backbone features."""
 
     Config = KDEConfig
     config: KDEConfig
 
     def fit(self, train: TaskData, ctx: RunContext) -> KDEDetector:
-        z = self._reduce_fit(pixel_features(train), ctx)
+        z = self._fit_features(train, ctx)
         bandwidth = _number_or_name(self.config.bandwidth)
         self.model_ = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(z)
         ctx.report(1, 1)
         return self
 
     def score(self, test: TaskData, ctx: RunContext) -> Scores:
-        z = self._reduce(pixel_features(test))
-        return Scores(image=-self.model_.score_samples(z))
+        return Scores(image=-self.model_.score_samples(self._test_features(test, ctx)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class IForestConfig(FeatureConfig):
+    pca_variance: float | None = None
+    n_estimators: int = 100
+    max_samples: int = 256
+    max_features: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_estimators < 1 or self.max_samples < 2:
+            raise ValueError("n_estimators must be >= 1 and max_samples >= 2")
+        if not 0 < self.max_features <= 1:
+            raise ValueError("max_features must be in (0, 1]")
+
+
+class IsolationForestDetector(_FeatureMethod):
+    """Isolation Forest (Liu et al. 2008) on pixels or backbone features, seeded by the job."""
+
+    Config = IForestConfig
+    config: IForestConfig
+
+    def fit(self, train: TaskData, ctx: RunContext) -> IsolationForestDetector:
+        z = self._fit_features(train, ctx)
+        cfg = self.config
+        self.model_ = IsolationForest(n_estimators=cfg.n_estimators,
+                                      max_samples=min(cfg.max_samples, len(z)),
+                                      max_features=cfg.max_features,
+                                      random_state=ctx.seed).fit(z)
+        ctx.report(1, 1)
+        return self
+
+    def score(self, test: TaskData, ctx: RunContext) -> Scores:
+        return Scores(image=-self.model_.score_samples(self._test_features(test, ctx)))
