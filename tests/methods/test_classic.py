@@ -95,3 +95,20 @@ def test_record_names_the_backbone(tmp_path):
     assert record["expert"] == "resnet18:random:0"
     assert record["config"]["features"] == "backbone"
     assert record["metrics"]["image_auroc"] > 0.5
+
+
+def test_max_train_fits_on_a_seeded_subset_and_oct_preset_uses_it():
+    from methods import METHODS
+    from methods.base import RunContext
+    from tests.helpers import blobs_task
+
+    train, test = blobs_task(n_train=30, n_test=10)
+    spec = METHODS.get("ocsvm")
+    assert spec.config("retinal_oct").max_train == 5000
+    assert spec.config("mnist").max_train is None
+    a = spec.build("", {"max_train": 12}).fit(train, RunContext(seed=0))
+    b = spec.build("", {"max_train": 12}).fit(train, RunContext(seed=0))
+    c = spec.build("", {"max_train": 12}).fit(train, RunContext(seed=1))
+    assert a.pca_.n_samples_ == 12
+    assert (a.score(test, RunContext()).image == b.score(test, RunContext()).image).all()
+    assert not (a.score(test, RunContext()).image == c.score(test, RunContext()).image).all()
