@@ -78,7 +78,7 @@ def run(settings: Settings, all_: bool, suite: str, methods: tuple[str, ...],
     overrides = parse_set(sets)
     the_suite, jobs = select_jobs(suite, methods=methods, datasets=datasets, tasks=tasks,
                                   seeds=_seeds(seeds), overrides=overrides,
-                                  data_root=settings.data_root)
+                                  data_root=settings.data_root, check_data=not dry_run)
     resolve_device(device, check_here=not scheduler)  # a cluster's GPUs are not visible here
     con = settings.console
     if dry_run:
