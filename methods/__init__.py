@@ -11,6 +11,7 @@ from typing import Any
 from bench.registry import Registry
 from methods.base import Method, MethodConfig, MethodSpec, RunContext, Scores
 from methods.classic import KDEDetector, OneClassSVMDetector
+from methods.mkd import MKD
 
 METHODS: Registry[MethodSpec] = Registry("method")
 
@@ -30,5 +31,11 @@ def register(name: str, cls: type[Method], summary: str, *,
 
 register("ocsvm", OneClassSVMDetector, "One-class SVM (RBF) on PCA-reduced pixels")
 register("kde", KDEDetector, "Gaussian KDE on PCA-reduced pixels")
+
+_MKD_TINY = {"expert_weights": "random", "epochs": 5, "image_size": 32}
+register("mkd", MKD, "Multiresolution knowledge distillation (Salehi et al. 2021), official code",
+         test_overrides=_MKD_TINY)
+register("mkd_single", MKD, "MKD trained and scored on pool5 only (the paper's 1-layer ablation)",
+         test_overrides={**_MKD_TINY, "epochs": 10}, layers=("pool5",))
 
 __all__ = ["METHODS", "Method", "MethodConfig", "MethodSpec", "RunContext", "Scores", "register"]
