@@ -82,8 +82,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "headct": {"image_size": 128, "epochs": 602, "lamda": 0.01, "eval_every": 10},
     "brainmri": {"image_size": 256, "epochs": 602, "lamda": 0.01, "eval_every": 10},
     # embedded demo data, sized for the demo budget: digits like MNIST, textures like MVTec
-    "digits": {"image_size": 32, "epochs": 25, "lamda": 0.01},
-    "textures": {"image_size": 64, "epochs": 20, "lamda": 0.5},
+    "digits": {"image_size": 32, "epochs": 20, "lamda": 0.01},
+    "textures": {"image_size": 64, "epochs": 10, "lamda": 0.5},
 }
 
 

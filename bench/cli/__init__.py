@@ -33,10 +33,11 @@ def main(ctx: click.Context, results: str | None, data_root: str | None, debug: 
 _data_root = data_root
 
 from bench.cli import inspect as _inspect  # noqa: E402
+from bench.cli import perf as _perf  # noqa: E402
 from bench.cli import run as _run  # noqa: E402
 from bench.cli import table as _table  # noqa: E402
 
-for _cmd in (_inspect.list_cmd, _inspect.status, _run.run, _table.table):
+for _cmd in (_inspect.list_cmd, _inspect.status, _run.run, _table.table, _perf.perf):
     main.add_command(_cmd)
 
 __all__ = ["main"]
