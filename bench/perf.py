@@ -12,20 +12,18 @@ not depend on the content. The expert is random, as ImageNet weights cost the sa
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
 from bench import environment as env
 from datasets.base import TaskData
 from methods.base import RunContext
-
-log = logging.getLogger(__name__)
 
 StepFn = Callable[[str], None]
 
@@ -172,6 +170,7 @@ def mkd_perf(options: PerfOptions, step: StepFn | None = None) -> dict[str, Any]
     """All figures, as a JSON-ready dict."""
     device = env.resolve_device(options.device)
     result: dict[str, Any] = {
+        "baseline_rss_mb": psutil.Process().memory_info().rss / 2**20,
         "benchmark": "mkd", "created": env.now_iso(), "device": str(device),
         "device_name": env.device_name(device), "threads": torch.get_num_threads(),
         "versions": env.versions(), "git": env.git_commit(),
@@ -192,11 +191,11 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, str]]:
         off, on = r["train_cache_off"], r["train_cache_on"]
         mem = r.get("peak_gpu_mb") or r["peak_rss_mb"]
         rows.append({
-            "size": f"{size} px",
-            "train, no cache": f"{off['img_s']:.1f}",
-            "train, cache": f"{on['img_s']:.1f}",
-            "speedup": f"{r['train_speedup_cache']:.1f}x",
-            "fill (s)": f"{on['cache_fill_s']:.2f}",
+            "px": size,
+            "train": f"{off['img_s']:.1f}",
+            "train+cache": f"{on['img_s']:.1f}",
+            "gain": f"{r['train_speedup_cache']:.1f}x",
+            "fill s": f"{on['cache_fill_s']:.2f}",
             "score": f"{r['score_img_s']:.1f}",
             "localize": f"{r['localization_img_s']:.1f}",
             "peak MiB": f"{max(v for v in mem.values() if v is not None):.0f}",

@@ -12,7 +12,7 @@ def test_perf_mkd_prints_and_writes_json(cli, results, tmp_path):
                  "--loop-images", "2", "--loop-size", "32", "--threads", "1", "-o", str(out),
                  "--save")
     assert res.exit_code == 0, res.output
-    assert "32 px" in res.output and "per-image loop" in res.output
+    assert "train+cache" in res.output and "per-image loop" in res.output
     data = json.loads(out.read_text())
     r = data["sizes"]["32"]
     for key in ("score_img_s", "localization_img_s", "train_speedup_cache"):

@@ -70,13 +70,15 @@ def perf_mkd(settings: Settings, device: str, sizes: str, images: int | None, ba
     rows = summary_rows(result)
     out = RichTable(title=f"MKD on {result['device']} ({result['device_name']}, "
                           f"{result['threads']} threads), images/s",
-                    caption="train: steady epochs; fill: one-off expert cache fill; "
-                            "peak: process RSS or GPU memory", header_style="bold")
+                    caption="train: steady epochs, expert cache off / on (gain); fill: the "
+                            "one-off cache fill; peak: process RSS, or GPU memory on CUDA",
+                    header_style="bold")
     for col in rows[0]:
         out.add_column(col, justify="right", no_wrap=True)
     for row in rows:
         out.add_row(*row.values())
     con.print(out)
+    con.print(f"process RSS before measuring: {result['baseline_rss_mb']:.0f} MiB")
     if "loop" in result:
         loop = result["loop"]
         con.print(f"localization at {loop['size']} px, {loop['images']} images: batched "
