@@ -33,7 +33,7 @@ register("ocsvm", OneClassSVMDetector, "One-class SVM (RBF) on PCA-reduced pixel
 register("kde", KDEDetector, "Gaussian KDE on PCA-reduced pixels")
 
 _MKD_TINY = {"expert_weights": "random", "epochs": 5, "image_size": 32}
-register("mkd", MKD, "Multiresolution knowledge distillation (Salehi et al. 2021), official code",
+register("mkd", MKD, "Multiresolution knowledge distillation (Salehi et al. 2021), as its code",
          test_overrides=_MKD_TINY)
 register("mkd_single", MKD, "MKD trained and scored on pool5 only (the paper's 1-layer ablation)",
          test_overrides={**_MKD_TINY, "epochs": 10}, layers=("pool5",))
