@@ -311,7 +311,6 @@ class MKD(Method):
     def _build(self, ctx: RunContext) -> None:
         cfg = self.config
         self.device_ = ctx.device
-        self.seed_ = ctx.seed
         self.expert_ = FeatureExtractor(cfg.expert, cfg.expert_weights, cfg.trained_layers,
                                         seed=ctx.seed).to(ctx.device)
         self.cloner_ = Cloner(cfg.trained_layers, cfg.cloner,
@@ -402,6 +401,8 @@ class MKD(Method):
         budget = self._budget_bytes()
         cache = self._make_cache(images, cfg.trained_layers, budget)
         self._budget_left = budget - (cache.nbytes if cache is not None else 0)
+        if self._cuda:
+            torch.cuda.synchronize(self.device_)  # an honest fill time
         self.cache_info_ = {"train_images": n, "cached": cache.n if cache else 0,
                             "cache_mb": (cache.nbytes if cache else 0) / 2**20,
                             "fill_s": time.perf_counter() - t0}
