@@ -13,6 +13,7 @@ from methods.autoencoder import ConvAutoencoderDetector
 from methods.base import Method, MethodConfig, MethodSpec, RunContext, Scores
 from methods.classic import IsolationForestDetector, KDEDetector, OneClassSVMDetector
 from methods.dsvdd import DeepSVDDDetector
+from methods.mkd import MKD
 
 METHODS: Registry[MethodSpec] = Registry("method")
 
@@ -40,5 +41,11 @@ register("dsvdd", DeepSVDDDetector, "Deep SVDD (one-class or soft-boundary objec
          test_overrides={"channels": (8, 4), "rep_dim": 16, "epochs": 5, "lr": 1e-3,
                          "lr_milestones": (), "batch_size": 8, "pretrain_epochs": 2,
                          "pretrain_lr": 1e-3, "pretrain_milestones": ()})
+
+_MKD_TINY = {"expert_weights": "random", "epochs": 5, "image_size": 32}
+register("mkd", MKD, "Multiresolution knowledge distillation (Salehi et al. 2021), as its code",
+         test_overrides=_MKD_TINY)
+register("mkd_single", MKD, "MKD trained and scored on pool5 only (the paper's 1-layer ablation)",
+         test_overrides={**_MKD_TINY, "epochs": 10}, layers=("pool5",))
 
 __all__ = ["METHODS", "Method", "MethodConfig", "MethodSpec", "RunContext", "Scores", "register"]

@@ -35,6 +35,7 @@ _data_root = data_root
 from bench.cli import check as _check  # noqa: E402
 from bench.cli import data as _data  # noqa: E402
 from bench.cli import inspect as _inspect  # noqa: E402
+from bench.cli import perf as _perf  # noqa: E402
 from bench.cli import plot as _plot  # noqa: E402
 from bench.cli import run as _run  # noqa: E402
 from bench.cli import table as _table  # noqa: E402
@@ -50,6 +51,7 @@ COMMANDS = [
     _check.check,
     _check.baseline,
     _data.data,
+    _perf.perf,
 ]
 for _cmd in COMMANDS:
     main.add_command(_cmd)
