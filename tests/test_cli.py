@@ -75,7 +75,6 @@ def test_failed_and_nan_jobs_are_recorded_and_others_finish(cli, results, monkey
     assert all(r["error"] and r["traceback"] for r in recs)
     monkeypatch.undo()
     # failed records are kept and reported until retried
-    classic = ("--method", "ocsvm", "--method", "kde")
     again = invoke(cli, results, "run", "--suite", "demo", "--dataset", "digits", "--task", "2",
                    "--task", "4", *only)
     assert again.exit_code == 1 and "--retry-failed" in again.output
