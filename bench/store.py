@@ -251,7 +251,7 @@ class Store:
                     continue  # released meanwhile
                 if not held.stale and not (gone is not None and held.info and gone(held.info)):
                     return None
-                _break(path, held)
+                _break(path, held, timeout)
                 continue
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(body, fh, sort_keys=True)
@@ -411,6 +411,7 @@ def _read_claim(path: Path) -> dict[str, Any]:
 @dataclass(frozen=True)
 class _Held:
     inode: int
+    mtime_ns: int
     info: dict[str, Any]
     age: float
     stale: bool
@@ -425,29 +426,37 @@ class _Held:
         age = max(0.0, time.time() - st.st_mtime)
         # an unreadable claim is one being written: live until it times out
         stale = age > timeout or (bool(info) and _dead_here(info))
-        return _Held(st.st_ino, info, age, stale)
+        return _Held(st.st_ino, st.st_mtime_ns, info, age, stale)
+
+    def same_as(self, other: _Held | None) -> bool:
+        """The very claim file seen before, not refreshed since (inodes can be reused: the
+        content, holding a random token, tells two claims apart)."""
+        return (other is not None and other.inode == self.inode
+                and other.mtime_ns == self.mtime_ns and other.info == self.info)
 
 
-def _break(path: Path, held: _Held) -> None:
-    """Remove a stale claim, and not a fresh one made since it was inspected.
+def _break(path: Path, held: _Held, timeout: float) -> None:
+    """Remove the stale claim ``held``, and never a fresh claim made since it was inspected.
 
-    The claim is renamed to a private name (atomic: of several breakers one gets it), then
-    checked to be the very file judged stale; a fresh claim moved by mistake is put back (should
-    a third runner claim the job in that instant, both run it, and a warning says so).
+    Breakers serialize on ``<claim>.break``, created exclusively: the one holding it inspects the
+    claim again and removes it only if it is still the very file judged stale; the others leave it
+    to that one (their next exclusive create finds the job claimed again, by whoever got it). A
+    break lock left by a runner killed in that instant is removed once older than ``timeout``.
     """
-    grave = path.with_name(f".{path.name}.{uuid.uuid4().hex}.stale")
+    lock = path.with_name(path.name + ".break")
     try:
-        os.rename(path, grave)
-    except FileNotFoundError:
-        return
-    moved = grave.stat().st_ino == held.inode and _read_claim(grave) == held.info
-    if moved:
-        log.info("took over stale claim %s (%s)", path.name, held.info or "unreadable")
-    else:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
         try:
-            os.link(grave, path)  # put it back, unless yet another claim was made meanwhile
-        except FileExistsError:
-            log.warning("claim %s changed hands while a stale claim was broken", path.name)
-        except OSError:  # a filesystem without hard links
-            os.rename(grave, path)
-    grave.unlink(missing_ok=True)
+            if time.time() - lock.stat().st_mtime > timeout:
+                lock.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+        return
+    os.close(fd)
+    try:
+        if held.same_as(_Held.inspect(path, timeout)):
+            path.unlink(missing_ok=True)
+            log.info("took over stale claim %s (%s)", path.name, held.info or "unreadable")
+    finally:
+        lock.unlink(missing_ok=True)
