@@ -18,7 +18,8 @@ pytest.importorskip("distributed")
 
 def test_local_cluster_with_two_workers_runs_a_suite(cli, results):
     res = invoke(cli, results, "run", "--suite", "demo", "--dataset", "digits", "--task", "1",
-                 "--task", "2", "--backend", "dask", "--jobs", "2")
+                 "--task", "2", "--method", "ocsvm", "--method", "kde", "--backend", "dask",
+                 "--jobs", "2")
     assert res.exit_code == 0, res.output
     assert "4 run now" in res.output
     recs = [json.loads(p.read_text()) for p in (results / "runs" / "demo").glob("*.json")]
