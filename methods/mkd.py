@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,12 +41,12 @@ from typing import Any, Literal
 import numpy as np
 import psutil
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
 from bench.errors import UsageError
 from bench.metrics import CROSS_3x3
+from datasets.augment import headct_affine
 from datasets.base import TaskData
 from methods.backbones import FeatureExtractor, Normalize
 from methods.base import Method, MethodConfig, RunContext, Scores
@@ -208,23 +207,6 @@ def gaussian(maps: np.ndarray, sigma: float) -> np.ndarray:
 def opening(maps: np.ndarray) -> np.ndarray:
     """Grey-scale opening of each map with the 3×3 cross (cv2's 3×3 ellipse)."""
     return ndimage.grey_opening(maps, footprint=CROSS_3x3[None]).astype(np.float32)
-
-
-def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 20.0,
-                  scale: tuple[float, float] = (0.9, 1.05)) -> torch.Tensor:
-    """Rotate each image by U(±degrees) and scale it by U(scale) about its centre (zero fill).
-
-    The paper's HeadCT augmentation, done on the batch tensor with bilinear sampling.
-    """
-    n = x.shape[0]
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(degrees)
-    s = scale[0] + torch.rand(n, generator=generator) * (scale[1] - scale[0])
-    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
-    # affine_grid maps output to input coordinates: the inverse of "rotate, then scale"
-    theta = torch.stack([torch.stack([cos, sin, torch.zeros(n)], 1),
-                         torch.stack([-sin, cos, torch.zeros(n)], 1)], 1)
-    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 # ------------------------------------------------------------------------------ expert cache
@@ -418,7 +400,7 @@ class MKD(Method):
             for idx in torch.randperm(n, generator=order).split(cfg.batch_size):
                 x = self._floats(images[idx.to(images.device)])
                 if cfg.augment == "headct":
-                    x = random_affine(x, augment)
+                    x = headct_affine(x, augment)
                 x = self._net_input(x)
                 targets = self._targets(x, idx, cache)
                 with self._autocast():
