@@ -68,10 +68,24 @@ def greedy_coreset(x: torch.Tensor, n: int, *, start: int = 0, block: int = 512,
     brings only the top block(s) up to date, with one matrix product against the centres chosen
     since that block's last update. Same result as the plain rule (up to floating-point
     rounding of near-ties), in a fraction of the work; memory stays at one padded copy of ``x``.
+    On a CPU the loop runs on one thread: its many small products are ~10× slower when torch
+    spreads each one over several threads.
     """
-    n_rows, dim = x.shape
+    n_rows = len(x)
     if not 1 <= n <= n_rows:
         raise ValueError(f"coreset size must be in [1, {n_rows}], got {n}")
+    threads = torch.get_num_threads()
+    if x.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _lazy_k_center(x, n, start, block, report)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _lazy_k_center(x: torch.Tensor, n: int, start: int, block: int,
+                   report: Callable[[int, int], None] | None) -> torch.Tensor:
+    n_rows, dim = x.shape
     n_blocks = -(-n_rows // block)
     pad = n_blocks * block - n_rows
     xb = torch.cat([x, x[-1:].expand(pad, dim)]) if pad else x
@@ -148,6 +162,23 @@ def patch_features(taps: dict[str, torch.Tensor], layers: tuple[str, ...], *, pa
     return out.reshape(b, h, w, target_dim)
 
 
+def memory_bank(feats: torch.Tensor, ratio: float, projection_dim: int,
+                generator: torch.Generator,
+                report: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """The coreset of ``feats`` [N, D]: ``round(ratio·N)`` rows chosen by greedy k-center on a
+    random Gaussian projection to ``projection_dim`` dimensions (seeded by ``generator``)."""
+    n = max(1, round(ratio * len(feats)))
+    if n >= len(feats):
+        return feats.contiguous()
+    proj = torch.randn(feats.shape[1], projection_dim, generator=generator)
+    proj = (proj / projection_dim**0.5).to(feats.device, feats.dtype)
+    reduced = torch.cat([feats[r:r + 65536] @ proj for r in range(0, len(feats), 65536)])
+    reduced -= reduced.mean(dim=0)  # distances unchanged; less rounding in ‖a‖²+‖b‖²−2ab
+    start = int(torch.randint(len(feats), (1,), generator=generator))
+    keep = greedy_coreset(reduced, n, start=start, report=report)
+    return feats.index_select(0, keep.to(feats.device)).contiguous()
+
+
 def patchcore_scores(feats: torch.Tensor, bank: torch.Tensor,
                      b: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch scores [n, P] (distance to the nearest bank row) and image scores [n].
@@ -194,17 +225,8 @@ class PatchCore(_BackboneMethod):
         cfg = self.config
         self._extractor(ctx)
         feats = self._patches(train, ctx).reshape(-1, cfg.target_dim)
-        n = max(1, round(cfg.coreset_ratio * len(feats)))
-        if n < len(feats):
-            g = ctx.generator(2)
-            proj = torch.randn(cfg.target_dim, cfg.projection_dim, generator=g)
-            proj = (proj / cfg.projection_dim**0.5).to(feats.device)
-            reduced = torch.cat([feats[r:r + 65536] @ proj for r in range(0, len(feats), 65536)])
-            reduced -= reduced.mean(dim=0)  # distances unchanged; less rounding in ‖a‖²+‖b‖²−2ab
-            start = int(torch.randint(len(feats), (1,), generator=g))
-            keep = greedy_coreset(reduced, n, start=start, report=ctx.report).to(feats.device)
-            feats = feats.index_select(0, keep)
-        self.bank_ = feats.contiguous()
+        self.bank_ = memory_bank(feats, cfg.coreset_ratio, cfg.projection_dim,
+                                 ctx.generator(2), report=ctx.report)
         ctx.report(1, 1)
         return self
 

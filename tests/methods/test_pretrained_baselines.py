@@ -186,7 +186,7 @@ def test_feature_methods_beat_chance_on_textures(name):
 
 def test_stfpm_beats_chance_on_brick():
     """STFPM with a *random* teacher is near chance on grass and gravel (a random teacher's
-    features are easy to imitate everywhere); brick is reliably detected (0.82–0.96 image
-    AUROC over seeds 0–2 at 10 epochs)."""
-    image, pixel = _run_textures("stfpm", ["brick"], {"epochs": 10})
+    features are easy to imitate everywhere); brick is reliably detected (image AUROC
+    0.77–0.84, pixel AUROC 0.86–0.91 over seeds 0–2 at the demo suite's 5 epochs)."""
+    image, pixel = _run_textures("stfpm", ["brick"], {"epochs": 5})
     assert image > 0.55 and pixel > 0.6
