@@ -60,8 +60,9 @@ class BackboneConfig(MethodConfig):
                              f"choose from: {', '.join(BACKBONES)}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if self.crop is not None and self.image_size is not None and self.crop > self.image_size:
-            raise ValueError("crop must not exceed image_size")
+        if self.crop is not None and (self.image_size is None or self.crop > self.image_size):
+            raise ValueError("crop needs an image_size at least as large (set both, or "
+                             "crop=null)")
 
 
 def build_extractor(cfg: BackboneConfig, layers: tuple[str, ...], ctx: RunContext, *,

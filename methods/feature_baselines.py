@@ -207,19 +207,17 @@ class PaDiM(_BackboneMethod):
         n, d, h, w = x.shape
         if n < 2:
             raise ValueError("PaDiM needs at least two training images")
-        x = x.reshape(n, d, h * w).to(ctx.device, torch.float64)
-        self.mean_ = x.mean(dim=0)                        # [d, P]
-        precision = []
+        x = x.reshape(n, d, h * w).to(ctx.device)
+        mean = x.mean(dim=0, dtype=torch.float64)         # [d, P]
+        self.precision_ = torch.empty(h * w, d, d, device=ctx.device)  # the model: P × d × d
         eye = cfg.epsilon * torch.eye(d, dtype=torch.float64, device=ctx.device)
-        for p0 in range(0, h * w, cfg.position_chunk):    # bounded memory: P_chunk × d × d
+        for p0 in range(0, h * w, cfg.position_chunk):    # float64 only chunk by chunk
             sl = slice(p0, p0 + cfg.position_chunk)
-            c = (x[:, :, sl] - self.mean_[None, :, sl]).permute(2, 1, 0)  # [p, d, n]
+            c = (x[:, :, sl].double() - mean[None, :, sl]).permute(2, 1, 0)  # [p, d, n]
             cov = torch.bmm(c, c.transpose(1, 2)) / (n - 1) + eye
-            precision.append(torch.cholesky_inverse(torch.linalg.cholesky(cov)).float())
+            self.precision_[sl] = torch.cholesky_inverse(torch.linalg.cholesky(cov)).float()
             ctx.report(min(p0 + cfg.position_chunk, h * w), h * w)
-        self.precision_ = torch.cat(precision)           # [P, d, d]
-        self.mean_ = self.mean_.float()
-        self.grid_ = (h, w)
+        self.mean_ = mean.float()
         return self
 
     def score(self, test: TaskData, ctx: RunContext) -> Scores:

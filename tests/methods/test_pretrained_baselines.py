@@ -108,7 +108,7 @@ def test_patch_features_are_locally_aware_and_sized():
 
 
 def test_padim_precision_is_inverse_of_regularized_covariance():
-    train, test = blobs_task(n_train=12, n_test=4, size=32, seed=1)
+    train, _ = blobs_task(n_train=12, n_test=4, size=32, seed=1)
     spec = METHODS.get("padim")
     m = spec.build("", {**RANDOM_R18, "n_features": 10}).fit(train, RunContext(seed=3))
     x = m._embed(train, RunContext(seed=3)).double().numpy()    # [N, d, h, w]
@@ -155,6 +155,8 @@ def test_layer_defaults_and_clear_errors():
         m.fit(train, RunContext())
     with pytest.raises(UsageError, match="unknown backbone"):
         METHODS.get("padim").build("", {"backbone": "alexnet"})
+    with pytest.raises(UsageError, match="crop needs an image_size"):
+        METHODS.get("padim").build("", {"image_size": None})  # crop 224 of an unknown size
 
 
 # --------------------------------------------------------------- against chance on textures
