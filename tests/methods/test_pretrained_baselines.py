@@ -126,10 +126,17 @@ def test_padim_precision_is_inverse_of_regularized_covariance():
 
 
 def test_stfpm_student_learns_and_teacher_stays_frozen():
-    train, _ = blobs_task(n_train=16, n_test=4, size=32, seed=2)
-    m = METHODS.get("stfpm").build("", {**RANDOM_R18, "epochs": 4, "batch_size": 8})
-    m.fit(train, RunContext(seed=0))
+    train, test = blobs_task(n_train=16, n_test=4, size=32, seed=2)
+    m = METHODS.get("stfpm").build("", {**RANDOM_R18, "epochs": 4, "batch_size": 8,
+                                        "eval_every": 2})
+    seen = []
+    ctx = RunContext(seed=0, eval_data=test,
+                     evaluate=lambda data, scores: {"top": float(scores.image.max())})
+    ctx.progress = lambda done, total: seen.append((done, total))
+    m.fit(train, ctx)
     assert m.losses_[-1] < m.losses_[0]
+    assert [h["epoch"] for h in m.history_] == [2, 4] and "top" in m.history_[0]
+    assert seen[-1] == (4, 4)
     assert all(not p.requires_grad for p in m.teacher_.parameters())
     assert all(p.requires_grad for p in m.student_.parameters())
     assert m.provenance()["expert"] == "resnet18:random:0"
@@ -157,6 +164,25 @@ def test_layer_defaults_and_clear_errors():
         METHODS.get("padim").build("", {"backbone": "alexnet"})
     with pytest.raises(UsageError, match="crop needs an image_size"):
         METHODS.get("padim").build("", {"image_size": None})  # crop 224 of an unknown size
+
+
+@pytest.mark.parametrize("name", ["dn2", "gaussian", "padim", "padim_r18", "padim_wr50",
+                                  "patchcore", "patchcore_wr50", "stfpm", "stfpm_r18"])
+def test_registered_backbones_and_default_layers_run(name):
+    """Each variant on its own backbone (VGG-16, ResNet-18 or WRN-50-2) and default taps."""
+    train, test = blobs_task(n_train=6, n_test=4, size=32, seed=3)
+    spec = METHODS.get(name)
+    overrides = {"backbone_weights": "random", "image_size": None, "crop": None}
+    if "epochs" in spec.fields():
+        overrides["epochs"] = 1
+    if name == "padim_wr50":
+        overrides["n_features"] = 64  # of 1,792 channels; 550 costs seconds of Cholesky here
+    method = spec.build("", overrides)
+    scores = method.fit(train, RunContext(seed=0)).score(test, RunContext(seed=0))
+    assert np.isfinite(scores.image).all() and scores.image.shape == (4,)
+    assert method.provenance()["expert"] == f"{method.config.backbone}:random:0"
+    if method.localizes:
+        assert scores.maps is not None and scores.maps.shape == (4, 32, 32)
 
 
 # --------------------------------------------------------------- against chance on textures
