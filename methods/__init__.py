@@ -13,7 +13,10 @@ from methods.autoencoder import ConvAutoencoderDetector
 from methods.base import Method, MethodConfig, MethodSpec, RunContext, Scores
 from methods.classic import IsolationForestDetector, KDEDetector, OneClassSVMDetector
 from methods.dsvdd import DeepSVDDDetector
+from methods.feature_baselines import DN2, GaussianAD, PaDiM
 from methods.mkd import MKD
+from methods.patchcore import PatchCore
+from methods.stfpm import STFPM
 
 METHODS: Registry[MethodSpec] = Registry("method")
 
@@ -47,5 +50,31 @@ register("mkd", MKD, "Multiresolution knowledge distillation (Salehi et al. 2021
          test_overrides=_MKD_TINY)
 register("mkd_single", MKD, "MKD trained and scored on pool5 only (the paper's 1-layer ablation)",
          test_overrides={**_MKD_TINY, "epochs": 10}, layers=("pool5",))
+
+# Pretrained-feature baselines: VGG-16 (MKD's expert) by default so tables compare like with like;
+# the ``_r18``/``_wr50`` variants are the papers' own backbones. Sizes come from the presets: the
+# papers' resize 256 (+ centre crop 224) on real datasets, the datasets' own sizes on the demo
+# data. ``test_overrides``: a random ResNet-18 on the tiny contract-test images.
+_TINY = {"backbone": "resnet18", "backbone_weights": "random", "image_size": None, "crop": None}
+register("dn2", DN2, "k-NN (k=2) distance on global pretrained features (Bergman et al. 2020)",
+         test_overrides=_TINY)
+register("gaussian", GaussianAD, "Mahalanobis distance, Ledoit-Wolf Gaussian per layer on "
+         "pooled pretrained features (Rippel et al. 2020)", test_overrides=_TINY)
+register("padim", PaDiM, "per-position Gaussian on random-subsampled multi-layer patch "
+         "features (Defard et al. 2020)", test_overrides={**_TINY, "n_features": 32})
+register("padim_r18", PaDiM, "PaDiM, paper setting R18-Rd100", backbone="resnet18",
+         test_overrides={**_TINY, "n_features": 32})
+register("padim_wr50", PaDiM, "PaDiM, paper setting WR50-Rd550", backbone="wide_resnet50_2",
+         test_overrides={**_TINY, "n_features": 32})
+_PC_TINY = {**_TINY, "pretrain_dim": 64, "target_dim": 64, "projection_dim": 16}
+register("patchcore", PatchCore, "coreset memory bank of locally aware patch features, "
+         "nearest-neighbour scores (Roth et al. 2022)", test_overrides=_PC_TINY)
+register("patchcore_wr50", PatchCore, "PatchCore, paper setting WRN-50-2, 10% coreset",
+         backbone="wide_resnet50_2", test_overrides=_PC_TINY)
+_ST_TINY = {**_TINY, "epochs": 3, "batch_size": 8}
+register("stfpm", STFPM, "student-teacher feature pyramid matching (Wang et al. 2021)",
+         test_overrides=_ST_TINY)
+register("stfpm_r18", STFPM, "STFPM, paper setting ResNet-18", backbone="resnet18",
+         test_overrides=_ST_TINY)
 
 __all__ = ["METHODS", "Method", "MethodConfig", "MethodSpec", "RunContext", "Scores", "register"]

@@ -160,15 +160,17 @@ def _randomize(trunk: nn.Module, name: str) -> None:
                     nn.init.zeros_(m.bias)
 
 
-def build_trunk(name: str, weights: str | None, seed: int = 0, *,
-                option: str = "expert_weights") -> tuple[nn.Module, str]:
-    """A frozen, eval-mode trunk of ``name`` with the chosen weights, and its identity.
+def build_trunk(name: str, weights: str | None, seed: int = 0, *, frozen: bool = True,
+                field: str = "expert_weights") -> tuple[nn.Module, str]:
+    """A trunk of ``name`` with the chosen weights, and its identity.
 
-    ``option`` is the config field the user sets, named in the error when weights are missing.
+    ``frozen`` (the default) puts it in eval mode without gradients; ``frozen=False`` leaves it
+    trainable (a student trained from scratch, as in STFPM). ``field`` is the config field the
+    error message names when no weights are chosen.
     """
     if weights is None or str(weights).strip() == "":
         raise UsageError(
-            f"{name} needs weights: use --set {option}=imagenet (torchvision's ImageNet "
+            f"{name} needs weights: use --set {field}=imagenet (torchvision's ImageNet "
             f"weights, downloaded to {hub_checkpoint_dir()} when the network allows), "
             "=PATH (a state_dict file), or =random (explicitly random, for offline tests)"
         )
@@ -189,9 +191,10 @@ def build_trunk(name: str, weights: str | None, seed: int = 0, *,
                                    "'random' or the path of a state_dict file)")
             digest = _load_into(trunk, name, path)
             identity = f"{name}:file:{path.name}:sha256={digest}"
-    trunk.eval()
-    for p in trunk.parameters():
-        p.requires_grad_(False)
+    if frozen:
+        trunk.eval()
+        for p in trunk.parameters():
+            p.requires_grad_(False)
     return trunk, identity
 
 
@@ -221,15 +224,21 @@ class FeatureExtractor(nn.Module):
 
     VGG-16 taps: ``pool1..pool5`` and ``relu1_2..relu5_3`` (``pool2..pool5`` are MKD's critical
     layers, features 9/16/23/30). ResNet taps: ``layer1..layer4``.
+
+    ``trainable=True`` builds the same network with gradients and a working ``train()`` (a
+    student of the teacher's architecture); by default the extractor is frozen.
     """
 
     def __init__(self, name: str, weights: str | None, layers: Sequence[str], *,
-                 seed: int = 0, normalize: bool = False, option: str = "expert_weights") -> None:
+                 seed: int = 0, normalize: bool = False, trainable: bool = False,
+                 field: str = "expert_weights") -> None:
         super().__init__()
         if not layers:
             raise UsageError("at least one feature layer is required")
         self.name = name
-        self.trunk, self.identity = build_trunk(name, weights, seed, option=option)
+        self.trainable = trainable
+        self.trunk, self.identity = build_trunk(name, weights, seed, frozen=not trainable,
+                                                field=field)
         self.normalize = Normalize() if normalize else nn.Identity()
         valid = tuple(VGG16_TAPS) if name.startswith("vgg") else RESNET_TAPS
         bad = [layer for layer in layers if layer not in valid]
@@ -270,5 +279,5 @@ class FeatureExtractor(nn.Module):
         return out
 
     def train(self, mode: bool = True) -> FeatureExtractor:
-        """Always stays in eval mode: the backbone is frozen (BatchNorm statistics too)."""
-        return super().train(False)
+        """A frozen extractor always stays in eval mode (BatchNorm statistics too)."""
+        return super().train(mode and self.trainable)

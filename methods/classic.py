@@ -125,7 +125,7 @@ class _FeatureMethod(Method):
             layer = cfg.backbone_layer or default_layer(cfg.backbone)
             self.extractor_ = FeatureExtractor(cfg.backbone, cfg.backbone_weights, [layer],
                                                seed=ctx.seed, normalize=True,
-                                               option="backbone_weights")
+                                               field="backbone_weights")
         if cfg.max_train is not None and len(train) > cfg.max_train:
             keep = np.sort(ctx.rng(offset=17).choice(len(train), cfg.max_train, replace=False))
             train = train.subset(keep)

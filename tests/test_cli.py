@@ -65,9 +65,9 @@ def test_failed_and_nan_jobs_are_recorded_and_others_finish(cli, results, monkey
 
     monkeypatch.setattr(KDEDetector, "score", nan_score)
     monkeypatch.setattr(OneClassSVMDetector, "fit", boom)
-    only = ("--method", "ocsvm", "--method", "kde")
-    res = invoke(cli, results, "run", "--suite", "demo", "--dataset", "digits", "--task", "2",
-                 "--task", "4", *only)
+    select = ("run", "--suite", "demo", "--method", "ocsvm", "--method", "kde",
+              "--dataset", "digits", "--task", "2", "--task", "4")
+    res = invoke(cli, results, *select)
     assert res.exit_code == 1
     assert "4 job(s) failed" in res.output and "boom" in res.output and "NaN" in res.output
     recs = [json.loads(p.read_text()) for p in (results / "runs" / "demo").glob("*.json")]
@@ -75,11 +75,9 @@ def test_failed_and_nan_jobs_are_recorded_and_others_finish(cli, results, monkey
     assert all(r["error"] and r["traceback"] for r in recs)
     monkeypatch.undo()
     # failed records are kept and reported until retried
-    again = invoke(cli, results, "run", "--suite", "demo", "--dataset", "digits", "--task", "2",
-                   "--task", "4", *only)
+    again = invoke(cli, results, *select)
     assert again.exit_code == 1 and "--retry-failed" in again.output
-    fixed = invoke(cli, results, "run", "--suite", "demo", "--dataset", "digits", "--task", "2",
-                   "--task", "4", "--retry-failed", *only)
+    fixed = invoke(cli, results, *select, "--retry-failed")
     assert fixed.exit_code == 0 and "4 run now" in fixed.output
 
 
