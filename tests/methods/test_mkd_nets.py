@@ -8,7 +8,7 @@ from torch import nn
 
 from methods import METHODS
 from methods.backbones import FeatureExtractor
-from methods.mkd import MKD, MKDConfig, grayscale_p99, random_affine, tap_bytes
+from methods.mkd import MKD, MKDConfig, grayscale_p99, tap_bytes
 from methods.mkd_nets import CRITICAL_LAYERS, Cloner, guided_relus, image_scores, training_loss
 
 # REFERENCE §1.2: CP -> (channels, spatial size at 32, 224 and 128 px)
@@ -161,16 +161,6 @@ def test_grayscale_is_the_official_convert_to_grayscale():
     flat = np.zeros((1, 3, 4, 4), dtype=np.float32)
     flat[0, 0, 0, 0] = 1.0  # p99 == min: the limit, not NaN
     assert np.isfinite(grayscale_p99(flat)).all() and grayscale_p99(flat)[0, 0, 0] == 1.0
-
-
-def test_random_affine_is_seeded_and_keeps_shape():
-    x = torch.rand(3, 3, 32, 32)
-    a = random_affine(x, torch.Generator().manual_seed(1))
-    b = random_affine(x, torch.Generator().manual_seed(1))
-    assert a.shape == x.shape and torch.equal(a, b)
-    assert not torch.allclose(a, x)
-    same = random_affine(x, torch.Generator().manual_seed(1), degrees=0.0, scale=(1.0, 1.0))
-    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
 
 
 def test_presets_resolve_per_family():
