@@ -22,14 +22,36 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.jobs import variant_label
 from bench.reference import reference_columns
 
 MEAN_ROW = "Mean"
 MEASURED, REFERENCE, DELTA = "measured", "reference", "delta"
 
 
+#: override keys left out of column titles: the caption names every column's weights
+WEIGHT_KEYS = ("expert_weights", "backbone_weights")
+
+
 def column_label(method: str, variant: str) -> str:
     return f"{method} [{variant}]" if variant else method
+
+
+def short_labels(pairs: Sequence[tuple[str, str]], overrides: Sequence[str]) -> list[str]:
+    """Column titles without the weight overrides (the caption states each column's weights),
+    except where two different variants would then share a title: those keep the full label."""
+    import json
+
+    def short(method: str, ov: str) -> str:
+        kept = {k: v for k, v in json.loads(ov or "{}").items() if k not in WEIGHT_KEYS}
+        return column_label(method, variant_label(kept))
+
+    shorts = [short(m, ov) for (m, _), ov in zip(pairs, overrides, strict=True)]
+    owners: dict[str, set[str]] = {}
+    for s, (m, v) in zip(shorts, pairs, strict=True):
+        owners.setdefault(s, set()).add(column_label(m, v))
+    return [s if len(owners[s]) == 1 else column_label(m, v)
+            for s, (m, v) in zip(shorts, pairs, strict=True)]
 
 
 @dataclass
@@ -136,8 +158,8 @@ def method_table(df: pd.DataFrame, dataset: str, metric: str,
     if sel.empty:
         empty = pd.DataFrame()
         return Table(dataset, metric, empty, empty, empty, title=f"{dataset} — {metric}")
-    sel = sel.assign(column=[column_label(m, v) for m, v in zip(sel["method"], sel["variant"],
-                                                                 strict=True)])
+    pairs = list(zip(sel["method"], sel["variant"], strict=True))
+    sel = sel.assign(column=short_labels(pairs, list(sel["overrides"])))
     return _build(sel, dataset, metric, task_order)
 
 

@@ -55,7 +55,8 @@ def _per_column(table: Table, key: str, empty: str) -> str:
     distinct = sorted(set(vals.values()))
     if len(distinct) <= 1:
         return distinct[0] if distinct else empty
-    return "; ".join(f"{c}: {v}" for c, v in vals.items())
+    groups = {v: [c for c in cols if vals[c] == v] for v in distinct}
+    return "; ".join(f"{v} ({', '.join(cs)})" for v, cs in groups.items())
 
 
 def caption(table: Table) -> str:

@@ -193,3 +193,16 @@ def test_history_metrics_compare_with_the_published_base_metric(tmp_path):
                                          {"image_auroc": 0.5})])
     t = with_reference(method_table(demo, "textures", "image_auroc"), load_reference())
     assert t.notes == ["no published MKD numbers for textures"]
+
+
+def test_column_titles_leave_weights_to_the_caption_unless_ambiguous():
+    from bench.aggregate import short_labels
+
+    pairs = [("mkd", "expert_weights=random"), ("dn2", "backbone=resnet18,backbone_weights=random")]
+    ovs = ['{"expert_weights": "random"}', '{"backbone": "resnet18", "backbone_weights": "random"}']
+    assert short_labels(pairs, ovs) == ["mkd", "dn2 [backbone=resnet18]"]
+    # two runs differing only in their weights keep their full titles (never merged)
+    pairs = [("mkd", "expert_weights=random"), ("mkd", "expert_weights=imagenet"), ("kde", "")]
+    ovs = ['{"expert_weights": "random"}', '{"expert_weights": "imagenet"}', "{}"]
+    assert short_labels(pairs, ovs) == ["mkd [expert_weights=random]",
+                                        "mkd [expert_weights=imagenet]", "kde"]
