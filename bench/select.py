@@ -83,7 +83,7 @@ def select_jobs(
         if key not in seen:
             seen.add(key)
             try:
-                METHODS.get(job.method).config(family, job.overrides_dict)
+                METHODS.get(job.method).checked_config(family, job.overrides_dict)
             except UsageError as exc:
                 raise UsageError(f"{job.method} on {job.dataset}: {exc}") from None
     if check_data:

@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from bench.errors import UsageError
 from datasets.base import TaskData
-from methods.backbones import BACKBONES, FeatureExtractor
+from methods.backbones import BACKBONES, FeatureExtractor, require_weights
 from methods.base import MethodConfig, RunContext
 
 #: ResNet layer -> the VGG-16 tap of the same stride
@@ -71,6 +71,7 @@ class BackboneConfig(MethodConfig):
         if self.backbone not in BACKBONES:
             raise UsageError(f"unknown backbone {self.backbone!r}; "
                              f"choose from: {', '.join(BACKBONES)}")
+        require_weights(self.backbone, self.backbone_weights, "backbone_weights")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if self.crop is not None and (self.image_size is None or self.crop > self.image_size):

@@ -160,6 +160,16 @@ def _randomize(trunk: nn.Module, name: str) -> None:
                     nn.init.zeros_(m.bias)
 
 
+def require_weights(name: str, weights: str | None, field: str = "expert_weights") -> None:
+    """No weights chosen: one error that says how to choose them (checked before a suite runs)."""
+    if weights is None or str(weights).strip() == "":
+        raise UsageError(
+            f"{name} needs weights: use --set {field}=imagenet (torchvision's ImageNet "
+            f"weights, downloaded to {hub_checkpoint_dir()} when the network allows), "
+            "=PATH (a state_dict file), or =random (explicitly random, for offline tests)"
+        )
+
+
 def build_trunk(name: str, weights: str | None, seed: int = 0, *, frozen: bool = True,
                 field: str = "expert_weights") -> tuple[nn.Module, str]:
     """A trunk of ``name`` with the chosen weights, and its identity.
@@ -168,12 +178,7 @@ def build_trunk(name: str, weights: str | None, seed: int = 0, *, frozen: bool =
     trainable (a student trained from scratch, as in STFPM). ``field`` is the config field the
     error message names when no weights are chosen.
     """
-    if weights is None or str(weights).strip() == "":
-        raise UsageError(
-            f"{name} needs weights: use --set {field}=imagenet (torchvision's ImageNet "
-            f"weights, downloaded to {hub_checkpoint_dir()} when the network allows), "
-            "=PATH (a state_dict file), or =random (explicitly random, for offline tests)"
-        )
+    require_weights(name, weights, field)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         trunk = _trunk(name)
@@ -185,7 +190,7 @@ def build_trunk(name: str, weights: str | None, seed: int = 0, *, frozen: bool =
             digest = _load_into(trunk, name, path)
             identity = f"{name}:imagenet:{IMAGENET_WEIGHTS[name].split('.')[-1]}:sha256={digest}"
         else:
-            path = Path(weights).expanduser()
+            path = Path(str(weights)).expanduser()
             if not path.is_file():
                 raise WeightsError(f"weights file not found: {path} (expected 'imagenet', "
                                    "'random' or the path of a state_dict file)")

@@ -99,6 +99,12 @@ class Method(abc.ABC):
         """Config values for a dataset family (e.g. MKD's per-dataset λ and epochs)."""
         return {}
 
+    @classmethod
+    def check_config(cls, config: MethodConfig) -> None:
+        """Raise :class:`~bench.errors.UsageError` for a config that cannot run at all (checked
+        for every job before a suite starts, so a grid does not fail job after job)."""
+        return None
+
     def input_spec(self) -> InputSpec:
         cfg = self.config
         return InputSpec(
@@ -137,6 +143,13 @@ class MethodSpec:
         cfg = apply_overrides(cfg, self.cls.preset(family))
         cfg = apply_overrides(cfg, self.defaults)
         return apply_overrides(cfg, overrides or {})
+
+    def checked_config(self, family: str = "",
+                       overrides: Mapping[str, Any] | None = None) -> MethodConfig:
+        """:meth:`config`, then the class's :meth:`Method.check_config`."""
+        cfg = self.config(family, overrides)
+        self.cls.check_config(cfg)
+        return cfg
 
     def build(self, family: str = "", overrides: Mapping[str, Any] | None = None) -> Method:
         return self.cls(self.config(family, overrides))

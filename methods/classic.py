@@ -45,7 +45,7 @@ from sklearn.neighbors import KernelDensity
 from sklearn.svm import OneClassSVM
 
 from datasets.base import TaskData
-from methods.backbones import FeatureExtractor
+from methods.backbones import FeatureExtractor, require_weights
 from methods.base import Method, MethodConfig, RunContext, Scores
 
 Features = Literal["pixels", "backbone"]
@@ -106,6 +106,12 @@ class _FeatureMethod(Method):
     config: Any
 
     extractor_: FeatureExtractor | None = None
+
+    @classmethod
+    def check_config(cls, config: MethodConfig) -> None:
+        if getattr(config, "features", "pixels") == "backbone":
+            require_weights(config.backbone, config.backbone_weights,  # type: ignore[attr-defined]
+                            "backbone_weights")
 
     @classmethod
     def preset(cls, family: str) -> dict[str, Any]:

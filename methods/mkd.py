@@ -48,7 +48,7 @@ from bench.errors import UsageError
 from bench.metrics import CROSS_3x3
 from datasets.augment import headct_affine
 from datasets.base import TaskData
-from methods.backbones import FeatureExtractor, Normalize
+from methods.backbones import FeatureExtractor, Normalize, require_weights
 from methods.base import Method, MethodConfig, RunContext, Scores
 from methods.mkd_nets import (
     CRITICAL_LAYERS,
@@ -282,6 +282,11 @@ class MKD(Method):
     @classmethod
     def preset(cls, family: str) -> dict[str, Any]:
         return dict(PRESETS.get(family, {}))
+
+    @classmethod
+    def check_config(cls, config: MethodConfig) -> None:
+        assert isinstance(config, MKDConfig)
+        require_weights(config.expert, config.expert_weights, "expert_weights")
 
     def provenance(self) -> dict[str, Any]:
         expert = getattr(self, "expert_", None)

@@ -66,3 +66,17 @@ def test_select_rejects_bad_names_and_overrides():
         select_jobs("demo", overrides={"epochz": 3})
     with pytest.raises(UsageError, match="nu: expected a number"):
         select_jobs("demo", methods=["ocsvm"], overrides={"nu": "lots"})
+
+
+def test_missing_weights_are_caught_before_a_suite_runs():
+    with pytest.raises(UsageError, match="mkd on digits: vgg16 needs weights.*expert_weights"):
+        select_jobs("demo", methods=["mkd"], overrides={"expert_weights": None})
+    with pytest.raises(UsageError, match="backbone_weights=imagenet"):
+        select_jobs("demo", methods=["ocsvm"], overrides={"features": "backbone"})
+
+
+def test_every_shipped_suite_chooses_weights_wherever_they_are_needed():
+    from bench.suites import suite_names
+
+    for name in suite_names():
+        select_jobs(name, check_data=False)  # raises if a job lacks expert/backbone weights
