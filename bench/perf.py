@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ import torch
 from bench import environment as env
 from bench.errors import UsageError
 from datasets.base import TaskData
-from methods.base import RunContext
+from methods.base import Method, RunContext
 
 StepFn = Callable[[str], None]
 
@@ -244,6 +245,8 @@ def measure_size(method: str, size: int, options: PerfOptions, device: torch.dev
     if "train_cache_on" in out:
         out["train_speedup_cache"] = (out["train_cache_on"]["img_s"]
                                       / out["train_cache_off"]["img_s"])
+    assert model is not None
+    fitted: Method = model
     ctx = RunContext(device=device, seed=options.seed)
     blocks = [("score", plain)]
     if options.localize and METHODS.get(method).cls.localizes:
@@ -251,10 +254,10 @@ def measure_size(method: str, size: int, options: PerfOptions, device: torch.dev
     for label, part in blocks:
         if options.compile:  # the first call compiles the eval-mode graphs: not timed
             say(f"{method} {size} px: {label} (warm-up)")
-            out[f"{label}_first_s"] = _timed(lambda t=part: model.score(t, ctx), device)
+            out[f"{label}_first_s"] = _timed(partial(fitted.score, part, ctx), device)
         with env.PeakMemory(device=device) as mem:
             say(f"{method} {size} px: {label}")
-            out[f"{label}_img_s"] = n_test / _timed(lambda t=part: model.score(t, ctx), device)
+            out[f"{label}_img_s"] = n_test / _timed(partial(fitted.score, part, ctx), device)
         rss[label], gpu[label] = mem.peak_rss_mb, mem.peak_gpu_mb
     out.setdefault("localization_img_s", None)
     out["peak_rss_mb"] = rss

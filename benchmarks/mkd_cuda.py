@@ -40,11 +40,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import environment as env  # noqa: E402
-from bench.perf import PerfOptions, measure_size, synthetic_task  # noqa: E402
-from methods import METHODS  # noqa: E402
-from methods.base import RunContext  # noqa: E402
-from methods.mkd import default_budget_mb, tap_bytes  # noqa: E402
+from bench import environment as env
+from bench.perf import PerfOptions, measure_size, synthetic_task
+from methods import METHODS
+from methods.base import RunContext
+from methods.mkd import default_budget_mb, tap_bytes
 
 #: when a manifest has no per-task count: the assumption, said in the output
 ASSUMED = {
@@ -70,9 +70,9 @@ class Rates:
     def scaled(self, size: int) -> Rates:
         """The rates at ``size``, assuming cost grows with the pixel count."""
         k = (self.size / size) ** 2
-        return Rates(size, *(None if v is None else v * k for v in (
-            self.train_off, self.train_on, self.fill, self.score, self.eval_first,
-            self.eval_cached, self.localize)))
+        return Rates(size, self.train_off * k, self.train_on * k, self.fill * k, self.score * k,
+                     self.eval_first * k, self.eval_cached * k,
+                     None if self.localize is None else self.localize * k)
 
 
 def task_sizes(dataset: str, task: str) -> tuple[int, int, bool]:
@@ -102,7 +102,7 @@ def measure_eval(size: int, n_test: int, args: argparse.Namespace,
     one (cached expert activations: the cloner only)."""
     settings = {"expert_weights": "random", "image_size": size, "epochs": 3, "eval_every": 1,
                 "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile}
-    method = METHODS.get("mkd").build("", settings)
+    method: Any = METHODS.get("mkd").build("", settings)
     test = synthetic_task(n_test, size, seed=2)
     ctx = RunContext(device=device, seed=0, eval_data=test, evaluate=lambda data, s: {})
     method.fit(synthetic_task(min(64, n_test), size, seed=3), ctx)
@@ -140,7 +140,7 @@ def project(rates: dict[int, Rates], budget_bytes: int, dtype: torch.dtype
         if METHODS.get(job.method).cls.__name__ != "MKD":
             continue
         family = DATASETS.get(job.dataset).family
-        cfg = METHODS.get(job.method).config(family, job.overrides_dict)
+        cfg: Any = METHODS.get(job.method).config(family, job.overrides_dict)
         size = int(cfg.crop or cfg.image_size or 32)
         n_train, n_test, masks = task_sizes(job.dataset, job.task)
         if job.dataset in ASSUMED:

@@ -285,7 +285,7 @@ def _compiled(module: nn.Module) -> Callable[[torch.Tensor], Taps]:
         from torch._dynamo.exc import TorchDynamoException
 
         try:
-            return net(x)  # type: ignore[no-any-return]
+            return net(x)
         except TorchDynamoException as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise UsageError(f"compile=true: torch.compile failed on this machine "
