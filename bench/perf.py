@@ -226,6 +226,7 @@ def measure_size(method: str, size: int, options: PerfOptions, device: torch.dev
     """Every figure of one method at one input size."""
     from methods import METHODS
 
+    env.retain_freed_memory()
     n = options.n_images(device)
     data = synthetic_task(n, size, options.seed)
     n_test = options.test_images or n
@@ -237,6 +238,7 @@ def measure_size(method: str, size: int, options: PerfOptions, device: torch.dev
     gpu: dict[str, float | None] = {}
     model = None
     for label, overrides in train_variants(method):
+        env.release_memory()
         with env.PeakMemory(device=device) as mem:
             say(f"{method} {size} px: {label.replace('_', ' ')}")
             out[label], model = _fit(method, settings_for(method, size, options, **overrides),
@@ -255,6 +257,7 @@ def measure_size(method: str, size: int, options: PerfOptions, device: torch.dev
         if options.compile:  # the first call compiles the eval-mode graphs: not timed
             say(f"{method} {size} px: {label} (warm-up)")
             out[f"{label}_first_s"] = _timed(partial(fitted.score, part, ctx), device)
+        env.release_memory()
         with env.PeakMemory(device=device) as mem:
             say(f"{method} {size} px: {label}")
             out[f"{label}_img_s"] = n_test / _timed(partial(fitted.score, part, ctx), device)
@@ -269,6 +272,7 @@ def measure_size(method: str, size: int, options: PerfOptions, device: torch.dev
 def measure_loop(method: str, options: PerfOptions, device: torch.device,
                  step: StepFn | None = None) -> dict[str, Any]:
     """Batched localization against a loop over single images, at ``options.loop_size``."""
+    env.retain_freed_memory()
     size, n = options.loop_size, options.loop_images
     if step is not None:
         step(f"{method} {size} px: batched localization vs a per-image loop ({n} images)")
@@ -296,6 +300,7 @@ def measure_loop(method: str, options: PerfOptions, device: torch.device,
 def environment(device: torch.device) -> dict[str, Any]:
     """What produced the figures: host, device, threads, package versions, git commit."""
     return {**env.host_info(device), "versions": env.versions(), "git": env.git_commit(),
+            "retain_freed_memory": env.retain_freed_memory(),
             "baseline_rss_mb": psutil.Process().memory_info().rss / 2**20}
 
 

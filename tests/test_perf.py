@@ -119,3 +119,26 @@ def test_synthetic_task_has_masks_on_anomalies():
     assert data.size == (32, 32) and data.masks is not None
     assert data.labels.tolist() == [0, 1, 0, 1, 0, 1]
     assert all(data.masks[i].sum() > 0 for i in (1, 3, 5)) and data.masks[0].sum() == 0
+
+
+def test_retain_freed_memory_switch(monkeypatch):
+    from bench import environment as env
+
+    env._glibc.cache_clear()
+    env.retain_freed_memory.cache_clear()
+    try:
+        monkeypatch.setenv("BENCH_RETAIN_MEMORY", "0")
+        assert env.retain_freed_memory() is False
+        env.release_memory()  # a no-op when off
+        monkeypatch.delenv("BENCH_RETAIN_MEMORY")
+        env._glibc.cache_clear()
+        env.retain_freed_memory.cache_clear()
+        import ctypes.util
+        import sys
+
+        glibc = sys.platform.startswith("linux") and ctypes.util.find_library("c") is not None
+        assert env.retain_freed_memory() is bool(glibc and env._glibc() is not None)
+        env.release_memory()
+    finally:
+        env._glibc.cache_clear()
+        env.retain_freed_memory.cache_clear()
