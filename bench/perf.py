@@ -3,10 +3,10 @@
 One code path for every method; MKD is the case with two training variants (expert cache off
 and on). For every method and input size:
 
-- **fit** images/s: with per-epoch progress reports (the deep methods), the steady state (the
-  epochs after the first, so one-off work such as MKD's cache fill or a ``torch.compile`` is
-  left out and reported apart); without them (PCA, kernels, feature statistics), training images
-  over the whole ``fit``;
+- **fit** images/s: for the methods trained in epochs, the steady state (the epochs after the
+  first, so one-off work such as MKD's cache fill or a ``torch.compile`` is left out and
+  reported apart); for the others (PCA, kernels, feature statistics, memory banks), training
+  images over the whole ``fit``, network construction included;
 - **score** images/s on test images without masks (no maps needed);
 - **localization** images/s on test images with masks (what a pixel-metric run costs), for the
   methods that localize;
@@ -193,7 +193,9 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
 
 def _fit(method: str, settings: dict[str, Any], data: TaskData, options: PerfOptions,
          device: torch.device) -> tuple[dict[str, Any], Any]:
-    """Fit once; steady img/s over the epochs after the first when the method reports epochs."""
+    """Fit once; steady img/s over the epochs after the first for the methods trained in epochs
+    (an ``epochs`` field; their progress reports count epochs), else over the whole fit (other
+    methods report other steps, e.g. PaDiM's position chunks)."""
     stamps: list[float] = []
 
     def stamp(done: int, total: int) -> None:
@@ -208,7 +210,7 @@ def _fit(method: str, settings: dict[str, Any], data: TaskData, options: PerfOpt
     fit_s = time.perf_counter() - start
     n = len(data)
     out: dict[str, Any] = {"fit_s": fit_s}
-    if len(stamps) > 1:
+    if len(stamps) > 1 and "epochs" in _fields(method):
         steady = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
         out.update(img_s=n / steady, epoch_s=steady, first_epoch_s=stamps[0] - start,
                    basis="steady epochs")

@@ -52,6 +52,7 @@ def test_baselines_go_through_the_same_path():
     ocsvm, cae, padim = (result["methods"][m] for m in ("ocsvm", "cae", "padim"))
     assert ocsvm["sizes"]["32"]["train"]["basis"] == "whole fit"
     assert cae["sizes"]["32"]["train"]["basis"] == "steady epochs"
+    assert padim["sizes"]["32"]["train"]["basis"] == "whole fit"  # it reports position chunks
     assert ocsvm["sizes"]["32"]["localization_img_s"] is None and "loop" not in ocsvm
     for entry in (cae, padim):
         assert entry["sizes"]["32"]["localization_img_s"] > 0

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+from rich import box
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
@@ -85,7 +86,8 @@ def perf_cmd(settings: Settings, methods: tuple[str, ...], device: str, sizes: s
                     caption="train: steady epochs (deep methods) or the whole fit; MKD: expert "
                             "cache off / on (gain), fill: the one-off cache fill; localize: "
                             "scoring with maps; peak: process RSS, or GPU memory on CUDA",
-                    header_style="bold")
+                    header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
+                    pad_edge=False, collapse_padding=True)
     for col in rows[0]:
         out.add_column(col, justify="right" if col != "method" else "left", no_wrap=True)
     for row in rows:
