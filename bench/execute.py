@@ -161,6 +161,8 @@ def run_job(
     from methods import METHODS
 
     store = Store(results_root)
+    env.retain_freed_memory()  # faster on the CPU, same numbers
+    env.release_memory()  # this job's peak RSS is its own
     started = time.perf_counter()
     record = new_record(job, deterministic=deterministic, runner=runner)
     timing: dict[str, float] = {}
@@ -224,4 +226,5 @@ def run_job(
     record["peak_rss_mb"] = round(memory.peak_rss_mb, 1)
     record["peak_gpu_mb"] = None if memory.peak_gpu_mb is None else round(memory.peak_gpu_mb, 1)
     store.write(record)
+    env.release_memory()
     return summary(job, record)

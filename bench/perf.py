@@ -1,20 +1,32 @@
-"""Throughput and memory of MKD, measured through the method's own code paths.
+"""Throughput and memory of any registered method, measured through its own ``fit``/``score``.
 
-For every input size: training images/s with the expert cache off and on (steady state: the
-epochs after the first, so the one-off cache fill is reported apart), scoring images/s (no
-gradients) and localization images/s (batched input gradients), and the peak memory of each
-block. At one size (128 px by default) the batched localization is also timed against a loop
-that calls it on one image at a time, as the official code does.
+One code path for every method; MKD is the case with two training variants (expert cache off
+and on). For every method and input size:
+
+- **fit** images/s: for the methods trained in epochs, the steady state (the epochs after the
+  first, so one-off work such as MKD's cache fill or a ``torch.compile`` is left out and
+  reported apart); for the others (PCA, kernels, feature statistics, memory banks), training
+  images over the whole ``fit``, network construction included;
+- **score** images/s on test images without masks (no maps needed);
+- **localization** images/s on test images with masks (what a pixel-metric run costs), for the
+  methods that localize;
+- the peak memory of each block (process RSS; on CUDA also the allocator's peak).
+
+At one size (128 px by default) each localizing method's batched ``score`` is also timed against
+a loop that scores one image at a time; for MKD additionally against the official code's
+procedure (per image: forward, ``backward`` with every parameter's gradient, ``numpy``
+post-processing; :meth:`methods.mkd.MKD.localize_official_loop`).
 
 The images are synthetic (smooth noise with a bright square on half of them): throughput does
-not depend on the content. The expert is random, as ImageNet weights cost the same to run.
+not depend on the content. Pretrained networks get random weights, which cost the same to run.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,23 +34,37 @@ import psutil
 import torch
 
 from bench import environment as env
+from bench.errors import UsageError
 from datasets.base import TaskData
-from methods.base import RunContext
+from methods.base import Method, RunContext
 
 StepFn = Callable[[str], None]
+
+#: config switches that ``PerfOptions`` turns on by name (each method must have the field)
+FLAGS = ("amp", "channels_last", "compile")
+#: flags that only do something on CUDA
+CUDA_ONLY = ("amp", "channels_last")
+#: what a method's config gets so that it runs offline on the synthetic images
+OFFLINE = {"expert_weights": "random", "backbone_weights": "random", "crop": None}
 
 
 @dataclass(frozen=True)
 class PerfOptions:
-    """What to measure. ``images=None``: 256 on CUDA, 16 on the CPU."""
+    """What to measure. ``images=None``: 256 on CUDA, 16 on the CPU (training images; also the
+    test images unless ``test_images`` is given); ``batch_size=None``: the method's own;
+    ``localize=False`` skips the localization figure; ``extra``: config overrides (``--set``),
+    each given to the methods that have the field."""
 
     sizes: tuple[int, ...] = (32, 128, 224)
     images: int | None = None
-    batch_size: int = 64
+    test_images: int | None = None
+    localize: bool = True
+    batch_size: int | None = None
     epochs: int = 3
     device: str = "auto"
     amp: bool = False
     channels_last: bool = False
+    compile: bool = False
     loop_size: int = 128
     loop_images: int = 8
     seed: int = 0
@@ -67,41 +93,94 @@ def synthetic_task(n: int, size: int, seed: int = 0) -> TaskData:
     return TaskData(torch.from_numpy(u8), labels, torch.from_numpy(masks), name=f"perf/{size}")
 
 
+# ------------------------------------------------------------------------------- settings
+
+
+def _fields(method: str) -> set[str]:
+    from methods import METHODS
+
+    return set(METHODS.get(method).fields())
+
+
+def resolve_methods(patterns: Sequence[str]) -> list[str]:
+    """Registered names matching ``patterns`` (fnmatch); ``all``: the demo suite's methods."""
+    from bench.suites import load_suite
+    from methods import METHODS
+
+    out: list[str] = []
+    for pattern in patterns:
+        found = (load_suite("demo").method_names() if pattern == "all"
+                 else METHODS.names(pattern))
+        if not found:
+            raise UsageError(f"no method matches {pattern!r}; known: "
+                             f"{', '.join(METHODS.names())} (or 'all')")
+        out += [m for m in found if m not in out]
+    return out
+
+
+def check_options(methods: Sequence[str], options: PerfOptions, device: torch.device) -> None:
+    """Refuse what cannot be measured: a flag a method lacks, a CUDA-only flag on the CPU, an
+    ``extra`` key that no method has, input sizes below 32 px."""
+    if not options.sizes or min(options.sizes) < 32 or options.loop_size < 32:
+        raise UsageError("sizes need at least 32 px (VGG-16 and the ResNets halve five times)")
+    for flag in FLAGS:
+        if not getattr(options, flag):
+            continue
+        name = "--" + flag.replace("_", "-")
+        if flag in CUDA_ONLY and device.type != "cuda":
+            raise UsageError(f"{name} only acts on CUDA; the device here is {device}")
+        lacking = [m for m in methods if flag not in _fields(m)]
+        if lacking:
+            from methods import METHODS
+
+            have = [m for m in METHODS.names() if flag in _fields(m)]
+            raise UsageError(f"{name}: {', '.join(lacking)} ha{'s' if len(lacking) == 1 else 've'}"
+                             f" no {flag!r} option; it applies to: {', '.join(have) or 'none'}")
+    known = set().union(*(_fields(m) for m in methods))
+    unknown = sorted(set(options.extra) - known)
+    if unknown:
+        raise UsageError(f"--set {', '.join(unknown)}: no selected method has this field; "
+                         f"valid fields: {', '.join(sorted(known))}")
+
+
+def settings_for(method: str, size: int, options: PerfOptions,
+                 **overrides: Any) -> dict[str, Any]:
+    """The config overrides that run ``method`` at ``size`` px offline, as ``options`` ask."""
+    have = _fields(method)
+    out: dict[str, Any] = {"image_size": size}
+    out.update({k: v for k, v in OFFLINE.items() if k in have})
+    if "epochs" in have:
+        out["epochs"] = options.epochs
+    if "eval_every" in have:
+        out["eval_every"] = 0
+    if options.batch_size is not None and "batch_size" in have:
+        out["batch_size"] = options.batch_size
+    out.update({flag: True for flag in FLAGS if getattr(options, flag)})
+    out.update({k: v for k, v in options.extra.items() if k in have})
+    out.update({k: v for k, v in overrides.items() if k in have})
+    return out
+
+
+def train_variants(method: str) -> list[tuple[str, dict[str, Any]]]:
+    """The fits to time: MKD's expert cache off and on; one plain fit for the others."""
+    if "expert_cache" in _fields(method):
+        return [("train_cache_off", {"expert_cache": "off"}),
+                ("train_cache_on", {"expert_cache": "on"})]
+    return [("train", {})]
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _method(size: int, options: PerfOptions, **overrides: Any) -> Any:
+def _build(method: str, settings: dict[str, Any]) -> Any:
     from methods import METHODS
 
-    settings = {"expert_weights": "random", "image_size": size, "epochs": options.epochs,
-                "batch_size": options.batch_size, "amp": options.amp,
-                "channels_last": options.channels_last, "eval_every": 0,
-                "localization": "gradients", **options.extra, **overrides}
-    return METHODS.get("mkd").build("", settings)
-
-
-def _train(size: int, data: TaskData, options: PerfOptions, device: torch.device,
-           cache: str) -> tuple[dict[str, float], Any]:
-    """Fit with the expert cache ``on`` or ``off``; steady img/s excludes the first epoch."""
-    stamps: list[float] = []
-
-    def stamp(done: int, total: int) -> None:
-        _sync(device)
-        stamps.append(time.perf_counter())
-
-    method = _method(size, options, expert_cache=cache)
-    ctx = RunContext(device=device, seed=options.seed, progress=stamp)
-    start = time.perf_counter()
-    method.fit(data, ctx)
-    steady = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
-    out = {"img_s": len(data) / steady if len(stamps) > 1 else float("nan"),
-           "epoch_s": steady, "first_epoch_s": stamps[0] - start,
-           "cached_images": float(method.cache_info_["cached"]),
-           "cache_mb": float(method.cache_info_["cache_mb"]),
-           "cache_fill_s": float(method.cache_info_["fill_s"])}
-    return out, method
+    return METHODS.get(method).build("", settings)
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> float:
@@ -112,93 +191,194 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def measure_size(size: int, options: PerfOptions, device: torch.device,
+def _fit(method: str, settings: dict[str, Any], data: TaskData, options: PerfOptions,
+         device: torch.device) -> tuple[dict[str, Any], Any]:
+    """Fit once; steady img/s over the epochs after the first for the methods trained in epochs
+    (an ``epochs`` field; their progress reports count epochs), else over the whole fit (other
+    methods report other steps, e.g. PaDiM's position chunks)."""
+    stamps: list[float] = []
+
+    def stamp(done: int, total: int) -> None:
+        _sync(device)
+        stamps.append(time.perf_counter())
+
+    model = _build(method, settings)
+    ctx = RunContext(device=device, seed=options.seed, progress=stamp)
+    start = time.perf_counter()
+    model.fit(data, ctx)
+    _sync(device)
+    fit_s = time.perf_counter() - start
+    n = len(data)
+    out: dict[str, Any] = {"fit_s": fit_s}
+    if len(stamps) > 1 and "epochs" in _fields(method):
+        steady = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+        out.update(img_s=n / steady, epoch_s=steady, first_epoch_s=stamps[0] - start,
+                   basis="steady epochs")
+    else:
+        out.update(img_s=n / fit_s, epoch_s=None, first_epoch_s=None, basis="whole fit")
+    info = getattr(model, "cache_info_", None)
+    if info:
+        out.update(cached_images=float(info["cached"]), cache_mb=float(info["cache_mb"]),
+                   cache_fill_s=float(info["fill_s"]))
+    return out, model
+
+
+def measure_size(method: str, size: int, options: PerfOptions, device: torch.device,
                  step: StepFn | None = None) -> dict[str, Any]:
-    """Every figure for one input size."""
+    """Every figure of one method at one input size."""
+    from methods import METHODS
+
+    env.retain_freed_memory()
     n = options.n_images(device)
     data = synthetic_task(n, size, options.seed)
-    plain = TaskData(data.images, data.labels, name=data.name)  # no masks: no localization
+    n_test = options.test_images or n
+    test = data if n_test == n else synthetic_task(n_test, size, options.seed + 1)
+    plain = TaskData(test.images, test.labels, name=test.name)  # no masks: no maps needed
     say = step or (lambda s: None)
-    out: dict[str, Any] = {"images": n}
-    with env.PeakMemory(device=device) as mem_off:
-        say(f"{size} px: training, expert cache off")
-        off, _ = _train(size, data, options, device, "off")
-    with env.PeakMemory(device=device) as mem_on:
-        say(f"{size} px: training, expert cache on")
-        on, method = _train(size, data, options, device, "on")
+    out: dict[str, Any] = {"images": n, "test_images": n_test}
+    rss: dict[str, float] = {}
+    gpu: dict[str, float | None] = {}
+    model = None
+    for label, overrides in train_variants(method):
+        env.release_memory()
+        with env.PeakMemory(device=device) as mem:
+            say(f"{method} {size} px: {label.replace('_', ' ')}")
+            out[label], model = _fit(method, settings_for(method, size, options, **overrides),
+                                     data, options, device)
+        rss[label], gpu[label] = mem.peak_rss_mb, mem.peak_gpu_mb
+    if "train_cache_on" in out:
+        out["train_speedup_cache"] = (out["train_cache_on"]["img_s"]
+                                      / out["train_cache_off"]["img_s"])
+    assert model is not None
+    fitted: Method = model
     ctx = RunContext(device=device, seed=options.seed)
-    with env.PeakMemory(device=device) as mem_score:
-        say(f"{size} px: scoring")
-        score_s = _timed(lambda: method.score(plain, ctx), device)
-    with env.PeakMemory(device=device) as mem_loc:
-        say(f"{size} px: localization")
-        loc_s = _timed(lambda: method.localize(data, ctx), device)
-    out["train_cache_off"] = off
-    out["train_cache_on"] = on
-    out["train_speedup_cache"] = on["img_s"] / off["img_s"]
-    out["score_img_s"] = n / score_s
-    out["localization_img_s"] = n / loc_s
-    out["peak_rss_mb"] = {"train_cache_off": mem_off.peak_rss_mb,
-                          "train_cache_on": mem_on.peak_rss_mb,
-                          "score": mem_score.peak_rss_mb, "localization": mem_loc.peak_rss_mb}
+    blocks = [("score", plain)]
+    if options.localize and METHODS.get(method).cls.localizes:
+        blocks.append(("localization", test))
+    for label, part in blocks:
+        if options.compile:  # the first call compiles the eval-mode graphs: not timed
+            say(f"{method} {size} px: {label} (warm-up)")
+            out[f"{label}_first_s"] = _timed(partial(fitted.score, part, ctx), device)
+        env.release_memory()
+        with env.PeakMemory(device=device) as mem:
+            say(f"{method} {size} px: {label}")
+            out[f"{label}_img_s"] = n_test / _timed(partial(fitted.score, part, ctx), device)
+        rss[label], gpu[label] = mem.peak_rss_mb, mem.peak_gpu_mb
+    out.setdefault("localization_img_s", None)
+    out["peak_rss_mb"] = rss
     if device.type == "cuda":
-        out["peak_gpu_mb"] = {"train_cache_off": mem_off.peak_gpu_mb,
-                              "train_cache_on": mem_on.peak_gpu_mb,
-                              "score": mem_score.peak_gpu_mb, "localization": mem_loc.peak_gpu_mb}
+        out["peak_gpu_mb"] = gpu
     return out
 
 
-def measure_loop(options: PerfOptions, device: torch.device,
+def measure_loop(method: str, options: PerfOptions, device: torch.device,
                  step: StepFn | None = None) -> dict[str, Any]:
     """Batched localization against a loop over single images, at ``options.loop_size``."""
+    env.retain_freed_memory()
     size, n = options.loop_size, options.loop_images
     if step is not None:
-        step(f"{size} px: batched localization vs a per-image loop ({n} images)")
+        step(f"{method} {size} px: batched localization vs a per-image loop ({n} images)")
     data = synthetic_task(n, size, options.seed)
-    method = _method(size, options, epochs=1)
+    model = _build(method, settings_for(method, size, options, epochs=1))
     ctx = RunContext(device=device, seed=options.seed)
-    method.fit(data, ctx)
-    method.localize(data.subset([0]), ctx)  # warm-up
-    batched = _timed(lambda: method.localize(data, ctx), device)
+    model.fit(data, ctx)
+    model.score(data.subset([0]), ctx)  # warm-up
+    if options.compile:
+        model.score(data, ctx)
+    batched = _timed(lambda: model.score(data, ctx), device)
     single = [data.subset([i]) for i in range(n)]
-    looped = _timed(lambda: [method.localize(one, ctx) for one in single], device)
-    return {"size": size, "images": n, "batched_img_s": n / batched, "loop_img_s": n / looped,
-            "speedup": looped / batched}
+    looped = _timed(lambda: [model.score(one, ctx) for one in single], device)
+    out: dict[str, Any] = {"size": size, "images": n, "batched_img_s": n / batched,
+                           "loop_img_s": n / looped, "speedup": looped / batched}
+    official = getattr(model, "localize_official_loop", None)
+    if official is not None:
+        if step is not None:
+            step(f"{method} {size} px: the official code's per-image procedure ({n} images)")
+        slow = _timed(lambda: official(data), device)
+        out.update(official_loop_img_s=n / slow, speedup_vs_official=slow / batched)
+    return out
 
 
-def mkd_perf(options: PerfOptions, step: StepFn | None = None) -> dict[str, Any]:
-    """All figures, as a JSON-ready dict."""
+def environment(device: torch.device) -> dict[str, Any]:
+    """What produced the figures: host, device, threads, package versions, git commit."""
+    return {**env.host_info(device), "versions": env.versions(), "git": env.git_commit(),
+            "retain_freed_memory": env.retain_freed_memory(),
+            "baseline_rss_mb": psutil.Process().memory_info().rss / 2**20}
+
+
+def perf(methods: Sequence[str], options: PerfOptions,
+         step: StepFn | None = None) -> dict[str, Any]:
+    """All figures of ``methods`` (registered names), as a JSON-ready dict."""
+    from methods import METHODS
+
     device = env.resolve_device(options.device)
+    check_options(methods, options, device)
     result: dict[str, Any] = {
-        "baseline_rss_mb": psutil.Process().memory_info().rss / 2**20,
-        "benchmark": "mkd", "created": env.now_iso(), "device": str(device),
+        "benchmark": "perf", "created": env.now_iso(), "device": str(device),
         "device_name": env.device_name(device), "threads": torch.get_num_threads(),
-        "versions": env.versions(), "git": env.git_commit(),
+        "environment": environment(device),
         "options": {**asdict(options), "sizes": list(options.sizes)},
-        "sizes": {},
+        "methods": {},
     }
-    for size in options.sizes:
-        result["sizes"][str(size)] = measure_size(size, options, device, step)
-    if options.loop_images > 0:
-        result["loop"] = measure_loop(options, device, step)
+    for name in methods:
+        entry: dict[str, Any] = {"sizes": {}}
+        for size in options.sizes:
+            entry["sizes"][str(size)] = measure_size(name, size, options, device, step)
+        if options.loop_images > 0 and METHODS.get(name).cls.localizes:
+            entry["loop"] = measure_loop(name, options, device, step)
+        result["methods"][name] = entry
     return result
 
 
+# -------------------------------------------------------------------------------- summary
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    """A figure with ``digits`` decimals below 100, none above; ``–`` when there is none."""
+    if value is None:
+        return "–"
+    return f"{value:.{digits if abs(value) < 100 else 0}f}"
+
+
 def summary_rows(result: dict[str, Any]) -> list[dict[str, str]]:
-    """One printable row per size."""
+    """One printable row per method and size; the method column only for several methods,
+    the expert-cache columns only when a method has the cache."""
+    several = len(result["methods"]) > 1
+    cache = any("train_cache_on" in r for e in result["methods"].values()
+                for r in e["sizes"].values())
     rows = []
-    for size, r in result["sizes"].items():
-        off, on = r["train_cache_off"], r["train_cache_on"]
-        mem = r.get("peak_gpu_mb") or r["peak_rss_mb"]
-        rows.append({
-            "px": size,
-            "train": f"{off['img_s']:.1f}",
-            "train+cache": f"{on['img_s']:.1f}",
-            "gain": f"{r['train_speedup_cache']:.1f}x",
-            "fill s": f"{on['cache_fill_s']:.2f}",
-            "score": f"{r['score_img_s']:.1f}",
-            "localize": f"{r['localization_img_s']:.1f}",
-            "peak MiB": f"{max(v for v in mem.values() if v is not None):.0f}",
-        })
+    for name, entry in result["methods"].items():
+        for size, r in entry["sizes"].items():
+            first = r.get("train_cache_off") or r["train"]
+            cached = r.get("train_cache_on")
+            mem = r.get("peak_gpu_mb") or r["peak_rss_mb"]
+            row = {"method": name} if several else {}
+            row.update({"px": size, "train": _fmt(first["img_s"])})
+            if cache:
+                gain = r.get("train_speedup_cache")
+                row.update({"train+cache": _fmt(cached and cached["img_s"]),
+                            "gain": "–" if gain is None else f"{gain:.1f}x",
+                            "fill s": _fmt(cached and cached["cache_fill_s"], 2)})
+            row.update({"score": _fmt(r["score_img_s"]),
+                        "localize": _fmt(r["localization_img_s"]),
+                        "peak MiB": f"{max(v for v in mem.values() if v is not None):.0f}"})
+            rows.append(row)
     return rows
 
+
+def loop_lines(result: dict[str, Any]) -> list[str]:
+    """One sentence per batched vs per-image comparison."""
+    lines = []
+    for name, entry in result["methods"].items():
+        loop = entry.get("loop")
+        if not loop:
+            continue
+        text = (f"{name} localization at {loop['size']} px, {loop['images']} images: batched "
+                f"{loop['batched_img_s']:.1f} img/s, per-image loop {loop['loop_img_s']:.1f} "
+                f"img/s ({loop['speedup']:.1f}x)")
+        if "official_loop_img_s" in loop:
+            text += (f", the official code's per-image procedure "
+                     f"{loop['official_loop_img_s']:.1f} img/s "
+                     f"({loop['speedup_vs_official']:.1f}x)")
+        lines.append(text)
+    return lines

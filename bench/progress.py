@@ -18,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bench.jobs import Job
@@ -105,3 +106,82 @@ def suite_progress(store: Store, suite: str, jobs: Sequence[Job], *, workers: in
     eta = None if unknown else work / n_workers
     return SuiteProgress(suite=suite, jobs=len(jobs), recorded_s=recorded, eta_s=eta,
                          workers=n_workers, live=running, **counts)
+
+
+# ------------------------------------------------------------------------- time by method
+
+
+@dataclass(frozen=True)
+class MethodTime:
+    """Recorded time of one method's ok jobs in a suite (seconds)."""
+
+    method: str
+    jobs: int
+    total_s: float
+    mean_s: float
+    fit_mean_s: float | None
+    score_mean_s: float | None
+
+
+@dataclass(frozen=True)
+class SuiteTime:
+    """Recorded time of a suite's ok jobs, by method.
+
+    ``total_s`` sums the jobs' own times (worker time: the wall time on one worker);
+    ``span_s`` is the wall clock from the first job's start to the last job's end (the
+    records' ``created`` + ``timing_s.total``), the suite's wall time when its jobs ran in one
+    go; None without timestamps.
+    """
+
+    suite: str
+    methods: list[MethodTime]
+    jobs: int
+    total_s: float
+    span_s: float | None
+
+
+def _started(rec: dict[str, Any]) -> float | None:
+    """When the job started (the record's ``created``, seconds since the epoch)."""
+    try:
+        return datetime.strptime(str(rec["created"]), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except (KeyError, ValueError):
+        return None
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def time_by_method(suite: str, records: Sequence[dict[str, Any]],
+                   jobs: Sequence[Job] | None = None) -> SuiteTime:
+    """Per method: the ok jobs, their summed and mean time, mean fit and score time.
+
+    ``jobs``: count only the records of these jobs (the suite's current selection).
+    """
+    wanted = None if jobs is None else {j.id for j in jobs}
+    by_method: dict[str, list[dict[str, float]]] = {}
+    starts, ends = [], []
+    for rec in records:
+        timing = rec.get("timing_s") or {}
+        if rec.get("status") != "ok" or timing.get("total") is None:
+            continue
+        if wanted is not None and rec.get("id") not in wanted:
+            continue
+        by_method.setdefault(rec["job"]["method"], []).append(timing)
+        start = _started(rec)
+        if start is not None:
+            starts.append(start)
+            ends.append(start + float(timing["total"]))
+    rows = []
+    for method in sorted(by_method):
+        timings = by_method[method]
+        totals = [float(t["total"]) for t in timings]
+        rows.append(MethodTime(
+            method=method, jobs=len(timings), total_s=sum(totals),
+            mean_s=sum(totals) / len(totals),
+            fit_mean_s=_mean([float(t["fit"]) for t in timings if t.get("fit") is not None]),
+            score_mean_s=_mean([float(t["score"]) for t in timings
+                                if t.get("score") is not None])))
+    span = max(ends) - min(starts) if starts else None
+    return SuiteTime(suite=suite, methods=rows, jobs=sum(r.jobs for r in rows),
+                     total_s=sum(r.total_s for r in rows), span_s=span)

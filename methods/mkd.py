@@ -124,6 +124,9 @@ class MKDConfig(MethodConfig):
     cache_budget_mb: int | None = None
     amp: bool = False
     channels_last: bool = False
+    #: compile the expert and the cloner with ``torch.compile`` (CPU and CUDA; the first batch of
+    #: each shape and mode pays the compilation)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -263,6 +266,35 @@ class ExpertCache:
         return out
 
 
+# ------------------------------------------------------------------------------- compiling
+
+
+def _compiled(module: nn.Module) -> Callable[[torch.Tensor], Taps]:
+    """``torch.compile(module)``, with compilation failures turned into one clear error.
+
+    Compilation happens at the first call of each input shape and mode; a machine without a
+    working compiler toolchain fails there, not here.
+    """
+    try:
+        net = torch.compile(module)
+    except RuntimeError as exc:  # e.g. a Python version that Dynamo does not support
+        raise UsageError(f"compile=true: torch.compile is not available here ({exc}); "
+                         "run with compile=false") from exc
+
+    def call(x: torch.Tensor) -> Taps:
+        from torch._dynamo.exc import TorchDynamoException
+
+        try:
+            return net(x)
+        except TorchDynamoException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UsageError(f"compile=true: torch.compile failed on this machine "
+                             f"({type(exc).__name__}: {first}); run with compile=false"
+                             ) from exc
+
+    return call
+
+
 # ------------------------------------------------------------------------------------ method
 
 
@@ -307,6 +339,11 @@ class MKD(Method):
         if self._channels_last:
             self.expert_.to(memory_format=torch.channels_last)
             self.cloner_.to(memory_format=torch.channels_last)
+        self._expert_net: Callable[[torch.Tensor], Taps] = self.expert_
+        self._cloner_net: Callable[[torch.Tensor], Taps] = self.cloner_
+        if cfg.compile:
+            self._expert_net = _compiled(self.expert_)
+            self._cloner_net = _compiled(self.cloner_)
 
     @property
     def _cuda(self) -> bool:
@@ -332,7 +369,7 @@ class MKD(Method):
 
     def _expert(self, x: torch.Tensor) -> Taps:
         with torch.no_grad(), self._autocast():
-            return self.expert_(x)
+            return self._expert_net(x)
 
     def _targets(self, x: torch.Tensor, idx: torch.Tensor, cache: ExpertCache | None) -> Taps:
         """The expert's taps of batch ``x`` (images ``idx`` of the cached set)."""
@@ -381,6 +418,7 @@ class MKD(Method):
         self._build(ctx)
         self.history_ = []
         self.losses_ = []
+        self.eval_info_: list[dict[str, float]] = []
         self._eval_cache = None
         images = train.images.to(self.device_)
         n = len(images)
@@ -409,7 +447,7 @@ class MKD(Method):
                 x = self._net_input(x)
                 targets = self._targets(x, idx, cache)
                 with self._autocast():
-                    preds = self.cloner_(x)
+                    preds = self._cloner_net(x)
                 loss = training_loss(preds, targets, layers, cfg.lamda, cfg.loss_terms)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -427,11 +465,17 @@ class MKD(Method):
         if ctx.eval_data is None or ctx.evaluate is None:
             return
         data = ctx.eval_data
+        t0 = time.perf_counter()
         if self._eval_cache is None or self._eval_cache[0] is not data:
             cache = self._make_cache(data.images, self.config.scored_layers, self._budget_left)
             self._eval_cache = (data, cache) if cache is not None else None
         cache = self._eval_cache[1] if self._eval_cache is not None else None
         scores = self._image_scores(data, cache)
+        if self._cuda:
+            torch.cuda.synchronize(self.device_)
+        self.eval_info_.append({"epoch": epoch, "images": len(data),
+                                "cached": cache.n if cache is not None else 0,
+                                "seconds": time.perf_counter() - t0})
         metrics = ctx.evaluate(data, Scores(image=scores))
         self.history_.append({"epoch": epoch, **metrics})
         self.cloner_.train()
@@ -454,7 +498,7 @@ class MKD(Method):
             for idx, x in self._batches(data):
                 targets = self._targets(x, idx, cache)
                 with self._autocast():
-                    preds = self.cloner_(x)
+                    preds = self._cloner_net(x)
                 out.append(image_scores(preds, targets, cfg.scored_layers, cfg.lamda,
                                         cfg.loss_terms).cpu())
         return torch.cat(out).double().numpy()
@@ -475,14 +519,20 @@ class MKD(Method):
 
     # ------------------------------------------------------------------------ localization
 
-    def _input_gradients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """∂score_i/∂x_i for every image of the batch, and the scores."""
+    def _input_gradients(self, x: torch.Tensor, eager: bool = False
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """∂score_i/∂x_i for every image of the batch, and the scores.
+
+        ``eager`` bypasses ``torch.compile`` (guided backprop swaps the cloner's ReLUs).
+        """
         cfg = self.config
         x = x.detach().requires_grad_(True)
+        expert = self.expert_ if eager else self._expert_net
+        cloner = self.cloner_ if eager else self._cloner_net
         with torch.enable_grad():
             with self._autocast():
-                targets = self.expert_(x)
-                preds = self.cloner_(x)
+                targets = expert(x)
+                preds = cloner(x)
             s = image_scores(preds, targets, cfg.scored_layers, cfg.lamda, cfg.loss_terms)
             (grad,) = torch.autograd.grad(s.sum(), x)
         return grad.float(), s.detach()
@@ -517,7 +567,7 @@ class MKD(Method):
             return scores, raw_sum / k, minmax(np.abs(code_sum / k))
         if cfg.localization == "gbp":
             with guided_relus(self.cloner_):
-                grad, scores = self._input_gradients(x)
+                grad, scores = self._input_gradients(x, eager=True)
             g = grad.cpu().numpy()
             return scores, np.abs(g).sum(axis=1, dtype=np.float32), minmax(grayscale_p99(g))
         grad, scores = self._input_gradients(x)
@@ -545,3 +595,43 @@ class MKD(Method):
             raw_maps = opening(raw_maps)
         code_maps = gaussian(np.concatenate(codes), cfg.gaussian_sigma)
         return torch.cat(scores).double().numpy(), raw_maps, code_maps
+
+    def localize_official_loop(self, data: TaskData) -> tuple[np.ndarray, np.ndarray]:
+        """The official code's procedure, one image at a time: the reference for benchmarks.
+
+        A detection pass over every image (``detection_test``), then per image (``grad_calc``):
+        forward through expert and cloner, ``backward`` of the score with every parameter's
+        gradient computed too (the official code leaves ``requires_grad`` on for both networks),
+        the input's gradient to ``numpy``, ``convert_to_grayscale`` and the Gaussian. Returns the
+        image scores and the ``mkd_code`` maps; ``gradients`` localization only. Same numbers as
+        :meth:`localize` (tested), many times the work.
+        """
+        self._check_fitted()
+        cfg = self.config
+        if cfg.localization != "gradients":
+            raise UsageError("the official per-image loop is written for localization=gradients")
+        scores = self._image_scores(data)
+        self.cloner_.eval()
+        params = [*self.expert_.parameters(), *self.cloner_.parameters()]
+        flags = [p.requires_grad for p in params]
+        maps = []
+        try:
+            for p in params:
+                p.requires_grad_(True)
+            for i in range(len(data)):
+                x = self._net_input(self._floats(data.images[i:i + 1])).detach()
+                x.requires_grad_(True)
+                with torch.enable_grad(), self._autocast():
+                    s = image_scores(self.cloner_(x), self.expert_(x), cfg.scored_layers,
+                                     cfg.lamda, cfg.loss_terms)
+                for p in params:
+                    p.grad = None
+                s.sum().backward()
+                assert x.grad is not None
+                g = x.grad.float().cpu().numpy()
+                maps.append(gaussian(grayscale_p99(g), cfg.gaussian_sigma)[0])
+        finally:
+            for p, flag in zip(params, flags, strict=True):
+                p.requires_grad_(flag)
+                p.grad = None
+        return scores, np.stack(maps)

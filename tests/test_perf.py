@@ -1,9 +1,26 @@
-"""``bench perf mkd`` on a tiny setting: every figure is there and the JSON is written."""
+"""``bench perf`` on tiny settings: one code path for MKD and the baselines, options checked,
+the JSON written with its environment."""
 
 import json
 
-from bench.perf import synthetic_task
+import pytest
+import torch
+
+from bench.errors import UsageError
+from bench.perf import (
+    PerfOptions,
+    check_options,
+    perf,
+    resolve_methods,
+    settings_for,
+    summary_rows,
+    synthetic_task,
+)
 from tests.conftest import invoke
+
+CPU = torch.device("cpu")
+TINY = {"sizes": (32,), "images": 4, "epochs": 2, "loop_images": 2, "loop_size": 32,
+        "device": "cpu"}
 
 
 def test_perf_mkd_prints_and_writes_json(cli, results, tmp_path):
@@ -13,18 +30,89 @@ def test_perf_mkd_prints_and_writes_json(cli, results, tmp_path):
                  "--save")
     assert res.exit_code == 0, res.output
     assert "train+cache" in res.output and "per-image loop" in res.output
+    assert "official code's per-image procedure" in res.output
     data = json.loads(out.read_text())
-    r = data["sizes"]["32"]
+    r = data["methods"]["mkd"]["sizes"]["32"]
     for key in ("score_img_s", "localization_img_s", "train_speedup_cache"):
         assert r[key] > 0
     assert r["train_cache_on"]["cached_images"] == 4 and r["train_cache_off"]["cached_images"] == 0
-    assert data["loop"]["images"] == 2 and data["loop"]["speedup"] > 0
+    assert r["train_cache_on"]["basis"] == "steady epochs"
+    assert set(r["peak_rss_mb"]) == {"train_cache_off", "train_cache_on", "score",
+                                     "localization"}
+    loop = data["methods"]["mkd"]["loop"]
+    assert loop["images"] == 2 and loop["speedup"] > 0 and loop["speedup_vs_official"] > 0
+    environment = data["environment"]
+    assert environment["threads"] == 1 and environment["device_name"]
+    assert "torch" in environment["versions"] and "git" in environment
     assert len(list((results / "perf").glob("mkd-cpu-*.json"))) == 1
 
 
-def test_perf_rejects_bad_sizes(cli, results):
+def test_baselines_go_through_the_same_path():
+    result = perf(["ocsvm", "cae", "padim"], PerfOptions(**TINY))
+    ocsvm, cae, padim = (result["methods"][m] for m in ("ocsvm", "cae", "padim"))
+    assert ocsvm["sizes"]["32"]["train"]["basis"] == "whole fit"
+    assert cae["sizes"]["32"]["train"]["basis"] == "steady epochs"
+    assert padim["sizes"]["32"]["train"]["basis"] == "whole fit"  # it reports position chunks
+    assert ocsvm["sizes"]["32"]["localization_img_s"] is None and "loop" not in ocsvm
+    for entry in (cae, padim):
+        assert entry["sizes"]["32"]["localization_img_s"] > 0
+        assert entry["loop"]["speedup"] > 0 and "speedup_vs_official" not in entry["loop"]
+    rows = summary_rows(result)
+    assert [r["method"] for r in rows] == ["ocsvm", "cae", "padim"]
+    assert "train+cache" not in rows[0]  # no method here has an expert cache
+    assert rows[0]["localize"] == "–"
+
+
+def test_test_images_and_no_localization():
+    result = perf(["mkd"], PerfOptions(**{**TINY, "loop_images": 0}, test_images=3,
+                                       localize=False))
+    r = result["methods"]["mkd"]["sizes"]["32"]
+    assert r["images"] == 4 and r["test_images"] == 3
+    assert r["localization_img_s"] is None and "localization" not in r["peak_rss_mb"]
+
+
+def test_settings_run_offline_and_keep_only_known_fields():
+    opts = PerfOptions(epochs=4, batch_size=8, extra={"lamda": 0.5, "n_features": 10})
+    mkd = settings_for("mkd", 64, opts, expert_cache="off")
+    assert mkd["expert_weights"] == "random" and mkd["epochs"] == 4 and mkd["batch_size"] == 8
+    assert mkd["lamda"] == 0.5 and "n_features" not in mkd and mkd["expert_cache"] == "off"
+    padim = settings_for("padim", 64, opts)
+    assert padim["backbone_weights"] == "random" and padim["crop"] is None
+    assert padim["n_features"] == 10 and "epochs" not in padim
+    assert "expert_weights" not in settings_for("ocsvm", 32, opts)
+
+
+def test_resolve_methods():
+    assert resolve_methods(["mkd", "padim*", "mkd"]) == ["mkd", "padim", "padim_r18",
+                                                         "padim_wr50"]
+    assert "stfpm" in resolve_methods(["all"]) and "padim_wr50" not in resolve_methods(["all"])
+    with pytest.raises(UsageError, match="no method matches"):
+        resolve_methods(["nope"])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"amp": True}, "only acts on CUDA"),
+    ({"channels_last": True}, "only acts on CUDA"),
+    ({"compile": True}, "ocsvm has no 'compile' option; it applies to: mkd"),
+    ({"extra": {"nope": 1}}, "no selected method has this field"),
+    ({"sizes": (16,)}, "at least 32 px"),
+])
+def test_check_options_refuses(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        check_options(["mkd", "ocsvm"], PerfOptions(**kwargs), CPU)
+
+
+def test_check_options_accepts_compile_for_mkd():
+    check_options(["mkd", "mkd_single"], PerfOptions(compile=True), CPU)
+
+
+def test_perf_cli_errors_are_one_line(cli, results):
     res = invoke(cli, results, "perf", "mkd", "--sizes", "16")
     assert res.exit_code == 2 and "at least 32" in res.output
+    res = invoke(cli, results, "perf", "ocsvm", "--compile")
+    assert res.exit_code == 2 and "no 'compile' option" in res.output
+    res = invoke(cli, results, "perf", "mkd", "--amp")
+    assert res.exit_code == 2 and "only acts on CUDA" in res.output
 
 
 def test_synthetic_task_has_masks_on_anomalies():
@@ -32,3 +120,26 @@ def test_synthetic_task_has_masks_on_anomalies():
     assert data.size == (32, 32) and data.masks is not None
     assert data.labels.tolist() == [0, 1, 0, 1, 0, 1]
     assert all(data.masks[i].sum() > 0 for i in (1, 3, 5)) and data.masks[0].sum() == 0
+
+
+def test_retain_freed_memory_switch(monkeypatch):
+    from bench import environment as env
+
+    env._glibc.cache_clear()
+    env.retain_freed_memory.cache_clear()
+    try:
+        monkeypatch.setenv("BENCH_RETAIN_MEMORY", "0")
+        assert env.retain_freed_memory() is False
+        env.release_memory()  # a no-op when off
+        monkeypatch.delenv("BENCH_RETAIN_MEMORY")
+        env._glibc.cache_clear()
+        env.retain_freed_memory.cache_clear()
+        import ctypes.util
+        import sys
+
+        glibc = sys.platform.startswith("linux") and ctypes.util.find_library("c") is not None
+        assert env.retain_freed_memory() is bool(glibc and env._glibc() is not None)
+        env.release_memory()
+    finally:
+        env._glibc.cache_clear()
+        env.retain_freed_memory.cache_clear()

@@ -51,7 +51,7 @@ COMMANDS = [
     _check.check,
     _check.baseline,
     _data.data,
-    _perf.perf,
+    _perf.perf_cmd,
 ]
 for _cmd in COMMANDS:
     main.add_command(_cmd)

@@ -7,7 +7,7 @@ from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
 from bench.errors import BenchError, UsageError
-from bench.progress import suite_progress
+from bench.progress import SuiteTime, suite_progress, time_by_method
 from bench.select import select_jobs
 from bench.store import DEFAULT_CLAIM_TIMEOUT, Store
 from bench.suites import load_suite, suite_names
@@ -75,9 +75,11 @@ def _duration(seconds: float | None) -> str:
 @click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True),
               default=DEFAULT_CLAIM_TIMEOUT, show_default=True, metavar="SECONDS",
               help="A claim not refreshed for this long counts as dead (its job as pending).")
+@click.option("--by-method", is_flag=True,
+              help="Also the recorded time of each suite by method (total, mean per job).")
 @pass_settings
 def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
-           claim_timeout: float) -> None:
+           claim_timeout: float, by_method: bool) -> None:
     """Done / failed / running / pending jobs per suite, with an ETA.
 
     Running: held by a live claim of a runner. ETA: the expected time of the pending jobs (and
@@ -92,6 +94,7 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
     for col in ("suite", "jobs", "done", "failed", "running", "pending", "time", "ETA"):
         out.add_column(col, justify="right" if col != "suite" else "left")
     live = []
+    timings: list[SuiteTime] = []
     for name in names:
         try:
             suite, jobs = select_jobs(name, check_data=False)
@@ -106,6 +109,8 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
                     str(p.pending), _duration(p.recorded_s), _duration(p.eta_s))
         live += [(suite.name, c) for c in p.live]
         workers.add(p.workers)
+        if by_method:
+            timings.append(time_by_method(suite.name, store.records(suite.name), jobs))
     settings.console.print(out)
     settings.console.print(f"time: recorded; ETA: expected time of the jobs left / "
                            f"{'|'.join(map(str, sorted(workers)))} worker(s)", highlight=False)
@@ -117,3 +122,27 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
             run_table.add_row(suite_name, c["label"], str(c.get("host")), str(c.get("pid")),
                               str(c.get("worker", "")), _duration(c["elapsed_s"]))
         settings.console.print(run_table)
+    for t in timings:
+        _print_time_by_method(settings, t)
+
+
+def _print_time_by_method(settings: Settings, t: SuiteTime) -> None:
+    out = RichTable(show_header=True, header_style="bold",
+                    title=f"{t.suite}: recorded time by method (ok jobs)")
+    for col in ("method", "jobs", "total", "mean/job", "mean fit", "mean score"):
+        out.add_column(col, justify="left" if col == "method" else "right")
+    for m in t.methods:
+        out.add_row(m.method, str(m.jobs), _duration(m.total_s), _seconds(m.mean_s),
+                    _seconds(m.fit_mean_s), _seconds(m.score_mean_s))
+    out.add_section()
+    out.add_row("all", str(t.jobs), _duration(t.total_s),
+                _seconds(t.total_s / t.jobs if t.jobs else None), "", "")
+    settings.console.print(out)
+    span = "–" if t.span_s is None else _duration(t.span_s)
+    settings.console.print(f"{t.suite}: {t.jobs} ok job(s), {_duration(t.total_s)} of job time; "
+                           f"wall clock from the first start to the last end: {span}",
+                           highlight=False)
+
+
+def _seconds(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds:.1f} s"

@@ -1,4 +1,4 @@
-"""``bench perf mkd``: MKD's training, scoring and localization throughput, and peak memory."""
+"""``bench perf METHOD...``: fit, scoring and localization throughput, and peak memory."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ import time
 from pathlib import Path
 
 import click
+from rich import box
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
+from bench.config import parse_set
 from bench.errors import UsageError
-from bench.perf import PerfOptions, mkd_perf, summary_rows
-
-
-@click.group()
-def perf() -> None:
-    """Speed and memory benchmarks."""
+from bench.perf import PerfOptions, loop_lines, perf, resolve_methods, summary_rows
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -29,67 +26,83 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-@perf.command("mkd")
+@click.command("perf")
+@click.argument("methods", nargs=-1, required=True, metavar="METHOD...")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--sizes", default="32,128,224", show_default=True, help="Input sizes in pixels.")
 @click.option("--images", type=click.IntRange(min=2), default=None,
               help="Images per measurement [default: 256 on CUDA, 16 on the CPU].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Batch size [default: each method's own; MKD 64].")
 @click.option("--epochs", type=click.IntRange(min=2), default=3, show_default=True,
-              help="Training epochs per measurement (the first one is not counted).")
+              help="Training epochs of the deep methods (the first one is not counted).")
 @click.option("--amp/--no-amp", default=False, show_default=True,
-              help="bf16 autocast (CUDA only).")
+              help="bf16 autocast (CUDA only; methods with an 'amp' option).")
 @click.option("--channels-last/--no-channels-last", default=False, show_default=True,
-              help="channels_last memory format (CUDA only).")
+              help="channels_last memory format (CUDA only; methods with that option).")
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
+              help="torch.compile the networks (methods with a 'compile' option: MKD).")
 @click.option("--loop-images", type=click.IntRange(min=0), default=8, show_default=True,
               help="Images for batched vs per-image localization (0: skip).")
 @click.option("--loop-size", type=click.IntRange(min=32), default=128, show_default=True,
               help="Input size of the batched vs per-image localization comparison.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch [default: torch's choice].")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Config override for the methods that have the field (repeatable).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the figures as JSON to this file.")
 @click.option("--save", is_flag=True,
-              help="Write the JSON to <results>/perf/mkd-<device>-<time>.json.")
+              help="Write the JSON to <results>/perf/<methods>-<device>-<time>.json.")
 @pass_settings
-def perf_mkd(settings: Settings, device: str, sizes: str, images: int | None, batch_size: int,
-             epochs: int, amp: bool, channels_last: bool, loop_images: int, loop_size: int,
-             threads: int | None, output: str | None, save: bool) -> None:
-    """Training img/s with the expert cache on and off, scoring and localization img/s."""
+def perf_cmd(settings: Settings, methods: tuple[str, ...], device: str, sizes: str,
+             images: int | None, batch_size: int | None, epochs: int, amp: bool,
+             channels_last: bool, compile_: bool, loop_images: int, loop_size: int,
+             threads: int | None, sets: tuple[str, ...], output: str | None,
+             save: bool) -> None:
+    """Throughput (img/s) and peak memory of METHOD... at each input size.
+
+    METHOD is a registered name, a pattern ('padim*') or 'all' (the demo suite's methods).
+    Figures: fit (steady epochs of the deep methods, the whole fit of the others; MKD with its
+    expert cache off and on), scoring without maps, localization (scoring with maps), and, at
+    --loop-size, batched vs per-image localization. Synthetic images, random weights.
+    """
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
+    names = resolve_methods(methods)
     options = PerfOptions(sizes=_sizes(sizes), images=images, batch_size=batch_size,
                           epochs=epochs, device=device, amp=amp, channels_last=channels_last,
-                          loop_images=loop_images, loop_size=loop_size)
+                          compile=compile_, loop_images=loop_images, loop_size=loop_size,
+                          extra=parse_set(sets))
     con = settings.console
     with con.status("measuring", spinner="dots") as status:
-        result = mkd_perf(options, step=None if settings.quiet else
-                          lambda s: status.update(f"measuring: {s}"))
+        result = perf(names, options, step=None if settings.quiet else
+                      lambda s: status.update(f"measuring: {s}"))
     rows = summary_rows(result)
-    out = RichTable(title=f"MKD on {result['device']} ({result['device_name']}, "
+    out = RichTable(title=f"{', '.join(names)} on {result['device']} ({result['device_name']}, "
                           f"{result['threads']} threads), images/s",
-                    caption="train: steady epochs, expert cache off / on (gain); fill: the "
-                            "one-off cache fill; peak: process RSS, or GPU memory on CUDA",
-                    header_style="bold")
+                    caption="train: steady epochs (deep methods) or the whole fit; MKD: expert "
+                            "cache off / on (gain), fill: the one-off cache fill; localize: "
+                            "scoring with maps; peak: process RSS, or GPU memory on CUDA",
+                    header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
+                    pad_edge=False, collapse_padding=True)
     for col in rows[0]:
-        out.add_column(col, justify="right", no_wrap=True)
+        out.add_column(col, justify="right" if col != "method" else "left", no_wrap=True)
     for row in rows:
         out.add_row(*row.values())
     con.print(out)
-    con.print(f"process RSS before measuring: {result['baseline_rss_mb']:.0f} MiB")
-    if "loop" in result:
-        loop = result["loop"]
-        con.print(f"localization at {loop['size']} px, {loop['images']} images: batched "
-                  f"{loop['batched_img_s']:.1f} img/s, per-image loop {loop['loop_img_s']:.1f} "
-                  f"img/s ({loop['speedup']:.1f}x)")
+    con.print(f"process RSS before measuring: {result['environment']['baseline_rss_mb']:.0f} MiB")
+    for line in loop_lines(result):
+        con.print(line, highlight=False)
     targets = []
     if output:
         targets.append(Path(output))
     if save:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        targets.append(settings.results_root / "perf" / f"mkd-{result['device']}-{stamp}.json")
+        label = names[0] if len(names) == 1 else f"{len(names)}-methods"
+        targets.append(settings.results_root / "perf" / f"{label}-{result['device']}-{stamp}.json")
     for path in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
