@@ -15,8 +15,10 @@ refreshes the claim while the job runs; a job claimed by a live runner is left t
 runners on one suite, on one machine or on several over a shared filesystem, write each record
 once, and the claims of a killed runner are taken over (at once for a dead process on the same
 host, after ``claim_timeout`` seconds otherwise). With ``timeout`` every job runs in a child
-process that is killed at the limit (:mod:`bench.isolate`). Workers pin GPUs round-robin and
-share the cores (:mod:`bench.workers`).
+process that is killed at the limit (:mod:`bench.isolate`); without it, a loky worker that dies
+(a segfault, the out-of-memory killer) costs a rerun of the jobs its pool held, each in a child
+process of its own, so that the culprit is recorded as ``crashed`` and the run goes on.
+Workers pin GPUs round-robin and share the cores (:mod:`bench.workers`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -43,7 +46,7 @@ from rich.progress import (
 )
 
 from bench.errors import BenchError, UsageError
-from bench.execute import run_job
+from bench.execute import run_job, summary
 from bench.jobs import Job
 from bench.store import DEFAULT_CLAIM_TIMEOUT, Claim, Store
 from bench.workers import (
@@ -139,12 +142,13 @@ class _Heartbeat:
 
 
 def execute(job: Job, options: RunOptions, placement: Placement, planned: str | None,
-            regs: dict[str, Any] | None = None, progress: ProgressFn | None = None
-            ) -> dict[str, Any]:
+            regs: dict[str, Any] | None = None, progress: ProgressFn | None = None,
+            isolate: bool = False) -> dict[str, Any]:
     """Claim ``job``, run it unless someone else did since ``planned``, release the claim.
 
     ``planned`` is the store's fingerprint of the job's record when the run was planned (None:
     no record). A different fingerprint now means another runner finished the job meanwhile.
+    The job runs in a child process of its own with ``options.timeout`` or ``isolate``.
     Returns the job's summary, or ``{"id", "status": "claimed" | "done"}`` when it did not run.
     """
     store = Store(options.results_root)
@@ -161,7 +165,7 @@ def execute(job: Job, options: RunOptions, placement: Placement, planned: str | 
             "deterministic": options.deterministic,
             "runner": {**placement.as_record(), "claim": claim.token}}
         with _Heartbeat(store, claim, options.claim_timeout):
-            if options.timeout is not None:
+            if options.timeout is not None or isolate:
                 from bench.isolate import run_isolated
 
                 return run_isolated(job, timeout=options.timeout, threads=placement.threads,
@@ -306,16 +310,58 @@ def _run_local(todo: Sequence[Job], options: RunOptions, n_jobs: int,
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
+    pending = list(todo)
     try:
-        parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
-        for result in parallel(
-                delayed(_local_worker)(job, options, planned[job.id], registrations(job),
-                                       threads, events, slots) for job in todo):
-            collect(result)
+        while pending:
+            finished: set[str] = set()
+            try:
+                parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
+                for result in parallel(
+                        delayed(_local_worker)(job, options, planned[job.id], registrations(job),
+                                               threads, events, slots) for job in pending):
+                    finished.add(result["id"])
+                    collect(result)
+                return
+            except TerminatedWorkerError as exc:
+                pending = [job for job in pending if job.id not in finished]
+                pending = _recover(pending, exc, options, threads, planned, display, collect)
     finally:
         stop.set()
         reader.join(timeout=2)
         manager.shutdown()
+
+
+def _recover(pending: list[Job], exc: Exception, options: RunOptions, threads: int,
+             planned: dict[str, str | None], display: _Display,
+             collect: Callable[[dict[str, Any]], None]) -> list[Job]:
+    """After a worker process died (a segfault, the kernel's out-of-memory killer): loky has
+    stopped every worker. Collect the jobs that finished unreported, rerun the jobs that were
+    running (each in a child process of its own, so that the one that crashed is recorded as
+    ``crashed`` and the others complete), and return the jobs not started yet.
+    """
+    store = Store(options.results_root)
+    rest: list[Job] = []
+    suspects: list[Job] = []
+    for job in pending:
+        if store.fingerprint(job) != planned[job.id]:  # finished before its worker went down
+            record = store.read(job)
+            if record is not None:
+                collect(summary(job, record))
+                continue
+        (suspects if store.abandoned(job) else rest).append(job)
+    if not suspects:  # nothing to blame: do not loop on a crash that would come again
+        raise BenchError(f"a worker process died and no running job was found to blame "
+                         f"({str(exc).splitlines()[0]}); finished results are kept, and "
+                         f"--timeout runs each job in a process of its own") from exc
+    log.warning("a worker process died; rerunning %d job(s) it may have held, each in a "
+                "process of its own", len(suspects))
+    placement = Placement(slot=0, threads=threads, worker="rerun")
+    for job in suspects:
+        def progress(d: int, t: int, job: Job = job) -> None:
+            display.epoch(job.id, job.label(), d, t)
+        collect(execute(job, options, placement, planned[job.id], registrations(job),
+                        progress, isolate=True))
+    return rest
 
 
 @contextlib.contextmanager

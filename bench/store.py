@@ -275,6 +275,12 @@ class Store:
         if _read_claim(claim.path).get("token") == claim.token:
             claim.path.unlink(missing_ok=True)
 
+    def abandoned(self, job: Job) -> bool:
+        """Whether ``job`` is claimed by a process of this host that no longer exists (a worker
+        that crashed, or was killed, while running it)."""
+        held = _Held.inspect(self.claim_path(job), float("inf"))
+        return held is not None and bool(held.info) and _dead_here(held.info)
+
     def claims(self, suite: str, timeout: float = DEFAULT_CLAIM_TIMEOUT) -> list[dict[str, Any]]:
         """Every claim file of ``suite``: its content plus ``age_s`` and ``stale``."""
         out = []

@@ -55,6 +55,23 @@ def test_timeout_kills_the_job_and_records_it(tmp_path, test_methods):
     assert not list((tmp_path / "runs" / "to").glob("*.claim"))
 
 
+def test_a_crashed_worker_is_recorded_and_the_run_goes_on(tmp_path, test_methods):
+    """Without --timeout a job that kills its worker process (as the out-of-memory killer would)
+    becomes a ``crashed`` record; the jobs loky stopped with it are rerun, the rest run."""
+    killed = Job.make("cw", "probe", "digits", "1", 0, {"fail": "kill"})
+    others = [Job.make("cw", "probe", "digits", str(t), 0, {"sleep": 0.5}) for t in range(2, 6)]
+    report = run([killed, *others], RunOptions(results_root=tmp_path, n_jobs=2), quiet=True)
+    store = Store(tmp_path)
+    crash = store.read(killed)
+    assert crash is not None and crash["status"] == "failed"
+    assert crash["error_kind"] == "crashed" and "SIGKILL" in crash["error"]
+    assert all(store.status(job) == "ok" for job in others)
+    assert sorted(r["id"] for r in report.results) == sorted(j.id for j in [killed, *others])
+    assert [r["id"] for r in report.failed] == [killed.id] and not report.ok
+    assert all(len(fits(tmp_path, job.id)) == 1 for job in others)  # each finished exactly once
+    assert not list((tmp_path / "runs" / "cw").glob("*.claim"))
+
+
 @pytest.mark.parametrize("fail", ["oom", "memory", "alloc"])
 def test_out_of_memory_is_recorded_as_such(tmp_path, test_methods, fail):
     job = Job.make("oom", "probe", "digits", "1", 0, {"fail": fail})
