@@ -1,11 +1,11 @@
 """The runner: resume, claim, run the rest in parallel, isolate failures, show progress.
 
 Jobs whose record exists with status ``ok`` are skipped (resume); ``failed`` records are kept and
-skipped too unless ``retry_failed``. The rest run through joblib:
+skipped too unless ``retry_failed``. The rest run:
 
 - ``backend="local"``: in this process when ``n_jobs == 1`` (so a nested progress bar can follow
   the epochs), else in loky worker processes;
-- ``backend="dask"``: joblib's Dask backend on a ``distributed.Client``, connected to
+- ``backend="dask"``: one task per job on a ``distributed.Client``, connected to
   ``scheduler`` (an existing cluster: Slurm/PBS through dask-jobqueue, ...) or to a
   ``LocalCluster`` of ``n_jobs`` single-threaded worker processes.
 
@@ -389,33 +389,44 @@ def dask_client(scheduler: str | None, n_workers: int) -> Iterator[Any]:
 DASK_WAIT_FOR_WORKERS_S = 3600.0
 
 
-def _dask_backend(client: Any) -> Any:
-    """joblib's Dask backend, made to always send jobs to the cluster.
-
-    joblib runs a call in the calling process when its backend reports a single worker; a
-    cluster with one worker thread (or ``--jobs 1``) must still run the jobs on its workers.
-    """
-    from joblib._dask import DaskDistributedBackend
-
-    class _ClusterOnly(DaskDistributedBackend):
-        def effective_n_jobs(self, n_jobs: int) -> int:
-            return max(2, int(super().effective_n_jobs(n_jobs)))
-
-    return _ClusterOnly(client=client, wait_for_workers_timeout=DASK_WAIT_FOR_WORKERS_S)
-
-
 def _run_dask(todo: Sequence[Job], options: RunOptions, client: Any, n_jobs: int,
               planned: dict[str, str | None], collect: Callable[[dict[str, Any]], None]) -> None:
-    import joblib
+    """One task per job on the cluster (jobs take minutes: no batching), results as they come.
 
-    with joblib.parallel_config(backend=_dask_backend(client)):
-        # one job per task: jobs take minutes, and a batch would hide its jobs from other workers
-        parallel = joblib.Parallel(n_jobs=-1, batch_size=1, return_as="generator_unordered")
-        threads = None if options.scheduler else threads_per_worker(n_jobs)
+    A worker that dies while running a job (node failure, out-of-memory killer) makes the
+    scheduler retry the job elsewhere; one that dies every time it is tried
+    (``distributed.scheduler.allowed-failures``) is recorded here as ``crashed``.
+    """
+    from distributed import KilledWorker, as_completed
+
+    try:
+        client.wait_for_workers(1, timeout=DASK_WAIT_FOR_WORKERS_S)
+    except TimeoutError as exc:
+        raise BenchError(f"no Dask worker joined the cluster: {exc}") from None
+    threads = None if options.scheduler else threads_per_worker(n_jobs)
+    futures = {client.submit(_dask_worker, job, options, planned[job.id], registrations(job),
+                             threads, key=f"bench-{job.suite}-{job.id}", pure=False): job
+               for job in todo}
+    for future in as_completed(futures):
+        job = futures[future]
         try:
-            for result in parallel(
-                    joblib.delayed(_dask_worker)(job, options, planned[job.id],
-                                                 registrations(job), threads) for job in todo):
-                collect(result)
-        except TimeoutError as exc:
-            raise BenchError(f"no Dask worker joined the cluster: {exc}") from None
+            result = future.result()
+        except KilledWorker as exc:
+            result = _record_killed(job, options, str(exc))
+        future.release()
+        collect(result)
+
+
+def _record_killed(job: Job, options: RunOptions, reason: str) -> dict[str, Any]:
+    """The scheduler gave up on ``job``: every worker that ran it died. Record it as crashed
+    (its dead worker's claim goes with it)."""
+    from bench.execute import write_failure
+
+    first = reason.splitlines()[0] if reason else ""
+    out = write_failure(job, results_root=options.results_root, device=options.device,
+                        deterministic=options.deterministic, runner={"backend": "dask"},
+                        kind="crashed", total_s=0.0,
+                        error=f"Crashed: its Dask worker died each time the job was tried (a "
+                              f"segfault, or the out-of-memory killer): {first}")
+    Store(options.results_root).claim_path(job).unlink(missing_ok=True)
+    return out

@@ -11,6 +11,7 @@ from bench.errors import UsageError
 from bench.jobs import Job
 from bench.runner import RunOptions, run
 from bench.store import Store
+from tests._jobs import fits
 from tests.conftest import invoke
 
 pytest.importorskip("distributed")
@@ -76,3 +77,29 @@ def test_missing_dask_is_one_clear_error(tmp_path, monkeypatch):
 def test_scheduler_needs_the_dask_backend(cli, results):
     res = invoke(cli, results, "run", "--suite", "demo", "--all", "--scheduler", "tcp://x:1")
     assert res.exit_code == 2 and "--scheduler needs --backend dask" in res.output
+
+
+def test_a_job_that_kills_its_worker_each_time_is_recorded_as_crashed(tmp_path, monkeypatch):
+    """Without --timeout, a job that takes its Dask worker down each time the scheduler tries it
+    becomes a ``crashed`` record; the other jobs run."""
+    import dask
+
+    from methods import METHODS
+    from methods.base import MethodSpec
+    from tests._jobs import Probe
+
+    monkeypatch.setitem(METHODS._items, "probe",
+                        MethodSpec(name="probe", cls=Probe, defaults={}, summary="test only"))
+    fine = Job.make("dkill", "kde", "digits", "1", 0)
+    killed = Job.make("dkill", "probe", "digits", "2", 0, {"fail": "kill"})
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        report = run([killed, fine], RunOptions(results_root=tmp_path, backend="dask", n_jobs=2),
+                     quiet=True)
+    store = Store(tmp_path)
+    crash = store.read(killed)
+    assert crash is not None and crash["status"] == "failed" and crash["error_kind"] == "crashed"
+    assert "Dask worker died" in crash["error"] and crash["runner"]["backend"] == "dask"
+    assert store.status(fine) == "ok"
+    assert [r["id"] for r in report.failed] == [killed.id] and len(report.results) == 2
+    assert len(fits(tmp_path, killed.id, "started.log")) == 2  # tried twice, on two workers
+    assert not list((tmp_path / "runs" / "dkill").glob("*.claim"))

@@ -42,7 +42,7 @@ def _seeds(text: str | None) -> list[int]:
               help="Jobs in parallel: local worker processes, or the LocalCluster's workers "
                    "with --backend dask and no --scheduler.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
-              help="local: joblib processes on this machine; dask: joblib's Dask backend.")
+              help="local: joblib processes on this machine; dask: a Dask cluster.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler of an existing cluster, e.g. tcp://10.0.0.5:8786 "
                    "(with --backend dask; default: a LocalCluster of --jobs workers).")
