@@ -10,11 +10,13 @@ from bench.errors import UsageError
 from bench.perf import (
     PerfOptions,
     check_options,
+    compare_speed,
     perf,
     resolve_methods,
     settings_for,
     summary_rows,
     synthetic_task,
+    throughputs,
 )
 from tests.conftest import invoke
 
@@ -143,3 +145,48 @@ def test_retain_freed_memory_switch(monkeypatch):
     finally:
         env._glibc.cache_clear()
         env.retain_freed_memory.cache_clear()
+
+
+def _result(train: float, score: float, threads: int = 2) -> dict:
+    """A perf result as ``perf`` writes it, with two figures of one method and MKD's loop."""
+    return {"benchmark": "perf", "device": "cpu", "device_name": "x", "threads": threads,
+            "options": {"images": 16, "epochs": 3},
+            "methods": {"cae": {"sizes": {"32": {"train": {"img_s": train}, "score_img_s": score,
+                                                  "localization_img_s": None}}},
+                        "mkd": {"sizes": {}, "loop": {"size": 128, "batched_img_s": 7.0}}}}
+
+
+def test_throughputs_reads_every_figure():
+    assert throughputs(_result(100.0, 50.0)) == {
+        ("cae", "32", "train"): 100.0, ("cae", "32", "score"): 50.0,
+        ("mkd", "128", "localization_batched"): 7.0}
+
+
+def test_compare_speed_flags_only_what_slowed_beyond_the_limit():
+    cmp = compare_speed(_result(100.0, 30.0), _result(100.0, 50.0), max_slowdown=0.25)
+    assert not cmp.ok and [(c.figure, round(c.ratio, 2)) for c in cmp.regressions] == [
+        ("score", 0.6)]
+    assert cmp.changes[0].figure == "score"  # slowest first
+    assert cmp.differences == [] and cmp.missing == []
+    assert compare_speed(_result(80.0, 45.0), _result(100.0, 50.0), max_slowdown=0.25).ok
+    other = compare_speed(_result(100.0, 50.0, threads=1), _result(100.0, 50.0))
+    assert other.ok and other.differences == ["threads: 2 -> 1"]
+    with pytest.raises(UsageError, match="fraction"):
+        compare_speed(_result(1, 1), _result(1, 1), max_slowdown=1.5)
+
+
+def test_perf_compare_fails_on_a_slowdown_and_passes_against_itself(cli, results, tmp_path):
+    args = ("perf", "kde", "--sizes", "32", "--images", "4", "--threads", "1")
+    base = tmp_path / "base.json"
+    assert invoke(cli, results, *args, "-o", str(base)).exit_code == 0
+    same = invoke(cli, results, *args, "--compare", str(base), "--max-slowdown", "0.95")
+    assert same.exit_code == 0 and "perf check: PASS" in same.output, same.output
+    fast = json.loads(base.read_text())
+    fast["methods"]["kde"]["sizes"]["32"]["score_img_s"] *= 1000  # a baseline 1000x faster
+    fast_path = tmp_path / "fast.json"
+    fast_path.write_text(json.dumps(fast))
+    slow = invoke(cli, results, *args, "--compare", str(fast_path))
+    assert slow.exit_code == 1 and "perf check: FAIL (1 of 2" in slow.output, slow.output
+    (tmp_path / "bad.json").write_text("{")
+    bad = invoke(cli, results, *args, "--compare", str(tmp_path / "bad.json"))
+    assert bad.exit_code == 2 and "not a readable perf result" in bad.output

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich import box
@@ -13,7 +15,15 @@ from rich.table import Table as RichTable
 from bench.cli._common import Settings, pass_settings
 from bench.config import parse_set
 from bench.errors import UsageError
-from bench.perf import PerfOptions, loop_lines, perf, resolve_methods, summary_rows
+from bench.perf import (
+    PerfOptions,
+    SpeedComparison,
+    compare_speed,
+    loop_lines,
+    perf,
+    resolve_methods,
+    summary_rows,
+)
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -54,12 +64,18 @@ def _sizes(text: str) -> tuple[int, ...]:
               help="Write the figures as JSON to this file.")
 @click.option("--save", is_flag=True,
               help="Write the JSON to <results>/perf/<methods>-<device>-<time>.json.")
+@click.option("--compare", "compare_to", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="A saved result (-o/--save) to compare with; exit 1 when a "
+                                   "figure is slower by more than --max-slowdown.")
+@click.option("--max-slowdown", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+              default=0.25, show_default=True,
+              help="With --compare: the slowdown (a fraction) that counts as a regression.")
 @pass_settings
 def perf_cmd(settings: Settings, methods: tuple[str, ...], device: str, sizes: str,
              images: int | None, batch_size: int | None, epochs: int, amp: bool,
              channels_last: bool, compile_: bool, loop_images: int, loop_size: int,
              threads: int | None, sets: tuple[str, ...], output: str | None,
-             save: bool) -> None:
+             save: bool, compare_to: str | None, max_slowdown: float) -> None:
     """Throughput (img/s) and peak memory of METHOD... at each input size.
 
     METHOD is a registered name, a pattern ('padim*') or 'all' (the demo suite's methods).
@@ -67,6 +83,7 @@ def perf_cmd(settings: Settings, methods: tuple[str, ...], device: str, sizes: s
     expert cache off and on), scoring without maps, localization (scoring with maps), and, at
     --loop-size, batched vs per-image localization. Synthetic images, random weights.
     """
+    baseline = _read_result(compare_to) if compare_to else None
     if threads is not None:
         import torch
 
@@ -107,3 +124,44 @@ def perf_cmd(settings: Settings, methods: tuple[str, ...], device: str, sizes: s
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         con.print(f"wrote {path}")
+    if baseline is not None and compare_to is not None:
+        _report_comparison(settings, compare_speed(result, baseline, max_slowdown), compare_to)
+
+
+def _read_result(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--compare: no such file: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--compare: {path} is not a readable perf result ({exc})") from None
+    if not isinstance(data, dict) or data.get("benchmark") != "perf":
+        raise UsageError(f"--compare: {path} is not a result of bench perf")
+    return data
+
+
+def _report_comparison(settings: Settings, cmp: SpeedComparison, path: str) -> None:
+    con = settings.console
+    out = RichTable(title=f"against {path} (slowest first)", header_style="bold",
+                    box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col in ("method", "px", "figure", "baseline img/s", "now img/s", "change"):
+        out.add_column(col, justify="left" if col in ("method", "figure") else "right")
+    limit = 1.0 - cmp.max_slowdown
+    for c in cmp.changes:
+        change = f"{(c.ratio - 1) * 100:+.0f}%"
+        out.add_row(c.method, c.size, c.figure, f"{c.baseline:.3g}", f"{c.current:.3g}",
+                    f"[red]{change}[/red]" if c.ratio < limit else change)
+    con.print(out)
+    for diff in cmp.differences:
+        con.print(f"[yellow]not the same setting[/yellow] {diff}", highlight=False)
+    if not cmp.changes:
+        raise UsageError(f"--compare: {path} has none of the figures measured now")
+    if cmp.missing:
+        con.print(f"{len(cmp.missing)} figure(s) of the baseline not measured now", highlight=False)
+    if cmp.ok:
+        con.print(f"perf check: PASS ({len(cmp.changes)} figure(s), none slower by more than "
+                  f"{cmp.max_slowdown:.0%})", highlight=False)
+        return
+    con.print(f"perf check: FAIL ({len(cmp.regressions)} of {len(cmp.changes)} figure(s) slower "
+              f"by more than {cmp.max_slowdown:.0%})", highlight=False)
+    sys.exit(1)
