@@ -132,6 +132,40 @@ def download(url: str, dest: Path, archive: Archive, *, progress: ProgressFn | N
 # ------------------------------------------------------------------------------ extraction
 
 
+@dataclass(frozen=True)
+class Reachability:
+    """Whether a download address answers: the HTTP status, the size it announces, or why not."""
+
+    url: str
+    status: int | None
+    size: int | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def reachable(url: str, *, timeout: float = 15.0) -> Reachability:
+    """Ask ``url`` for its headers (HEAD; a one-byte ranged GET where HEAD is refused), without
+    downloading it. Redirects are followed, as a download would."""
+    for method, headers in (("HEAD", {}), ("GET", {"Range": "bytes=0-0"})):
+        request = urllib.request.Request(url, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                length = resp.headers.get("Content-Range", "").rpartition("/")[2] or \
+                    resp.headers.get("Content-Length")
+                size = int(length) if length and length.isdigit() else None
+                return Reachability(url, resp.status, size)
+        except urllib.error.HTTPError as exc:
+            if method == "GET" or exc.code not in (403, 405, 501):  # some refuse HEAD only
+                return Reachability(url, exc.code, error=f"HTTP {exc.code} {exc.reason}")
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return Reachability(url, None, error=f"{type(exc).__name__}: {reason}")
+    raise AssertionError("unreachable")
+
+
 def _safe_name(name: str, archive: Path) -> PurePosixPath:
     """The member's path if it stays inside the target; raises otherwise."""
     posix = PurePosixPath(name.replace("\\", "/"))

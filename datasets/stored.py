@@ -127,6 +127,10 @@ class StoredDataset(DatasetProtocol):
     def archives(self) -> list[Archive]:
         return [Archive(**a) for a in manifest(self.name).get("archives", [])]
 
+    def download_urls(self) -> list[str]:
+        """Every address ``bench data fetch`` downloads this dataset from (mirrors included)."""
+        return [a.url for a in self.archives() if a.url]
+
     def checksum_checks(self, base: Path) -> list[Check]:
         """Checksums of files on disk, where the dataset has per-file checksums."""
         return []

@@ -65,6 +65,14 @@ class _TorchvisionClasses(StoredDataset):
                              f"indices: {names}")
         return task
 
+    def download_urls(self) -> list[str]:
+        """torchvision's own addresses: every mirror of every file (MNIST-like), or the one
+        archive (CIFAR-10)."""
+        cls = self.tv_class()
+        if hasattr(cls, "mirrors"):
+            return [f"{mirror}{name}" for mirror in cls.mirrors for name, _ in cls.resources]
+        return [cls.url]
+
     def manual_steps(self, root: Path | None) -> str:
         return (f"bench data fetch {self.name}   (torchvision downloads it into "
                 f"{self.location(root)})")

@@ -160,6 +160,12 @@ def _randomize(trunk: nn.Module, name: str) -> None:
                     nn.init.zeros_(m.bias)
 
 
+def weight_urls() -> dict[str, str]:
+    """Backbone -> the address torchvision downloads its ImageNet weights from."""
+    return {name: torchvision.models.get_weight(enum).url
+            for name, enum in IMAGENET_WEIGHTS.items()}
+
+
 def require_weights(name: str, weights: str | None, field: str = "expert_weights") -> None:
     """No weights chosen: one error that says how to choose them (checked before a suite runs)."""
     if weights is None or str(weights).strip() == "":

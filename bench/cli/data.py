@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -75,6 +76,50 @@ def fetch_cmd(settings: Settings, name: str, archive: Path | None, accept_licens
         settings.console.print(f"{name} is not in {result.path} yet: follow the steps above.",
                                highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+@data.command("urls")
+@click.argument("names", nargs=-1)
+@click.option("--check", is_flag=True,
+              help="Ask each address whether it answers (headers only, nothing downloaded); "
+                   "exit 1 if one does not.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=15.0,
+              show_default=True, help="Seconds to wait for each address with --check.")
+@pass_settings
+def urls_cmd(settings: Settings, names: tuple[str, ...], check: bool, timeout: float) -> None:
+    """Every download address: of datasets NAMES (default: all) and of the ImageNet weights.
+
+    Mirrors are listed each; a dataset with none is fetched by hand (see bench data fetch).
+    """
+    from datasets import DATASETS
+    from datasets.download import Reachability, reachable
+    from datasets.stored import StoredDataset
+    from methods.backbones import weight_urls
+
+    rows = [(name, url) for name in names or tuple(DATASETS.names())
+            if isinstance(ds := DATASETS.get(name), StoredDataset) for url in ds.download_urls()]
+    if not names:
+        rows += [(f"{backbone} weights", url) for backbone, url in weight_urls().items()]
+    out = RichTable(show_header=True, header_style="bold", title="download addresses")
+    for col in ("what", "url", *(("answer", "size") if check else ())):
+        out.add_column(col, overflow="fold")
+    failed: list[Reachability] = []
+    with settings.console.status("asking", spinner="dots") if check else nullcontext():
+        for what, url in rows:
+            if not check:
+                out.add_row(what, url)
+                continue
+            r = reachable(url, timeout=timeout)
+            failed += [] if r.ok else [r]
+            answer = f"[green]{r.status}[/]" if r.ok else f"[red]{r.error or r.status}[/]"
+            size = "–" if r.size is None else f"{r.size / 2**20:,.1f} MiB"
+            out.add_row(what, url, answer, size)
+    settings.console.print(out)
+    if check:
+        settings.console.print(f"{len(rows) - len(failed)} of {len(rows)} address(es) answer",
+                               highlight=False)
+        if failed:
+            sys.exit(1)
 
 
 @data.command("verify")

@@ -207,3 +207,26 @@ def test_ocsvm_runs_over_every_layout(cli, results, tmp_path, monkeypatch):
     assert by["cifar10"]["data"]["test"] == 20
     assert "image_auroc" in by["mvtec"]["metrics"]
     assert by[f"folder:{mine}"]["job"]["task"] == "gizmo"
+
+
+def test_urls_lists_every_download_address_and_checks_them(cli, results, tmp_path, monkeypatch):
+    from methods import backbones
+
+    listed = invoke(cli, results, "data", "urls")
+    assert listed.exit_code == 0, listed.output
+    for what in ("mnist", "fashion_mnist", "cifar10", "mvtec", "vgg16 weights"):
+        assert what in listed.output
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "vgg16.pth").write_bytes(b"w" * 10)
+    with serve(site) as base:
+        monkeypatch.setattr(backbones, "weight_urls", lambda: {
+            "vgg16": f"{base}/vgg16.pth", "resnet18": f"{base}/moved.pth"})
+        from datasets import torchvision_sets
+
+        for cls in (stored.StoredDataset, torchvision_sets._TorchvisionClasses):
+            monkeypatch.setattr(cls, "download_urls", lambda self: [])
+        res = invoke(cli, results, "data", "urls", "--check")
+    assert res.exit_code == 1, res.output
+    assert "1 of 2 address(es) answer" in res.output and "404" in res.output
+    assert "200" in res.output

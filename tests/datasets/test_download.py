@@ -164,3 +164,48 @@ def test_not_an_archive(tmp_path):
     bad.write_bytes(b"nope")
     with pytest.raises(DataCorruptError, match="not a valid zip"):
         extract(bad, tmp_path / "t")
+
+
+def test_reachable_asks_for_headers_only(site):
+    from datasets.download import reachable
+
+    folder, base = site
+    (folder / "a.tar").write_bytes(b"x" * 1234)
+    here = reachable(f"{base}/a.tar")
+    assert here.ok and here.status == 200 and here.size == 1234
+    gone = reachable(f"{base}/nothing-here.tar")
+    assert not gone.ok and gone.status == 404 and "404" in gone.error
+    closed = reachable("http://127.0.0.1:9/x.tar", timeout=2)
+    assert not closed.ok and closed.status is None and "URLError" in closed.error
+
+
+def test_reachable_falls_back_to_a_one_byte_get_where_head_is_refused():
+    import http.server
+    import threading
+
+    from datasets.download import reachable
+
+    class NoHead(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_error(405)
+
+        def do_GET(self):
+            assert self.headers["Range"] == "bytes=0-0"
+            self.send_response(206)
+            self.send_header("Content-Range", "bytes 0-0/5000")
+            self.send_header("Content-Length", "1")
+            self.end_headers()
+            self.wfile.write(b"x")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoHead)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        r = reachable(f"http://127.0.0.1:{server.server_address[1]}/big.tar")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.ok and r.status == 206 and r.size == 5000
