@@ -339,6 +339,7 @@ def _recover(pending: list[Job], exc: Exception, options: RunOptions, threads: i
     running (each in a child process of its own, so that the one that crashed is recorded as
     ``crashed`` and the others complete), and return the jobs not started yet.
     """
+    _wait_for_loky_workers_to_die()
     store = Store(options.results_root)
     rest: list[Job] = []
     suspects: list[Job] = []
@@ -362,6 +363,21 @@ def _recover(pending: list[Job], exc: Exception, options: RunOptions, threads: i
         collect(execute(job, options, placement, planned[job.id], registrations(job),
                         progress, isolate=True))
     return rest
+
+
+def _wait_for_loky_workers_to_die(timeout: float = 30.0) -> None:
+    """loky reports a broken pool first and kills its other workers just after: wait for them,
+    so that every claim they held is seen as abandoned."""
+    import psutil
+
+    workers = []
+    for child in psutil.Process().children():
+        try:
+            if "LokyProcess" in " ".join(child.cmdline()):  # not its resource tracker
+                workers.append(child)
+        except psutil.Error:
+            continue
+    psutil.wait_procs(workers, timeout=timeout)
 
 
 @contextlib.contextmanager
