@@ -211,6 +211,12 @@ class _Display:
         self.done: set[str] = set()
         self.lock = threading.Lock()
 
+    def follow(self, job: Job) -> ProgressFn:
+        """A progress callback that moves ``job``'s epoch bar."""
+        def progress(done: int, total: int) -> None:
+            self.epoch(job.id, job.label(), done, total)
+        return progress
+
     def epoch(self, job_id: str, label: str, done: int, total: int) -> None:
         with self.lock:
             if job_id in self.done:  # a late event from a worker whose job already ended
@@ -276,10 +282,8 @@ def run(
         elif n_jobs == 1:
             placement = Placement(slot=0, threads=threads_per_worker(1), worker="main")
             for job in todo:
-                def progress(d: int, t: int, job: Job = job) -> None:
-                    display.epoch(job.id, job.label(), d, t)
                 collect(execute(job, options, placement, planned[job.id],
-                                registrations(job), progress))
+                                registrations(job), display.follow(job)))
         else:
             _run_local(todo, options, n_jobs, planned, display, collect)
     return report
@@ -358,10 +362,8 @@ def _recover(pending: list[Job], exc: Exception, options: RunOptions, threads: i
                 "process of its own", len(suspects))
     placement = Placement(slot=0, threads=threads, worker="rerun")
     for job in suspects:
-        def progress(d: int, t: int, job: Job = job) -> None:
-            display.epoch(job.id, job.label(), d, t)
         collect(execute(job, options, placement, planned[job.id], registrations(job),
-                        progress, isolate=True))
+                        display.follow(job), isolate=True))
     return rest
 
 
