@@ -1,7 +1,7 @@
 """MKD's speed on a GPU for a CIFAR-10-sized class and an MVTec-sized category, and what the
 paper grid would cost at that speed.
 
-Measures, through :func:`bench.perf.measure_size` (the code path of ``bench perf``):
+Measures, through :func:`bench.perf.measure.measure_size` (the code path of ``bench perf``):
 
 - a CIFAR-10-sized class: 5,000 training images at 224 px (the preset resizes to 256 and crops
   224), expert cache off and on, scoring;
@@ -40,11 +40,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import environment as env
-from bench.perf import PerfOptions, measure_size, synthetic_task
-from methods import METHODS
-from methods.base import RunContext
-from methods.mkd import default_budget_mb, tap_bytes
+from bench.core import environment as env
+from bench.methods import METHODS
+from bench.methods.base import RunContext
+from bench.methods.mkd import default_budget_mb, tap_bytes
+from bench.perf.measure import PerfOptions, measure_size, synthetic_task
 
 #: when a manifest has no per-task count: the assumption, said in the output
 ASSUMED = {
@@ -77,7 +77,7 @@ class Rates:
 
 def task_sizes(dataset: str, task: str) -> tuple[int, int, bool]:
     """(training images, test images, masks) of one task, from the shipped manifests."""
-    from datasets.stored import manifest
+    from bench.datasets.stored import manifest
 
     c = manifest(dataset).get("counts", {})
     if dataset in ("mnist", "fashion_mnist", "cifar10"):
@@ -130,8 +130,8 @@ def measure(size: int, n_train: int, args: argparse.Namespace, device: torch.dev
 def project(rates: dict[int, Rates], budget_bytes: int, dtype: torch.dtype
             ) -> tuple[list[dict[str, Any]], list[str]]:
     """Seconds of every MKD job of the paper suite at the measured rates."""
-    from bench.select import select_jobs
-    from datasets import DATASETS
+    from bench.datasets import DATASETS
+    from bench.run.select import select_jobs
 
     _, jobs = select_jobs("paper", check_data=False)
     notes: set[str] = set()

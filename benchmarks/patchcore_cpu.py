@@ -26,11 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.base import InputSpec
-from datasets.textures import Textures, TextureSettings
-from methods import METHODS
-from methods.base import RunContext
-from methods.patchcore import PatchCore, memory_bank, patchcore_scores
+from bench.datasets.base import InputSpec
+from bench.datasets.textures import Textures, TextureSettings
+from bench.methods import METHODS
+from bench.methods.base import RunContext
+from bench.methods.patchcore import PatchCore, memory_bank, patchcore_scores
 
 
 def timed(label: str, fn: Callable[[], Any]) -> Any:

@@ -9,14 +9,14 @@ its own virtual environment (see README); a test checks that this package is the
 
 from __future__ import annotations
 
-from datasets.base import DatasetProtocol, InputSpec, TaskData
-from datasets.digits import Digits
-from datasets.folder import DatasetRegistry, Folder
-from datasets.medical import BrainMRI, HeadCT
-from datasets.mvtec import MVTec
-from datasets.retinal_oct import RetinalOCT
-from datasets.textures import Textures
-from datasets.torchvision_sets import CIFAR10, MNIST, FashionMNIST
+from bench.datasets.base import DatasetProtocol, InputSpec, TaskData
+from bench.datasets.digits import Digits
+from bench.datasets.folder import DatasetRegistry, Folder
+from bench.datasets.medical import BrainMRI, HeadCT
+from bench.datasets.mvtec import MVTec
+from bench.datasets.retinal_oct import RetinalOCT
+from bench.datasets.textures import Textures
+from bench.datasets.torchvision_sets import CIFAR10, MNIST, FashionMNIST
 
 DATASETS = DatasetRegistry("dataset")
 DATASETS.add("digits", Digits())

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from datasets.base import InputSpec, TaskData, read_image, transform_image, transform_mask
+from bench.datasets.base import InputSpec, TaskData, read_image, transform_image, transform_mask
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.errors import DataCorruptError, UsageError
+from bench.core.errors import DataCorruptError, UsageError
 
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datasets.base import (
+from bench.datasets.base import (
     DatasetInfo,
     DatasetProtocol,
     InputSpec,

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bench.errors import DataCorruptError, DataMissingError, UsageError
+from bench.core.errors import DataCorruptError, DataMissingError, UsageError
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench.errors import DataMissingError, UsageError
-from bench.paths import data_root
-from bench.registry import Registry
-from datasets.base import DatasetInfo, DatasetProtocol, InputSpec, TaskData
-from datasets.mvtec import index_mvtec, load_category
-from datasets.stored import StoredDataset
+from bench.core.errors import DataMissingError, UsageError
+from bench.core.paths import data_root
+from bench.core.registry import Registry
+from bench.datasets.base import DatasetInfo, DatasetProtocol, InputSpec, TaskData
+from bench.datasets.mvtec import index_mvtec, load_category
+from bench.datasets.stored import StoredDataset
 
 PREFIX = "folder:"
 _TASK_NAME = re.compile(r"^[^/\\.][^/\\]*$")

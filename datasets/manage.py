@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from bench.errors import BenchError, DataCorruptError, DataMissingError, UsageError
-from datasets.base import DatasetProtocol
-from datasets.download import Archive, ProgressFn, check_file, download, extract
-from datasets.stored import StoredDataset, read_stamp
+from bench.core.errors import BenchError, DataCorruptError, DataMissingError, UsageError
+from bench.datasets.base import DatasetProtocol
+from bench.datasets.download import Archive, ProgressFn, check_file, download, extract
+from bench.datasets.stored import StoredDataset, read_stamp
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from bench.errors import DataCorruptError, DataMissingError
-from datasets._loading import count_images, list_images, taskdata_from_index
-from datasets.base import DatasetInfo, InputSpec, TaskData
-from datasets.stored import StoredDataset
+from bench.core.errors import DataCorruptError, DataMissingError
+from bench.datasets._loading import count_images, list_images, taskdata_from_index
+from bench.datasets.base import DatasetInfo, InputSpec, TaskData
+from bench.datasets.stored import StoredDataset
 
 HELD_OUT_NORMALS = 10
 

@@ -12,7 +12,7 @@ every defect folder label 1), each defective image paired **by file stem** with 
 good image given an all-zero mask. So one job yields image AUROC and the pixel metrics; nothing
 needs deleting. (The official MKD code asks users to delete ``test/good`` before its localization
 test, which breaks its detection test; that is not needed here. The MKD-code pixel protocol,
-defective images only, is computed from the same scores by ``bench.metrics``.)
+defective images only, is computed from the same scores by ``bench.core.metrics``.)
 
 Images are resized to 128 px (bilinear) by default, as in the paper; masks follow bilinearly
 (soft borders; the standard pixel metrics binarize them at 0.5).
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import DataCorruptError, DataMissingError
-from datasets._loading import count_images, is_image, list_images, taskdata_from_index
-from datasets.base import DatasetInfo, InputSpec, TaskData
-from datasets.stored import StoredDataset
+from bench.core.errors import DataCorruptError, DataMissingError
+from bench.datasets._loading import count_images, is_image, list_images, taskdata_from_index
+from bench.datasets.base import DatasetInfo, InputSpec, TaskData
+from bench.datasets.stored import StoredDataset
 
 #: The 15 categories, in the order of the MKD paper's Tables 3 and 4 (so tables line up).
 CATEGORIES = ("bottle", "hazelnut", "capsule", "metal_nut", "leather", "pill", "wood", "carpet",

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from datasets._loading import count_images, list_images, taskdata_from_index
-from datasets.base import DatasetInfo, InputSpec, TaskData
-from datasets.stored import StoredDataset
+from bench.datasets._loading import count_images, list_images, taskdata_from_index
+from bench.datasets.base import DatasetInfo, InputSpec, TaskData
+from bench.datasets.stored import StoredDataset
 
 CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
 NORMAL = "NORMAL"

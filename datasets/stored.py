@@ -19,11 +19,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.errors import DataCorruptError, DataMissingError
-from bench.paths import data_root
-from datasets._loading import find_base
-from datasets.base import DatasetProtocol
-from datasets.download import Archive, check_file
+from bench.core.errors import DataCorruptError, DataMissingError
+from bench.core.paths import data_root
+from bench.datasets._loading import find_base
+from bench.datasets.base import DatasetProtocol
+from bench.datasets.download import Archive, check_file
 
 STAMP = ".bench-verify.json"
 
@@ -31,7 +31,7 @@ STAMP = ".bench-verify.json"
 @cache
 def manifest(name: str) -> dict[str, Any]:
     """The manifest shipped for dataset ``name`` (an empty one if none is shipped)."""
-    ref = resources.files("datasets").joinpath("manifests").joinpath(f"{name}.json")
+    ref = resources.files("bench.datasets").joinpath("manifests").joinpath(f"{name}.json")
     if not ref.is_file():
         return {"name": name, "counts": {}, "archives": []}
     return dict(json.loads(ref.read_text(encoding="utf-8")))

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from datasets.base import DatasetInfo, DatasetProtocol, InputSpec, TaskData, build_taskdata
+from bench.datasets.base import DatasetInfo, DatasetProtocol, InputSpec, TaskData, build_taskdata
 
 CATEGORIES = ("brick", "grass", "gravel")
 DEFECT_KINDS = ("scratch", "blob", "patch")

@@ -31,11 +31,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torchvision
 
-from bench.errors import DataCorruptError, DataMissingError, UsageError
-from datasets._loading import load_arrays
-from datasets.base import DatasetInfo, InputSpec, TaskData, one_vs_rest
-from datasets.download import Archive
-from datasets.stored import Check, StoredDataset, checksum_check
+from bench.core.errors import DataCorruptError, DataMissingError, UsageError
+from bench.datasets._loading import load_arrays
+from bench.datasets.base import DatasetInfo, InputSpec, TaskData, one_vs_rest
+from bench.datasets.download import Archive
+from bench.datasets.stored import Check, StoredDataset, checksum_check
 
 DIGITS = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",

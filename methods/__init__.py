@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.registry import Registry
-from methods.autoencoder import ConvAutoencoderDetector
-from methods.base import Method, MethodConfig, MethodSpec, RunContext, Scores
-from methods.classic import IsolationForestDetector, KDEDetector, OneClassSVMDetector
-from methods.dsvdd import DeepSVDDDetector
-from methods.feature_baselines import DN2, GaussianAD, PaDiM
-from methods.mkd import MKD
-from methods.patchcore import PatchCore
-from methods.stfpm import STFPM
+from bench.core.registry import Registry
+from bench.methods.autoencoder import ConvAutoencoderDetector
+from bench.methods.base import Method, MethodConfig, MethodSpec, RunContext, Scores
+from bench.methods.classic import IsolationForestDetector, KDEDetector, OneClassSVMDetector
+from bench.methods.dsvdd import DeepSVDDDetector
+from bench.methods.feature_baselines import DN2, GaussianAD, PaDiM
+from bench.methods.mkd import MKD
+from bench.methods.patchcore import PatchCore
+from bench.methods.stfpm import STFPM
 
 METHODS: Registry[MethodSpec] = Registry("method")
 

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from bench.errors import UsageError
-from datasets.base import TaskData
-from methods.backbones import BACKBONES, FeatureExtractor, require_weights
-from methods.base import MethodConfig, RunContext
+from bench.core.errors import UsageError
+from bench.datasets.base import TaskData
+from bench.methods.backbones import BACKBONES, FeatureExtractor, require_weights
+from bench.methods.base import MethodConfig, RunContext
 
 #: ResNet layer -> the VGG-16 tap of the same stride
 _VGG_EQUIVALENT = {"layer1": "pool2", "layer2": "pool3", "layer3": "pool4", "layer4": "pool5"}

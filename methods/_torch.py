@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from datasets.base import TaskData
+from bench.datasets.base import TaskData
 
 
 @contextmanager

@@ -40,11 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import UsageError
-from datasets.base import TaskData
-from methods import _torch as T
-from methods.base import Method, MethodConfig, RunContext, Scores
-from methods.ssim import ssim_map
+from bench.core.errors import UsageError
+from bench.datasets.base import TaskData
+from bench.methods import _torch as T
+from bench.methods.base import Method, MethodConfig, RunContext, Scores
+from bench.methods.ssim import ssim_map
 
 Error = Literal["l2", "ssim"]
 

@@ -33,7 +33,7 @@ import torch
 import torchvision
 from torch import nn
 
-from bench.errors import BenchError, UsageError
+from bench.core.errors import BenchError, UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -23,8 +23,8 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
-from bench.config import apply_overrides
-from datasets.base import InputSpec, TaskData
+from bench.core.config import apply_overrides
+from bench.datasets.base import InputSpec, TaskData
 
 M = TypeVar("M", bound="Method")
 
@@ -101,7 +101,7 @@ class Method(abc.ABC):
 
     @classmethod
     def check_config(cls, config: MethodConfig) -> None:
-        """Raise :class:`~bench.errors.UsageError` for a config that cannot run at all (checked
+        """Raise :class:`~bench.core.errors.UsageError` for a config that cannot run at all (checked
         for every job before a suite starts, so a grid does not fail job after job)."""
         return None
 

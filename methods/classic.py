@@ -44,9 +44,9 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import KernelDensity
 from sklearn.svm import OneClassSVM
 
-from datasets.base import TaskData
-from methods.backbones import FeatureExtractor, require_weights
-from methods.base import Method, MethodConfig, RunContext, Scores
+from bench.datasets.base import TaskData
+from bench.methods.backbones import FeatureExtractor, require_weights
+from bench.methods.base import Method, MethodConfig, RunContext, Scores
 
 Features = Literal["pixels", "backbone"]
 

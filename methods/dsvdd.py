@@ -51,9 +51,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from datasets.base import TaskData
-from methods import _torch as T
-from methods.base import Method, MethodConfig, RunContext, Scores
+from bench.datasets.base import TaskData
+from bench.methods import _torch as T
+from bench.methods.base import Method, MethodConfig, RunContext, Scores
 
 Objective = Literal["one-class", "soft-boundary"]
 

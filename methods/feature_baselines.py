@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.covariance import LedoitWolf
 
-from datasets.base import TaskData
-from methods._pretrained import (
+from bench.datasets.base import TaskData
+from bench.methods._pretrained import (
     BackboneConfig,
     build_extractor,
     collect,
@@ -43,8 +43,8 @@ from methods._pretrained import (
     smooth,
     upsample,
 )
-from methods.backbones import RESNET_TAPS, VGG16_TAPS, FeatureExtractor
-from methods.base import Method, RunContext, Scores
+from bench.methods.backbones import RESNET_TAPS, VGG16_TAPS, FeatureExtractor
+from bench.methods.base import Method, RunContext, Scores
 
 
 class _BackboneMethod(Method):

@@ -44,13 +44,13 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from bench.errors import UsageError
-from bench.metrics import CROSS_3x3
-from datasets.augment import headct_affine
-from datasets.base import TaskData
-from methods.backbones import FeatureExtractor, Normalize, require_weights
-from methods.base import Method, MethodConfig, RunContext, Scores
-from methods.mkd_nets import (
+from bench.core.errors import UsageError
+from bench.core.metrics import CROSS_3x3
+from bench.datasets.augment import headct_affine
+from bench.datasets.base import TaskData
+from bench.methods.backbones import FeatureExtractor, Normalize, require_weights
+from bench.methods.base import Method, MethodConfig, RunContext, Scores
+from bench.methods.mkd_nets import (
     CRITICAL_LAYERS,
     LAYER_CHANNELS,
     OFFICIAL_SCORE_LAYERS,

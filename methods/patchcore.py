@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datasets.base import TaskData
-from methods._pretrained import (
+from bench.datasets.base import TaskData
+from bench.methods._pretrained import (
     BackboneConfig,
     collect,
     layers_for,
@@ -50,8 +50,8 @@ from methods._pretrained import (
     smooth,
     upsample,
 )
-from methods.base import RunContext, Scores
-from methods.feature_baselines import _BackboneMethod
+from bench.methods.base import RunContext, Scores
+from bench.methods.feature_baselines import _BackboneMethod
 
 
 def greedy_coreset(x: torch.Tensor, n: int, *, start: int = 0, block: int = 512,

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from datasets.base import TaskData
-from methods._pretrained import (
+from bench.datasets.base import TaskData
+from bench.methods._pretrained import (
     EMBEDDED_FAMILIES,
     BackboneConfig,
     build_extractor,
@@ -35,8 +35,8 @@ from methods._pretrained import (
     size_preset,
     upsample,
 )
-from methods.backbones import FeatureExtractor
-from methods.base import Method, RunContext, Scores
+from bench.methods.backbones import FeatureExtractor
+from bench.methods.base import Method, RunContext, Scores
 
 #: offset between the teacher's and the student's random seeds (a random teacher and its
 #: student must not start from the same weights)

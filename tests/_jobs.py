@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.base import TaskData
-from methods.base import Method, MethodConfig, RunContext, Scores
-from methods.classic import OCSVMConfig, OneClassSVMDetector
+from bench.datasets.base import TaskData
+from bench.methods.base import Method, MethodConfig, RunContext, Scores
+from bench.methods.classic import OCSVMConfig, OneClassSVMDetector
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +105,7 @@ class TinyNet(Method):
 
 
 def register_all() -> None:
-    from methods import register
+    from bench.methods import register
 
     register("probe", Probe, "test only: ocsvm that logs, sleeps or fails")
     register("tinynet", TinyNet, "test only: tiny autoencoder trained with shuffling")
@@ -122,8 +122,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=None)
     args = parser.parse_args()
 
-    from bench.jobs import Job
-    from bench.runner import RunOptions, run
+    from bench.run.jobs import Job
+    from bench.run.runner import RunOptions, run
 
     register_all()
     jobs = [Job.make("t", "probe", "digits", t, 0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from datasets.base import TaskData
+from bench.datasets.base import TaskData
 
 
 def blobs_task(n_train: int = 24, n_test: int = 20, size: int = 32, seed: int = 0,

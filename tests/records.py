@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.jobs import Job
-from bench.store import SCHEMA_VERSION, Store
+from bench.records.store import SCHEMA_VERSION, Store
+from bench.run.jobs import Job
 
 MKD_DEFAULTS: dict[str, Any] = {"layers": ["pool2", "pool3", "pool4", "pool5"],
                                 "score_layers": "official", "loss_terms": "total",

@@ -2,9 +2,9 @@
 
 import pytest
 
-from bench.jobs import expand
-from bench.select import select_jobs
-from bench.suites import load_suite
+from bench.run.jobs import expand
+from bench.run.select import select_jobs
+from bench.run.suites import load_suite
 
 LAYER_LEVELS = [["pool2"], ["pool3"], ["pool4"], ["pool5"], ["pool4", "pool5"],
                 ["pool3", "pool4", "pool5"], ["pool2", "pool3", "pool4", "pool5"]]
@@ -49,8 +49,8 @@ def test_demo_ablation_is_offline_and_small():
 
 @pytest.mark.parametrize("name", ["ablation", "ablation-demo"])
 def test_suite_validates_against_the_registered_method(name):
-    from datasets import DATASETS
-    from methods import METHODS
+    from bench.datasets import DATASETS
+    from bench.methods import METHODS
 
     suite = load_suite(name)
     missing = [m for m in suite.method_names() if m not in METHODS]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.aggregate import (
+from bench.report.aggregate import (
     DELTA,
     MEAN_ROW,
     REFERENCE,
@@ -17,7 +17,7 @@ from bench.aggregate import (
     method_table,
     with_reference,
 )
-from bench.reference import COLUMNS
+from bench.report.reference import COLUMNS
 from tests.records import mkd_record, record, write_all
 
 
@@ -180,7 +180,7 @@ def test_values_that_print_the_same_are_bold_together(tmp_path):
 
 
 def test_history_metrics_compare_with_the_published_base_metric(tmp_path):
-    from bench.reference import load_reference
+    from bench.report.reference import load_reference
 
     recs = [record("s", "mkd", "cifar10", "3", 0,
                    {"image_auroc": 0.70, "image_auroc_converged_mean": 0.76})]
@@ -196,7 +196,7 @@ def test_history_metrics_compare_with_the_published_base_metric(tmp_path):
 
 
 def test_column_titles_leave_weights_to_the_caption_unless_ambiguous():
-    from bench.aggregate import short_labels
+    from bench.report.aggregate import short_labels
 
     pairs = [("mkd", "expert_weights=random"), ("dn2", "backbone=resnet18,backbone_weights=random")]
     ovs = ['{"expert_weights": "random"}', '{"backbone": "resnet18", "backbone_weights": "random"}']

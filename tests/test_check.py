@@ -4,8 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.check import Tolerances, baseline_frame, compare, read_baseline, write_baseline
-from bench.errors import UsageError
+from bench.core.errors import UsageError
+from bench.report.check import Tolerances, baseline_frame, compare, read_baseline, write_baseline
 from tests.conftest import invoke
 
 SUBSET = ("--method", "ocsvm", "--dataset", "digits", "--task", "0", "--task", "3")

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from bench.jobs import Job
-from bench.progress import suite_progress
-from bench.store import SCHEMA_VERSION, Store
+from bench.records.store import SCHEMA_VERSION, Store
+from bench.run.claims import Claims
+from bench.run.jobs import Job
+from bench.run.status import suite_progress
 
 JOB = Job.make("s", "ocsvm", "digits", "1", 0)
 
@@ -23,7 +24,7 @@ def dead_pid() -> int:
 
 
 def fake_claim(store: Store, job: Job, *, age: float = 0.0, **info) -> None:
-    path = store.claim_path(job)
+    path = Claims(store).path(job)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"token": "x" * 32, "claimed": time.time() - age, **info}))
     if age:
@@ -32,19 +33,19 @@ def fake_claim(store: Store, job: Job, *, age: float = 0.0, **info) -> None:
 
 def test_claim_is_exclusive_and_released_by_its_owner(tmp_path):
     store = Store(tmp_path)
-    first = store.claim(JOB, info={"worker": "w0"})
+    first = Claims(store).claim(JOB, info={"worker": "w0"})
     assert first is not None and first.info["worker"] == "w0"
-    held = json.loads(store.claim_path(JOB).read_text())
+    held = json.loads(Claims(store).path(JOB).read_text())
     assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
-    assert store.claim(JOB) is None  # held by a live process: this one
-    assert store.refresh(first)
-    store.release(first)
-    assert not store.claim_path(JOB).exists()
-    second = store.claim(JOB)
+    assert Claims(store).claim(JOB) is None  # held by a live process: this one
+    assert Claims(store).refresh(first)
+    Claims(store).release(first)
+    assert not Claims(store).path(JOB).exists()
+    second = Claims(store).claim(JOB)
     assert second is not None
-    store.release(first)  # a stale handle never removes someone else's claim
-    assert store.claim_path(JOB).exists() and not store.refresh(first)
-    store.release(second)
+    Claims(store).release(first)  # a stale handle never removes someone else's claim
+    assert Claims(store).path(JOB).exists() and not Claims(store).refresh(first)
+    Claims(store).release(second)
 
 
 @pytest.mark.parametrize("how", ["dead_pid", "timed_out", "reused_pid"])
@@ -57,9 +58,9 @@ def test_stale_claims_are_taken_over(tmp_path, how):
         fake_claim(store, JOB, host="elsewhere", pid=1, age=120)
     else:  # our pid, but started at another time: the holder died and the pid was reused
         fake_claim(store, JOB, host=here, pid=os.getpid(), pid_started=1.0)
-    claim = store.claim(JOB, timeout=60)
+    claim = Claims(store).claim(JOB, timeout=60)
     assert claim is not None
-    assert json.loads(store.claim_path(JOB).read_text())["token"] == claim.token
+    assert json.loads(Claims(store).path(JOB).read_text())["token"] == claim.token
     assert not list(store.suite_dir("s").glob(".*"))  # no leftovers of the takeover
 
 
@@ -68,10 +69,10 @@ def test_fresh_claims_of_others_are_respected(tmp_path, info):
     store = Store(tmp_path)
     fake_claim(store, JOB, **info)
     if not info:  # a claim still being written: unreadable
-        store.claim_path(JOB).write_text("")
-    os.utime(store.claim_path(JOB), (time.time() - 5, time.time() - 5))
-    assert store.claim(JOB, timeout=60) is None
-    assert store.claim(JOB, timeout=1) is not None  # ... until it is older than the timeout
+        Claims(store).path(JOB).write_text("")
+    os.utime(Claims(store).path(JOB), (time.time() - 5, time.time() - 5))
+    assert Claims(store).claim(JOB, timeout=60) is None
+    assert Claims(store).claim(JOB, timeout=1) is not None  # ... until it is older than the timeout
 
 
 def test_racing_takeovers_of_a_stale_claim_have_one_winner(tmp_path):
@@ -83,7 +84,7 @@ def test_racing_takeovers_of_a_stale_claim_have_one_winner(tmp_path):
 
         def grab(won: list = won, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
-            claim = store.claim(JOB, timeout=60)
+            claim = Claims(store).claim(JOB, timeout=60)
             if claim is not None:
                 won.append(claim)
 
@@ -93,8 +94,8 @@ def test_racing_takeovers_of_a_stale_claim_have_one_winner(tmp_path):
         for t in threads:
             t.join()
         assert len(won) == 1
-        assert json.loads(store.claim_path(JOB).read_text())["token"] == won[0].token
-        store.release(won[0])
+        assert json.loads(Claims(store).path(JOB).read_text())["token"] == won[0].token
+        Claims(store).release(won[0])
 
 
 def record(job: Job, status: str, total: float) -> dict:
@@ -110,7 +111,7 @@ def test_progress_counts_and_eta(tmp_path):
     store.write(record(ocsvm[1], "ok", 30.0))
     store.write(record(kde[0], "ok", 100.0))
     store.write(record(kde[1], "failed", 1.0))
-    claim = store.claim(ocsvm[2])
+    claim = Claims(store).claim(ocsvm[2])
     assert claim is not None
     fake_claim(store, kde[2], host="elsewhere", pid=1, age=7200)  # a dead claim: pending
     now = claim.info["claimed"] + 5.0
@@ -121,13 +122,13 @@ def test_progress_counts_and_eta(tmp_path):
     assert p.recorded_s == pytest.approx(141.0)
     assert [c["label"] for c in p.live] == [ocsvm[2].label()]
     assert suite_progress(store, "s", jobs, workers=5, now=now).eta_s == pytest.approx(235 / 5)
-    store.release(claim)
+    Claims(store).release(claim)
     assert suite_progress(Store(tmp_path / "empty"), "s", jobs).eta_s is None
 
 
 def test_a_holder_known_to_be_gone_loses_its_fresh_claim(tmp_path):
     store = Store(tmp_path)
     fake_claim(store, JOB, host="elsewhere", pid=1, worker="tcp://10.0.0.9:1")
-    assert store.claim(JOB, gone=lambda info: info["worker"] == "tcp://10.0.0.2:1") is None
-    claim = store.claim(JOB, gone=lambda info: info["worker"] == "tcp://10.0.0.9:1")
+    assert Claims(store).claim(JOB, gone=lambda info: info["worker"] == "tcp://10.0.0.2:1") is None
+    claim = Claims(store).claim(JOB, gone=lambda info: info["worker"] == "tcp://10.0.0.9:1")
     assert claim is not None

@@ -54,8 +54,8 @@ def test_user_errors_are_one_line(cli, results, args, code, needle):
 def test_failed_and_nan_jobs_are_recorded_and_others_finish(cli, results, monkeypatch):
     import numpy as np
 
-    from methods.base import Scores
-    from methods.classic import KDEDetector, OneClassSVMDetector
+    from bench.methods.base import Scores
+    from bench.methods.classic import KDEDetector, OneClassSVMDetector
 
     def nan_score(self, test, ctx):
         return Scores(image=np.full(len(test), np.nan))

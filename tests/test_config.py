@@ -3,8 +3,8 @@ from typing import Literal
 
 import pytest
 
-from bench.config import apply_overrides, coerce, parse_set, to_plain
-from bench.errors import UsageError
+from bench.core.config import apply_overrides, coerce, parse_set, to_plain
+from bench.core.errors import UsageError
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,11 +6,12 @@ import sys
 
 import pytest
 
-from bench.environment import usable_cores
-from bench.errors import UsageError
-from bench.jobs import Job
-from bench.runner import RunOptions, run
-from bench.store import Store
+from bench.core.environment import usable_cores
+from bench.core.errors import UsageError
+from bench.records.store import Store
+from bench.run.claims import Claims
+from bench.run.jobs import Job
+from bench.run.runner import RunOptions, run
 from tests._jobs import fits
 from tests.conftest import invoke
 
@@ -50,7 +51,7 @@ def test_existing_scheduler_and_timeout_inside_dask_workers(tmp_path):
                       dashboard_address=None) as cluster:
         with Client(cluster) as client:
             scheduler_id = client.scheduler_info()["id"]
-        claim = Store(tmp_path).claim_path(job)
+        claim = Claims(Store(tmp_path)).path(job)
         claim.parent.mkdir(parents=True)
         claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "backend": "dask",
                                      "worker": "tcp://10.9.9.9:1", "scheduler": scheduler_id}))
@@ -84,8 +85,8 @@ def test_a_job_that_kills_its_worker_each_time_is_recorded_as_crashed(tmp_path, 
     becomes a ``crashed`` record; the other jobs run."""
     import dask
 
-    from methods import METHODS
-    from methods.base import MethodSpec
+    from bench.methods import METHODS
+    from bench.methods.base import MethodSpec
     from tests._jobs import Probe
 
     monkeypatch.setitem(METHODS._items, "probe",

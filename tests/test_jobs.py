@@ -4,10 +4,10 @@ import sys
 
 import pytest
 
-from bench.errors import UsageError
-from bench.jobs import Job, expand
-from bench.select import select_jobs
-from bench.suites import load_suite, parse_suite
+from bench.core.errors import UsageError
+from bench.run.jobs import Job, expand
+from bench.run.select import select_jobs
+from bench.run.suites import load_suite, parse_suite
 
 SUITE = {
     "name": "t",
@@ -27,7 +27,7 @@ def test_job_id_is_stable_and_order_independent():
 
 
 def test_job_id_identical_across_processes():
-    code = ("from bench.jobs import Job; "
+    code = ("from bench.run.jobs import Job; "
             "print(Job.make('demo','mkd','digits','3',0,{'epochs':5,'layers':['pool5']}).id)")
     ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() for _ in range(2)}
@@ -76,7 +76,7 @@ def test_missing_weights_are_caught_before_a_suite_runs():
 
 
 def test_every_shipped_suite_chooses_weights_wherever_they_are_needed():
-    from bench.suites import suite_names
+    from bench.run.suites import suite_names
 
     for name in suite_names():
         select_jobs(name, check_data=False)  # raises if a job lacks expert/backbone weights

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from bench import metrics as M
+from bench.core import metrics as M
 
 
 def test_image_metrics_match_sklearn():

@@ -6,18 +6,17 @@ import json
 import pytest
 import torch
 
-from bench.errors import UsageError
-from bench.perf import (
+from bench.core.errors import UsageError
+from bench.perf.compare import compare_speed, throughputs
+from bench.perf.measure import (
     PerfOptions,
     check_options,
-    compare_speed,
     perf,
     resolve_methods,
     settings_for,
-    summary_rows,
     synthetic_task,
-    throughputs,
 )
+from bench.perf.summary import summary_rows
 from tests.conftest import invoke
 
 CPU = torch.device("cpu")
@@ -125,7 +124,7 @@ def test_synthetic_task_has_masks_on_anomalies():
 
 
 def test_retain_freed_memory_switch(monkeypatch):
-    from bench import environment as env
+    from bench.core import environment as env
 
     env._glibc.cache_clear()
     env.retain_freed_memory.cache_clear()

@@ -5,7 +5,7 @@ import re
 import pytest
 from matplotlib.figure import Figure
 
-from bench import figures
+from bench.report import figures
 from tests.conftest import invoke
 from tests.records import demo_results
 
@@ -58,7 +58,7 @@ def test_plot_selection_errors_are_one_line(cli, synthetic, args, needle):
 
 
 def test_roc_curve_comes_from_the_saved_scores(synthetic):
-    from bench.store import Store
+    from bench.records.store import Store
 
     store = Store(synthetic)
     [(name, fig)] = figures.roc(store, figures.JobFilter(dataset="mvtec", task="bottle"))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import DataCorruptError
-from bench.reference import COLUMNS, load_reference, stated_mean_check
+from bench.core.errors import DataCorruptError
+from bench.report.reference import COLUMNS, load_reference, stated_mean_check
 
 ROOT = Path(__file__).resolve().parents[1]
 MVTEC = {"bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -23,7 +23,7 @@ def ref():
 
 
 def test_found_through_the_package(ref):
-    shipped = resources.files("bench") / "reference"
+    shipped = resources.files("bench.report") / "published"
     names = sorted(p.name for p in shipped.iterdir() if p.name.endswith(".csv"))
     assert set(names) == set(ref["file"])
     assert len(names) >= 6

@@ -1,7 +1,7 @@
 import pytest
 
-from bench.errors import UsageError
-from bench.registry import Registry
+from bench.core.errors import UsageError
+from bench.core.registry import Registry
 
 
 def test_register_get_names():
@@ -35,8 +35,8 @@ def test_unknown_lists_choices():
 
 
 def test_project_registries_are_populated():
-    from datasets import DATASETS
-    from methods import METHODS
+    from bench.datasets import DATASETS
+    from bench.methods import METHODS
 
     assert {"digits", "textures"} <= set(DATASETS.names())
     assert {"ocsvm", "kde"} <= set(METHODS.names())

@@ -7,9 +7,9 @@ import subprocess
 import pandas as pd
 import pytest
 
-from bench.aggregate import ablation_tables, build_tables, method_table, with_reference
-from bench.reference import load_reference
-from bench.render import caption, latex_escape, render
+from bench.report.aggregate import ablation_tables, build_tables, method_table, with_reference
+from bench.report.reference import load_reference
+from bench.report.render import caption, latex_escape, render
 from tests.records import demo_results, mkd_record, record, write_all
 
 

@@ -13,11 +13,12 @@ import psutil
 import pytest
 import torch
 
-from bench.environment import usable_cores
-from bench.jobs import Job
-from bench.runner import RunOptions, run
-from bench.store import Store
-from bench.workers import local_slot, pin_device
+from bench.core.environment import usable_cores
+from bench.records.store import Store
+from bench.run.claims import Claims
+from bench.run.jobs import Job
+from bench.run.runner import RunOptions, run
+from bench.run.workers import local_slot, pin_device
 from tests._jobs import Probe, TinyNet, fits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def test_methods(monkeypatch):
     """Register the test-only methods for one test."""
-    from methods import METHODS
-    from methods.base import MethodSpec
+    from bench.methods import METHODS
+    from bench.methods.base import MethodSpec
 
     for name, cls in (("probe", Probe), ("tinynet", TinyNet)):
         monkeypatch.setitem(METHODS._items, name,
@@ -159,26 +160,26 @@ def test_killed_runner_takes_its_job_process_along(tmp_path):
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
     store = Store(results)
     assert store.read(job) is None
-    claim = store.claim(job)  # the dead runner's claim is taken over at once
+    claim = Claims(store).claim(job)  # the dead runner's claim is taken over at once
     assert claim is not None
-    store.release(claim)
+    Claims(store).release(claim)
 
 
 def test_heartbeat_keeps_a_long_job_claimed(tmp_path):
-    from bench.runner import _Heartbeat
+    from bench.run.dispatch import _Heartbeat
 
     store, job = Store(tmp_path), Job.make("hb", "ocsvm", "digits", "1", 0)
-    claim = store.claim(job)
+    claim = Claims(store).claim(job)
     assert claim is not None
     other = Store(tmp_path)  # another runner on another host judges by age only
-    with _Heartbeat(store, claim, claim_timeout=0.4):
+    with _Heartbeat(Claims(store), claim, claim_timeout=0.4):
         time.sleep(1.0)  # more than twice the claim timeout
-        info = json.loads(store.claim_path(job).read_text())
-        age = time.time() - store.claim_path(job).stat().st_mtime
+        info = json.loads(Claims(store).path(job).read_text())
+        age = time.time() - Claims(store).path(job).stat().st_mtime
         assert age < 0.4 and info["token"] == claim.token
     time.sleep(0.5)
-    assert other.claims("hb", timeout=0.4)[0]["stale"]  # no heartbeat: it times out
-    store.release(claim)
+    assert Claims(other).listing("hb", timeout=0.4)[0]["stale"]  # no heartbeat: it times out
+    Claims(store).release(claim)
 
 
 def test_pin_device_round_robin(monkeypatch):
@@ -211,19 +212,19 @@ def test_status_shows_running_jobs_and_an_eta(cli, results):
                  "digits", "--task", "1")
     assert res.exit_code == 0, res.output
     busy = Job.make("demo", "ocsvm", "digits", "2", 0)
-    claim = Store(results).claim(busy, info={"worker": "loky-3"})
+    claim = Claims(Store(results)).claim(busy, info={"worker": "loky-3"})
     assert claim is not None
     out = invoke(cli, results, "status", "--suite", "demo", "--workers", "2").output
     row = next(line for line in out.splitlines() if line.strip("│┃ ").startswith("demo"))
     cells = [c.strip() for c in row.strip("│┃").split("│")]
-    from bench.select import select_jobs
+    from bench.run.select import select_jobs
 
     n = len(select_jobs("demo", check_data=False)[1])
     # jobs, done, failed, running, pending
     assert cells[1:6] == [str(n), "1", "0", "1", str(n - 2)]
     assert cells[7].endswith(" s") and "/ 2 worker(s)" in out  # an ETA in seconds
     assert "ocsvm digits/2 s0" in out and "loky-3" in out
-    Store(results).release(claim)
+    Claims(Store(results)).release(claim)
 
 
 @pytest.mark.gpu
@@ -248,8 +249,8 @@ def test_gpu_records_out_of_memory_and_determinism(tmp_path, test_methods):
 
 
 def test_device_names_are_checked_here_unless_the_workers_are_remote(monkeypatch):
-    from bench.environment import resolve_device
-    from bench.errors import UsageError
+    from bench.core.environment import resolve_device
+    from bench.core.errors import UsageError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UsageError, match="CUDA is not available here"):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.jobs import Job
-from bench.store import SCHEMA_VERSION, Store
+from bench.records.store import SCHEMA_VERSION, Store
+from bench.run.jobs import Job
 
 
 def record(job: Job, status: str = "ok", auroc: float = 0.9) -> dict:
@@ -68,10 +68,10 @@ def test_unreadable_record_is_ignored(tmp_path):
 SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from methods import register
-    from methods.classic import OneClassSVMDetector
-    from bench.jobs import Job
-    from bench.runner import RunOptions, run
+    from bench.methods import register
+    from bench.methods.classic import OneClassSVMDetector
+    from bench.run.jobs import Job
+    from bench.run.runner import RunOptions, run
 
     class Sleepy(OneClassSVMDetector):
         def fit(self, train, ctx):
@@ -115,7 +115,7 @@ def test_killed_runner_leaves_no_partial_record_and_resumes(tmp_path):
 def test_artifacts_round_trip_small_and_atomic(tmp_path):
     import numpy as np
 
-    from bench.store import pick_examples
+    from bench.records.artifacts import pick_examples
 
     store = Store(tmp_path)
     job = Job.make("s", "m", "d", "t", 0)
@@ -153,10 +153,10 @@ def test_job_saves_scores_and_maps_through_execute(tmp_path, monkeypatch):
     """A localizing method's run leaves artifacts whose ROC reproduces the recorded AUROC."""
     import numpy as np
 
-    from bench.execute import run_job
-    from bench.metrics import image_auroc
-    from methods.base import Scores
-    from methods.classic import OneClassSVMDetector
+    from bench.core.metrics import image_auroc
+    from bench.methods.base import Scores
+    from bench.methods.classic import OneClassSVMDetector
+    from bench.run.execute import run_job
 
     def localizing_score(self, test, ctx):
         x = test.images.numpy().astype(np.float64).mean(axis=1)

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from bench.jobs import Job
-from bench.progress import time_by_method
-from bench.select import select_jobs
+from bench.run.jobs import Job
+from bench.run.select import select_jobs
+from bench.run.status import time_by_method
 from tests.conftest import invoke
 from tests.records import record, write_all
 

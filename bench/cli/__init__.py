@@ -10,7 +10,7 @@ import click
 
 from bench import __version__
 from bench.cli._common import BenchGroup, Settings, configure_logging
-from bench.paths import data_root, results_root
+from bench.core.paths import data_root, results_root
 
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})

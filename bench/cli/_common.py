@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

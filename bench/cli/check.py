@@ -9,7 +9,11 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.check import (
+from bench.cli._common import Settings, pass_settings
+from bench.core.errors import UsageError
+from bench.records.key import variant_label
+from bench.records.store import Store
+from bench.report.check import (
     DEFAULT_METRICS,
     Tolerances,
     baseline_frame,
@@ -18,12 +22,8 @@ from bench.check import (
     verdict,
     write_baseline,
 )
-from bench.cli._common import Settings, pass_settings
-from bench.errors import UsageError
-from bench.jobs import variant_label
-from bench.runner import plan
-from bench.select import select_jobs
-from bench.store import Store
+from bench.run.runner import plan
+from bench.run.select import select_jobs
 
 
 def _default_baseline(suite: str) -> Path:

@@ -23,8 +23,8 @@ def data() -> None:
 @pass_settings
 def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
     """Each dataset: found or missing, path, file counts, last verification."""
-    from datasets import DATASETS
-    from datasets.manage import status
+    from bench.datasets import DATASETS
+    from bench.datasets.manage import status
 
     out = RichTable(show_header=True, header_style="bold",
                     title=f"data root: {settings.data_root}")
@@ -51,8 +51,8 @@ def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
 def fetch_cmd(settings: Settings, name: str, archive: Path | None, accept_license: bool,
               url: str | None, sha256: str | None, keep_archive: bool) -> None:
     """Get dataset NAME into the data root, or print the manual steps it needs."""
-    from datasets import DATASETS
-    from datasets.manage import fetch
+    from bench.datasets import DATASETS
+    from bench.datasets.manage import fetch
 
     ds = DATASETS.get(name)
     bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
@@ -91,10 +91,10 @@ def urls_cmd(settings: Settings, names: tuple[str, ...], check: bool, timeout: f
 
     Mirrors are listed each; a dataset with none is fetched by hand (see bench data fetch).
     """
-    from datasets import DATASETS
-    from datasets.download import Reachability, reachable
-    from datasets.stored import StoredDataset
-    from methods.backbones import weight_urls
+    from bench.datasets import DATASETS
+    from bench.datasets.download import Reachability, reachable
+    from bench.datasets.stored import StoredDataset
+    from bench.methods.backbones import weight_urls
 
     rows = [(name, url) for name in names or tuple(DATASETS.names())
             if isinstance(ds := DATASETS.get(name), StoredDataset) for url in ds.download_urls()]
@@ -127,8 +127,8 @@ def urls_cmd(settings: Settings, names: tuple[str, ...], check: bool, timeout: f
 @pass_settings
 def verify_cmd(settings: Settings, name: str) -> None:
     """Check NAME's file counts (and checksums where known) against the shipped manifest."""
-    from datasets import DATASETS
-    from datasets.stored import StoredDataset
+    from bench.datasets import DATASETS
+    from bench.datasets.stored import StoredDataset
 
     ds = DATASETS.get(name)
     if not isinstance(ds, StoredDataset):

@@ -6,11 +6,12 @@ import click
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
-from bench.errors import BenchError, UsageError
-from bench.progress import SuiteTime, suite_progress, time_by_method
-from bench.select import select_jobs
-from bench.store import DEFAULT_CLAIM_TIMEOUT, Store
-from bench.suites import load_suite, suite_names
+from bench.core.errors import BenchError, UsageError
+from bench.records.store import Store
+from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
+from bench.run.select import select_jobs
+from bench.run.status import SuiteTime, suite_progress, time_by_method
+from bench.run.suites import load_suite, suite_names
 
 
 @click.command("list")
@@ -20,7 +21,7 @@ def list_cmd(settings: Settings, what: str) -> None:
     """List registered methods, datasets or shipped suites."""
     out = RichTable(show_header=True, header_style="bold")
     if what == "methods":
-        from methods import METHODS
+        from bench.methods import METHODS
 
         out.add_column("method")
         out.add_column("class")
@@ -31,7 +32,7 @@ def list_cmd(settings: Settings, what: str) -> None:
             variant = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
             out.add_row(name, spec.cls.__name__, variant, spec.summary)
     elif what == "datasets":
-        from datasets import DATASETS
+        from bench.datasets import DATASETS
 
         out.add_column("dataset")
         out.add_column("tasks")

@@ -13,17 +13,11 @@ from rich import box
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
-from bench.config import parse_set
-from bench.errors import UsageError
-from bench.perf import (
-    PerfOptions,
-    SpeedComparison,
-    compare_speed,
-    loop_lines,
-    perf,
-    resolve_methods,
-    summary_rows,
-)
+from bench.core.config import parse_set
+from bench.core.errors import UsageError
+from bench.perf.compare import SpeedComparison, compare_speed
+from bench.perf.measure import PerfOptions, perf, resolve_methods
+from bench.perf.summary import loop_lines, summary_rows
 
 
 def _sizes(text: str) -> tuple[int, ...]:

@@ -8,12 +8,12 @@ from typing import Any
 
 import click
 
-from bench import figures
 from bench.cli._common import Settings, pass_settings
 from bench.cli.table import check_metric, load_records, task_orders, write_or_echo
-from bench.errors import UsageError
-from bench.reference import load_reference
-from bench.store import Store
+from bench.core.errors import UsageError
+from bench.records.store import Store
+from bench.report import figures
+from bench.report.reference import load_reference
 
 F = Callable[..., Any]
 
@@ -171,7 +171,7 @@ def overlays_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | Non
 @pass_settings
 def report(settings: Settings, suite: str, output: str | None, dpi: int) -> None:
     """One self-contained HTML page with the suite's tables and figures."""
-    from bench.report import build_report
+    from bench.report.html import build_report
 
     store = Store(settings.results_root)
     df = load_records(settings, (suite,))

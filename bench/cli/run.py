@@ -10,13 +10,13 @@ import numpy as np
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
-from bench.config import parse_set
-from bench.environment import resolve_device
-from bench.errors import UsageError
-from bench.runner import BACKENDS, RunOptions, RunReport
-from bench.runner import run as run_jobs
-from bench.select import select_jobs
-from bench.store import DEFAULT_CLAIM_TIMEOUT
+from bench.core.config import parse_set
+from bench.core.environment import resolve_device
+from bench.core.errors import UsageError
+from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
+from bench.run.runner import BACKENDS, RunOptions, RunReport
+from bench.run.runner import run as run_jobs
+from bench.run.select import select_jobs
 
 
 def _seeds(text: str | None) -> list[int]:

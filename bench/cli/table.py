@@ -7,17 +7,17 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.aggregate import ablation_factors, build_tables
 from bench.cli._common import Settings, pass_settings
-from bench.errors import UsageError
-from bench.reference import load_reference
-from bench.render import FORMATS, render
-from bench.store import Store
+from bench.core.errors import UsageError
+from bench.records.store import Store
+from bench.report.aggregate import ablation_factors, build_tables
+from bench.report.reference import load_reference
+from bench.report.render import FORMATS, render
 
 
 def task_orders(names: list[str]) -> dict[str, list[str]]:
     """Each registered dataset's own task order (digit order, MVTec's category tuple)."""
-    from datasets import DATASETS
+    from bench.datasets import DATASETS
 
     return {n: DATASETS.get(n).tasks() for n in names if n in DATASETS}
 

@@ -4,9 +4,9 @@ import os
 import pytest
 import torch
 
-from datasets import DATASETS, _loading
-from datasets.augment import HEADCT_AFFINE, RandomAffine, headct_affine
-from datasets.base import InputSpec
+from bench.datasets import DATASETS, _loading
+from bench.datasets.augment import HEADCT_AFFINE, RandomAffine, headct_affine
+from bench.datasets.base import InputSpec
 from tests.datasets.fakes import fake_oct
 
 

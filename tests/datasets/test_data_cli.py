@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-import datasets.stored as stored
+import bench.datasets.stored as stored
 from tests.conftest import invoke
 from tests.datasets.fakes import (
     fake_brainmri,
@@ -28,7 +28,7 @@ def _one_line(res):
 
 
 def test_status_describes_every_dataset(cli, results, tmp_path):
-    from datasets import DATASETS
+    from bench.datasets import DATASETS
 
     fake_brainmri(tmp_path, n_no=98, n_yes=155)
     res = invoke(cli, results, "data", "status", data_root=tmp_path)
@@ -39,7 +39,7 @@ def test_status_describes_every_dataset(cli, results, tmp_path):
     assert "embedded" in res.output and "not verified" in res.output
     ok = invoke(cli, results, "data", "verify", "brainmri", data_root=tmp_path)
     assert ok.exit_code == 0 and "brainmri: ok" in ok.output
-    from datasets.manage import status
+    from bench.datasets.manage import status
 
     row = status("brainmri", DATASETS.get("brainmri"), tmp_path)
     assert row.state == "found" and row.checksum.startswith("ok: ok (")
@@ -210,7 +210,7 @@ def test_ocsvm_runs_over_every_layout(cli, results, tmp_path, monkeypatch):
 
 
 def test_urls_lists_every_download_address_and_checks_them(cli, results, tmp_path, monkeypatch):
-    from methods import backbones
+    from bench.methods import backbones
 
     listed = invoke(cli, results, "data", "urls")
     assert listed.exit_code == 0, listed.output
@@ -222,7 +222,7 @@ def test_urls_lists_every_download_address_and_checks_them(cli, results, tmp_pat
     with serve(site) as base:
         monkeypatch.setattr(backbones, "weight_urls", lambda: {
             "vgg16": f"{base}/vgg16.pth", "resnet18": f"{base}/moved.pth"})
-        from datasets import torchvision_sets
+        from bench.datasets import torchvision_sets
 
         for cls in (stored.StoredDataset, torchvision_sets._TorchvisionClasses):
             monkeypatch.setattr(cls, "download_urls", lambda self: [])

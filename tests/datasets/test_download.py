@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import DataCorruptError, DataMissingError
-from datasets.download import Archive, check_file, download, extract
+from bench.core.errors import DataCorruptError, DataMissingError
+from bench.datasets.download import Archive, check_file, download, extract
 from tests.datasets.loopback import serve
 
 
@@ -167,7 +167,7 @@ def test_not_an_archive(tmp_path):
 
 
 def test_reachable_asks_for_headers_only(site):
-    from datasets.download import reachable
+    from bench.datasets.download import reachable
 
     folder, base = site
     (folder / "a.tar").write_bytes(b"x" * 1234)
@@ -183,7 +183,7 @@ def test_reachable_falls_back_to_a_one_byte_get_where_head_is_refused():
     import http.server
     import threading
 
-    from datasets.download import reachable
+    from bench.datasets.download import reachable
 
     class NoHead(http.server.BaseHTTPRequestHandler):
         def do_HEAD(self):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import DATASETS
-from datasets.base import InputSpec
-from datasets.textures import DEFECT_KINDS, Textures, TextureSettings, generate
+from bench.datasets import DATASETS
+from bench.datasets.base import InputSpec
+from bench.datasets.textures import DEFECT_KINDS, Textures, TextureSettings, generate
 
 
 def test_digits_shapes_labels_and_split():
@@ -70,7 +70,7 @@ def test_texture_settings_are_configurable():
 
 
 def test_unknown_task_lists_choices():
-    from bench.errors import UsageError
+    from bench.core.errors import UsageError
 
     with pytest.raises(UsageError, match="choose from: brick, grass, gravel"):
         DATASETS.get("textures").load("marble", None, 0)
@@ -79,7 +79,7 @@ def test_unknown_task_lists_choices():
 def test_datasets_package_is_this_repository():
     import pathlib
 
-    import datasets
+    import bench.datasets as datasets
 
     repo = pathlib.Path(__file__).resolve().parents[2]
     assert pathlib.Path(datasets.__file__).resolve().is_relative_to(repo)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import DataCorruptError, DataMissingError
-from datasets import DATASETS
-from datasets.medical import held_out_split
+from bench.core.errors import DataCorruptError, DataMissingError
+from bench.datasets import DATASETS
+from bench.datasets.medical import held_out_split
 from tests.datasets.fakes import fake_brainmri, fake_headct, fake_oct
 
 

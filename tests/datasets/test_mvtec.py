@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import DataCorruptError, DataMissingError, UsageError
-from datasets import DATASETS
-from datasets.base import InputSpec
-from datasets.mvtec import CATEGORIES, OBJECTS, TEXTURES, index_mvtec
+from bench.core.errors import DataCorruptError, DataMissingError, UsageError
+from bench.datasets import DATASETS
+from bench.datasets.base import InputSpec
+from bench.datasets.mvtec import CATEGORIES, OBJECTS, TEXTURES, index_mvtec
 from tests.datasets.fakes import fake_mvtec, fake_mvtec_category
 
 
@@ -132,8 +132,8 @@ def test_masks_are_soft_after_resize_and_binary_at_native(tmp_path):
 
 
 def test_one_job_scores_detection_and_both_pixel_protocols(tmp_path):
-    from bench.execute import score_metrics
-    from methods.base import Scores
+    from bench.methods.base import Scores
+    from bench.run.execute import score_metrics
 
     fake_mvtec(tmp_path, categories=("bottle",), defects={"crack": 2, "hole": 1}, n_good=2)
     _, test = DATASETS.get("mvtec").load("bottle", tmp_path, seed=0, spec=InputSpec(size=32))

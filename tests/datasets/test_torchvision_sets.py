@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import DataCorruptError, DataMissingError, UsageError
-from datasets import DATASETS
-from datasets.base import InputSpec
+from bench.core.errors import DataCorruptError, DataMissingError, UsageError
+from bench.datasets import DATASETS
+from bench.datasets.base import InputSpec
 from tests.datasets.fakes import fake_cifar, fake_mnist, patch_torchvision_md5s
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.errors import UsageError
-from methods import backbones as B
+from bench.core.errors import UsageError
+from bench.methods import backbones as B
 
 
 def test_random_is_seeded_and_recorded():

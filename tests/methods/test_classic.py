@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from bench.errors import UsageError
-from bench.execute import run_job
-from bench.jobs import Job
-from bench.metrics import image_auroc
-from datasets import DATASETS
-from methods import METHODS
-from methods.base import RunContext
+from bench.core.errors import UsageError
+from bench.core.metrics import image_auroc
+from bench.datasets import DATASETS
+from bench.methods import METHODS
+from bench.methods.base import RunContext
+from bench.run.execute import run_job
+from bench.run.jobs import Job
 from tests.helpers import blobs_task
 
 CLASSIC = ["ocsvm", "kde", "iforest"]
@@ -98,8 +98,8 @@ def test_record_names_the_backbone(tmp_path):
 
 
 def test_max_train_fits_on_a_seeded_subset_and_oct_preset_uses_it():
-    from methods import METHODS
-    from methods.base import RunContext
+    from bench.methods import METHODS
+    from bench.methods.base import RunContext
     from tests.helpers import blobs_task
 
     train, test = blobs_task(n_train=30, n_test=10)

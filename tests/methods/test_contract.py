@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from methods import METHODS
-from methods.base import RunContext, Scores
+from bench.methods import METHODS
+from bench.methods.base import RunContext, Scores
 from tests.helpers import blobs_task
 
 NAMES = METHODS.names()

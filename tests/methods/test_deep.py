@@ -9,16 +9,16 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from bench.errors import UsageError
-from bench.metrics import image_auroc, pixel_auroc
-from datasets import DATASETS
-from methods import METHODS
-from methods.autoencoder import PRESETS as CAE_PRESETS
-from methods.autoencoder import ConvAutoencoder
-from methods.base import RunContext
-from methods.dsvdd import PRESETS as DSVDD_PRESETS
-from methods.dsvdd import LeNet, LeNetDecoder
-from methods.ssim import ssim, ssim_map
+from bench.core.errors import UsageError
+from bench.core.metrics import image_auroc, pixel_auroc
+from bench.datasets import DATASETS
+from bench.methods import METHODS
+from bench.methods.autoencoder import PRESETS as CAE_PRESETS
+from bench.methods.autoencoder import ConvAutoencoder
+from bench.methods.base import RunContext
+from bench.methods.dsvdd import PRESETS as DSVDD_PRESETS
+from bench.methods.dsvdd import LeNet, LeNetDecoder
+from bench.methods.ssim import ssim, ssim_map
 from tests.helpers import blobs_task
 
 PAPER_FAMILIES = ("mnist", "fashion_mnist", "cifar10", "mvtec", "retinal_oct", "headct",

@@ -8,14 +8,14 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
-from bench.errors import BenchError
-from bench.metrics import evaluate
-from datasets import DATASETS
-from datasets.base import InputSpec
-from methods import METHODS
-from methods.backbones import build_trunk
-from methods.base import RunContext
-from methods.mkd import MKD
+from bench.core.errors import BenchError
+from bench.core.metrics import evaluate
+from bench.datasets import DATASETS
+from bench.datasets.base import InputSpec
+from bench.methods import METHODS
+from bench.methods.backbones import build_trunk
+from bench.methods.base import RunContext
+from bench.methods.mkd import MKD
 
 
 def _build(name: str = "mkd", family: str = "digits", **overrides) -> MKD:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.execute import run_job
-from bench.jobs import Job
-from bench.select import select_jobs
-from bench.store import Store
+from bench.records.store import Store
+from bench.run.execute import run_job
+from bench.run.jobs import Job
+from bench.run.select import select_jobs
 
 pytestmark = pytest.mark.gpu
 

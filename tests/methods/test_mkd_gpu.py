@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.perf import synthetic_task
-from methods import METHODS
-from methods.base import RunContext
+from bench.methods import METHODS
+from bench.methods.base import RunContext
+from bench.perf.measure import synthetic_task
 
 pytestmark = pytest.mark.gpu
 

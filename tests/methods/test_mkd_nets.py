@@ -6,10 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from methods import METHODS
-from methods.backbones import FeatureExtractor
-from methods.mkd import MKD, MKDConfig, grayscale_p99, tap_bytes
-from methods.mkd_nets import CRITICAL_LAYERS, Cloner, guided_relus, image_scores, training_loss
+from bench.methods import METHODS
+from bench.methods.backbones import FeatureExtractor
+from bench.methods.mkd import MKD, MKDConfig, grayscale_p99, tap_bytes
+from bench.methods.mkd_nets import (
+    CRITICAL_LAYERS,
+    Cloner,
+    guided_relus,
+    image_scores,
+    training_loss,
+)
 
 # REFERENCE §1.2: CP -> (channels, spatial size at 32, 224 and 128 px)
 CP_SHAPES = {"pool2": (128, 8, 56, 32), "pool3": (256, 4, 28, 16),
@@ -139,7 +145,7 @@ def test_guided_relus_zero_negative_gradients_and_restore():
         y = cloner(x)["pool2"]
     assert sum(isinstance(m, nn.ReLU) for m in cloner.modules()) == 4
     # a single guided ReLU: gradient = (out > 0) * max(grad_out, 0)
-    from methods.mkd_nets import GuidedReLU
+    from bench.methods.mkd_nets import GuidedReLU
 
     z = torch.tensor([-1.0, 0.5, 2.0], requires_grad=True)
     GuidedReLU()(z).backward(torch.tensor([3.0, -4.0, 5.0]))
@@ -203,7 +209,7 @@ def test_layers_and_score_layers():
                                  {"augment": "headct", "expert_cache": "on"},
                                  {"crop": 300, "image_size": 256}, {"loss_terms": "both"}])
 def test_invalid_configs_are_usage_errors(bad):
-    from bench.errors import UsageError
+    from bench.core.errors import UsageError
 
     with pytest.raises(UsageError):
         METHODS.get("mkd").config("", bad)

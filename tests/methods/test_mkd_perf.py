@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import UsageError
-from bench.perf import synthetic_task
-from methods import METHODS
-from methods.base import RunContext
-from methods.mkd import MKD
+from bench.core.errors import UsageError
+from bench.methods import METHODS
+from bench.methods.base import RunContext
+from bench.methods.mkd import MKD
+from bench.perf.measure import synthetic_task
 
 
 @pytest.fixture(autouse=True)

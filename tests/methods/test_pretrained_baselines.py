@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import UsageError
-from bench.metrics import image_auroc, pixel_auroc
-from datasets import DATASETS
-from methods import METHODS
-from methods._pretrained import layers_for, nearest_neighbors
-from methods.backbones import FeatureExtractor
-from methods.base import RunContext
-from methods.patchcore import greedy_coreset, patch_features, patchcore_scores
+from bench.core.errors import UsageError
+from bench.core.metrics import image_auroc, pixel_auroc
+from bench.datasets import DATASETS
+from bench.methods import METHODS
+from bench.methods._pretrained import layers_for, nearest_neighbors
+from bench.methods.backbones import FeatureExtractor
+from bench.methods.base import RunContext
+from bench.methods.patchcore import greedy_coreset, patch_features, patchcore_scores
 from tests.helpers import blobs_task
 
 #: the demo suite's settings: a random ResNet-18 at the dataset's own size

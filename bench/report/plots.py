@@ -17,9 +17,9 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
-from bench.aggregate import DELTA, MEAN_ROW, MEASURED, REFERENCE, Table, is_missing
-from bench.render import describe_metric
-from bench.store import Artifacts
+from bench.records.store import Artifacts
+from bench.report.aggregate import DELTA, MEAN_ROW, MEASURED, REFERENCE, Table, is_missing
+from bench.report.render import describe_metric
 
 PALETTE = "colorblind"
 

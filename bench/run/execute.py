@@ -1,8 +1,8 @@
 """Run one job, start to finish, and leave exactly one record.
 
-``run_job`` builds everything from the :class:`~bench.jobs.Job` key inside the worker: the dataset
-protocol, the method with its resolved config, the data at the size the method asks for. Any
-exception, and any NaN score, becomes a ``failed`` record carrying the error; an interrupt
+``run_job`` builds everything from the :class:`~bench.records.key.Job` key inside the worker:
+the dataset protocol, the method with its resolved config, the data at the size the method asks
+for. Any exception, and any NaN score, becomes a ``failed`` record carrying the error; an interrupt
 (KeyboardInterrupt, SIGKILL) leaves no record, so the job simply runs again on resume.
 """
 
@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import environment as env
-from bench.config import to_plain
-from bench.jobs import Job, variant_label
-from bench.metrics import evaluate
-from bench.store import SCHEMA_VERSION, Store
-from datasets.base import TaskData
-from methods.base import RunContext, Scores
+from bench.core import environment as env
+from bench.core.config import to_plain
+from bench.core.metrics import evaluate
+from bench.datasets.base import TaskData
+from bench.methods.base import RunContext, Scores
+from bench.records.store import SCHEMA_VERSION, Store
+from bench.run.jobs import Job, variant_label
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,8 @@ def run_job(
 
     ``runner`` (backend, worker, claim) is stored as is in the record.
     """
-    from datasets import DATASETS
-    from methods import METHODS
+    from bench.datasets import DATASETS
+    from bench.methods import METHODS
 
     store = Store(results_root)
     env.retain_freed_memory()  # faster on the CPU, same numbers

@@ -1,4 +1,4 @@
-"""Renderers: :class:`~bench.aggregate.Table` to Markdown, LaTeX (booktabs), CSV and HTML.
+"""Renderers: :class:`~bench.report.aggregate.Table` to Markdown, LaTeX (booktabs), CSV and HTML.
 
 Numbers are AUROC-style fractions shown as percentages with ``digits`` decimals; the best measured
 value of each row is bold; mean ± std is shown when a cell has more than one seed (or a published
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.aggregate import DELTA, MEAN_ROW, MEASURED, Table, best_per_row, is_missing
+from bench.report.aggregate import DELTA, MEAN_ROW, MEASURED, Table, best_per_row, is_missing
 
 MISSING = "–"
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bench.jobs import Job
-from bench.store import DEFAULT_CLAIM_TIMEOUT, Store
+from bench.records.store import Store
+from bench.run.claims import DEFAULT_CLAIM_TIMEOUT, Claims
+from bench.run.jobs import Job
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def suite_progress(store: Store, suite: str, jobs: Sequence[Job], *, workers: in
     now = time.time() if now is None else now
     records = store.records(suite)
     by_id = {r.get("id"): r for r in records}
-    live = {c["job_id"]: c for c in store.claims(suite, claim_timeout) if not c["stale"]}
+    live = {c["job_id"]: c for c in Claims(store).listing(suite, claim_timeout) if not c["stale"]}
     expected = _estimator(records)
     counts = {"done": 0, "failed": 0, "running": 0, "pending": 0}
     work, unknown = 0.0, False

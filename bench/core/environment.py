@@ -53,7 +53,7 @@ def resolve_device(name: str = "auto", check_here: bool = True) -> torch.device:
 
     ``check_here=False`` checks the name only (the devices are those of remote workers).
     """
-    from bench.errors import UsageError
+    from bench.core.errors import UsageError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -37,7 +37,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from bench.errors import DataCorruptError
+from bench.core.errors import DataCorruptError
 
 COLUMNS = ["table", "kind", "label", "dataset", "task", "metric", "method", "setting",
            "value_pct", "std_pct", "n_runs", "status", "protocol", "source", "note"]
@@ -88,7 +88,7 @@ def _read(name: str, source: _Readable) -> pd.DataFrame:
 def load_reference(results_root: str | Path | None = None) -> pd.DataFrame:
     """Every reference row: shipped files, then ``<results_root>/reference/*.csv`` overrides."""
     files: dict[str, _Readable] = {}
-    shipped = resources.files("bench") / "reference"
+    shipped = resources.files("bench.report") / "published"
     if shipped.is_dir():
         for entry in shipped.iterdir():
             if entry.name.endswith(".csv"):

@@ -33,10 +33,10 @@ import numpy as np
 import psutil
 import torch
 
-from bench import environment as env
-from bench.errors import UsageError
-from datasets.base import TaskData
-from methods.base import Method, RunContext
+from bench.core import environment as env
+from bench.core.errors import UsageError
+from bench.datasets.base import TaskData
+from bench.methods.base import Method, RunContext
 
 StepFn = Callable[[str], None]
 
@@ -97,15 +97,15 @@ def synthetic_task(n: int, size: int, seed: int = 0) -> TaskData:
 
 
 def _fields(method: str) -> set[str]:
-    from methods import METHODS
+    from bench.methods import METHODS
 
     return set(METHODS.get(method).fields())
 
 
 def resolve_methods(patterns: Sequence[str]) -> list[str]:
     """Registered names matching ``patterns`` (fnmatch); ``all``: the demo suite's methods."""
-    from bench.suites import load_suite
-    from methods import METHODS
+    from bench.methods import METHODS
+    from bench.run.suites import load_suite
 
     out: list[str] = []
     for pattern in patterns:
@@ -131,7 +131,7 @@ def check_options(methods: Sequence[str], options: PerfOptions, device: torch.de
             raise UsageError(f"{name} only acts on CUDA; the device here is {device}")
         lacking = [m for m in methods if flag not in _fields(m)]
         if lacking:
-            from methods import METHODS
+            from bench.methods import METHODS
 
             have = [m for m in METHODS.names() if flag in _fields(m)]
             raise UsageError(f"{name}: {', '.join(lacking)} ha{'s' if len(lacking) == 1 else 've'}"
@@ -178,7 +178,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _build(method: str, settings: dict[str, Any]) -> Any:
-    from methods import METHODS
+    from bench.methods import METHODS
 
     return METHODS.get(method).build("", settings)
 
@@ -226,7 +226,7 @@ def _fit(method: str, settings: dict[str, Any], data: TaskData, options: PerfOpt
 def measure_size(method: str, size: int, options: PerfOptions, device: torch.device,
                  step: StepFn | None = None) -> dict[str, Any]:
     """Every figure of one method at one input size."""
-    from methods import METHODS
+    from bench.methods import METHODS
 
     env.retain_freed_memory()
     n = options.n_images(device)
@@ -309,7 +309,7 @@ def environment(device: torch.device) -> dict[str, Any]:
 def perf(methods: Sequence[str], options: PerfOptions,
          step: StepFn | None = None) -> dict[str, Any]:
     """All figures of ``methods`` (registered names), as a JSON-ready dict."""
-    from methods import METHODS
+    from bench.methods import METHODS
 
     device = env.resolve_device(options.device)
     check_options(methods, options, device)
@@ -328,142 +328,3 @@ def perf(methods: Sequence[str], options: PerfOptions,
             entry["loop"] = measure_loop(name, options, device, step)
         result["methods"][name] = entry
     return result
-
-
-# -------------------------------------------------------------------------------- summary
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    """A figure with ``digits`` decimals below 100, none above; ``–`` when there is none."""
-    if value is None:
-        return "–"
-    return f"{value:.{digits if abs(value) < 100 else 0}f}"
-
-
-def summary_rows(result: dict[str, Any]) -> list[dict[str, str]]:
-    """One printable row per method and size; the method column only for several methods,
-    the expert-cache columns only when a method has the cache."""
-    several = len(result["methods"]) > 1
-    cache = any("train_cache_on" in r for e in result["methods"].values()
-                for r in e["sizes"].values())
-    rows = []
-    for name, entry in result["methods"].items():
-        for size, r in entry["sizes"].items():
-            first = r.get("train_cache_off") or r["train"]
-            cached = r.get("train_cache_on")
-            mem = r.get("peak_gpu_mb") or r["peak_rss_mb"]
-            row = {"method": name} if several else {}
-            row.update({"px": size, "train": _fmt(first["img_s"])})
-            if cache:
-                gain = r.get("train_speedup_cache")
-                row.update({"train+cache": _fmt(cached and cached["img_s"]),
-                            "gain": "–" if gain is None else f"{gain:.1f}x",
-                            "fill s": _fmt(cached and cached["cache_fill_s"], 2)})
-            row.update({"score": _fmt(r["score_img_s"]),
-                        "localize": _fmt(r["localization_img_s"]),
-                        "peak MiB": f"{max(v for v in mem.values() if v is not None):.0f}"})
-            rows.append(row)
-    return rows
-
-
-def loop_lines(result: dict[str, Any]) -> list[str]:
-    """One sentence per batched vs per-image comparison."""
-    lines = []
-    for name, entry in result["methods"].items():
-        loop = entry.get("loop")
-        if not loop:
-            continue
-        text = (f"{name} localization at {loop['size']} px, {loop['images']} images: batched "
-                f"{loop['batched_img_s']:.1f} img/s, per-image loop {loop['loop_img_s']:.1f} "
-                f"img/s ({loop['speedup']:.1f}x)")
-        if "official_loop_img_s" in loop:
-            text += (f", the official code's per-image procedure "
-                     f"{loop['official_loop_img_s']:.1f} img/s "
-                     f"({loop['speedup_vs_official']:.1f}x)")
-        lines.append(text)
-    return lines
-
-
-# ---------------------------------------------------------------------- regression check
-
-
-def throughputs(result: dict[str, Any]) -> dict[tuple[str, str, str], float]:
-    """Every img/s figure of a ``perf`` result: ``(method, size, figure) -> img/s``.
-
-    Figures: ``train`` (MKD: ``train_cache_off``, ``train_cache_on``), ``score``,
-    ``localization`` and, from the batched vs per-image comparison, ``localization_batched``.
-    """
-    out: dict[tuple[str, str, str], float] = {}
-    for method, entry in result.get("methods", {}).items():
-        for size, figures in entry.get("sizes", {}).items():
-            for key, value in figures.items():
-                if isinstance(value, dict) and value.get("img_s"):
-                    out[(method, size, key)] = float(value["img_s"])
-                elif key.endswith("_img_s") and value:
-                    out[(method, size, key[: -len("_img_s")])] = float(value)
-        loop = entry.get("loop")
-        if loop and loop.get("batched_img_s"):
-            out[(method, str(loop["size"]), "localization_batched")] = float(loop["batched_img_s"])
-    return out
-
-
-@dataclass(frozen=True)
-class SpeedChange:
-    """One figure measured now against the same figure of a baseline result."""
-
-    method: str
-    size: str
-    figure: str
-    baseline: float
-    current: float
-
-    @property
-    def ratio(self) -> float:
-        """Current / baseline speed: below 1, slower."""
-        return self.current / self.baseline
-
-
-@dataclass(frozen=True)
-class SpeedComparison:
-    changes: list[SpeedChange]
-    max_slowdown: float
-    #: settings that differ between the two results (their figures may not be comparable)
-    differences: list[str]
-    #: figures of the baseline that this result lacks
-    missing: list[tuple[str, str, str]]
-
-    @property
-    def regressions(self) -> list[SpeedChange]:
-        return [c for c in self.changes if c.ratio < 1.0 - self.max_slowdown]
-
-    @property
-    def ok(self) -> bool:
-        return not self.regressions
-
-
-#: settings of a result that make its figures comparable to another's
-_COMPARABLE = ("device", "device_name", "threads")
-_COMPARABLE_OPTIONS = ("images", "test_images", "batch_size", "epochs", "amp", "channels_last",
-                       "compile", "loop_images", "extra")
-
-
-def compare_speed(current: dict[str, Any], baseline: dict[str, Any],
-                  max_slowdown: float = 0.25) -> SpeedComparison:
-    """Each img/s figure that both results have, slowest first relative to the baseline.
-
-    A figure regresses when it is more than ``max_slowdown`` (a fraction) slower. Timing is
-    noisy: compare results from the same machine and settings (``differences`` lists those that
-    are not the same), and set the threshold above the run-to-run spread.
-    """
-    if not 0.0 < max_slowdown < 1.0:
-        raise UsageError(f"max_slowdown is a fraction between 0 and 1, got {max_slowdown}")
-    now, before = throughputs(current), throughputs(baseline)
-    changes = sorted((SpeedChange(*key, baseline=before[key], current=now[key])
-                      for key in before.keys() & now.keys()), key=lambda c: c.ratio)
-    differences = [f"{k}: {baseline.get(k)} -> {current.get(k)}" for k in _COMPARABLE
-                   if baseline.get(k) != current.get(k)]
-    old_opts, new_opts = baseline.get("options", {}), current.get("options", {})
-    differences += [f"{k}: {old_opts.get(k)} -> {new_opts.get(k)}" for k in _COMPARABLE_OPTIONS
-                    if old_opts.get(k) != new_opts.get(k)]
-    return SpeedComparison(changes=changes, max_slowdown=max_slowdown, differences=differences,
-                           missing=sorted(before.keys() - now.keys()))

@@ -6,9 +6,9 @@ no mean silently covers fewer tasks than its neighbours. Several records of one
 (column, task, seed) — the same job in two suites — are averaged before anything else, so a
 seed is never counted twice.
 
-Columns are of three kinds: ``measured`` (our records), ``reference`` (published numbers, see
-:mod:`bench.reference`) and ``delta`` (measured − reference, in percentage points). Only measured
-columns compete for the bold "best per row".
+Columns are of three kinds: ``measured`` (our records), ``reference`` (published numbers,
+see :mod:`bench.report.reference`) and ``delta`` (measured − reference, in percentage points).
+Only measured columns compete for the bold "best per row".
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.jobs import variant_label
-from bench.reference import reference_columns
+from bench.records.key import variant_label
+from bench.report.reference import reference_columns
 
 MEAN_ROW = "Mean"
 MEASURED, REFERENCE, DELTA = "measured", "reference", "delta"
@@ -354,7 +354,7 @@ def build_tables(df: pd.DataFrame, metric: str, *, datasets: Sequence[str] | Non
                  kinds: Sequence[str] = ("paper",)) -> list[Table]:
     """The tables ``bench table`` prints: per dataset, methods (or a factor's levels) as columns.
 
-    With ``reference`` (see :func:`bench.reference.load_reference`) the published columns of
+    With ``reference`` (see :func:`bench.report.reference.load_reference`) the published columns of
     ``kinds`` are added to method tables, with Δ against the paper.
     """
     names = list(datasets) if datasets else dataset_order(df)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError, UsageError
+from bench.core.errors import BenchError, UsageError
 
 KEY = ["method", "overrides", "dataset", "task", "seed", "metric"]
 COLUMNS = [*KEY, "value"]

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench import figures
-from bench.aggregate import ablation_factors, ablation_tables, build_tables
-from bench.errors import UsageError
-from bench.render import to_html
-from bench.store import Store
+from bench.core.errors import UsageError
+from bench.records.store import Store
+from bench.report import figures
+from bench.report.aggregate import ablation_factors, ablation_tables, build_tables
+from bench.report.render import to_html
 
 METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro", "pixel_auroc_mkd")
 BAR_METRICS = ("image_auroc", "pixel_auroc", "pixel_auroc_mkd")

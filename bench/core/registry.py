@@ -10,7 +10,7 @@ import fnmatch
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 T = TypeVar("T")
 

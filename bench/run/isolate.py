@@ -68,7 +68,7 @@ def run_isolated(job: Any, *, timeout: float | None, threads: int, run_kwargs: d
         kind = "crashed"
     else:
         error, kind = f"Crashed: {_describe_exit(code)}", "crashed"
-    from bench.execute import write_failure
+    from bench.run.execute import write_failure
 
     return write_failure(job, error=error, kind=kind, total_s=elapsed, detail=tail,
                          **{k: run_kwargs[k] for k in ("results_root", "device", "deterministic",
@@ -83,7 +83,7 @@ def _supervise(payload: bytes, output: IO[bytes], timeout: float | None,
 
     root = str(Path(bench.__file__).resolve().parent.parent)
     read_fd, write_fd = os.pipe()
-    boot = "import sys; sys.path.insert(0, sys.argv[1]); import bench.isolate as m; m.main()"
+    boot = "import sys; sys.path.insert(0, sys.argv[1]); import bench.run.isolate as m; m.main()"
     proc = subprocess.Popen(
         [sys.executable, "-c", boot, root, str(write_fd)], stdin=subprocess.PIPE,
         stdout=output, stderr=output, pass_fds=(write_fd,), start_new_session=True)
@@ -217,8 +217,8 @@ def main() -> None:
     threading.Thread(target=_exit_on_eof, args=(stdin,), daemon=True).start()
     spec = pickle.loads(inner)
 
-    from bench.execute import run_job
-    from bench.workers import adopt, pin_threads
+    from bench.run.execute import run_job
+    from bench.run.workers import adopt, pin_threads
 
     pin_threads(spec["threads"])
     adopt(spec["registrations"])

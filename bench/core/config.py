@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 C = TypeVar("C")
 

@@ -14,8 +14,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench import plots
-from bench.aggregate import (
+from bench.core.errors import UsageError
+from bench.records.key import variant_label
+from bench.records.store import Store
+from bench.report import plots
+from bench.report.aggregate import (
     MEAN_ROW,
     ablation_tables,
     build_tables,
@@ -23,9 +26,6 @@ from bench.aggregate import (
     dataset_summary,
     method_table,
 )
-from bench.errors import UsageError
-from bench.jobs import variant_label
-from bench.store import Store
 
 Named = list[tuple[str, Figure]]
 

@@ -26,8 +26,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bench.environment import usable_cores
-from bench.jobs import Job
+from bench.core.environment import usable_cores
+from bench.run.jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,8 @@ def _dask_workers() -> set[str] | None:
 # ------------------------------------------------------------------ registrations
 def registrations(job: Job) -> dict[str, tuple[str, Any]]:
     """The job's method spec and dataset protocol, to travel with it to a fresh process."""
-    from datasets import DATASETS
-    from methods import METHODS
+    from bench.datasets import DATASETS
+    from bench.methods import METHODS
 
     return {"method": (job.method, METHODS.get(job.method)),
             "dataset": (job.dataset, DATASETS.get(job.dataset))}
@@ -154,8 +154,8 @@ def registrations(job: Job) -> dict[str, tuple[str, Any]]:
 
 def adopt(regs: dict[str, tuple[str, Any]]) -> None:
     """Register what the runner had and this process lacks (names it has are kept)."""
-    from datasets import DATASETS
-    from methods import METHODS
+    from bench.datasets import DATASETS
+    from bench.methods import METHODS
 
     for kind, registry in (("method", METHODS), ("dataset", DATASETS)):
         if kind in regs:

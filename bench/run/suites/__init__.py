@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 SUITE_DIR = Path(__file__).resolve().parent
 

@@ -1,20 +1,19 @@
-"""Jobs are keys, not objects: small frozen dataclasses with an id stable across machines.
+"""A record's key: the job it records, as a small frozen dataclass with a stable id.
 
 A job names (suite, method, overrides, dataset, task, seed). Workers build everything from it,
 so jobs pickle cheaply and run anywhere. ``job.id`` is the first 16 hex digits of the SHA-256 of
-the job's canonical JSON, identical in every process and on every machine.
+the job's canonical JSON, identical in every process and on every machine. Suites expand into
+jobs in :mod:`bench.run.jobs`; records are stored under their job's id.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
-
-from bench.suites import Suite
 
 
 def freeze(value: Any) -> Any:
@@ -85,42 +84,3 @@ class Job:
         ov = variant_label(self.overrides_dict)
         name = f"{self.method}[{ov}]" if ov else self.method
         return f"{name} {self.dataset}/{self.task} s{self.seed}"
-
-
-def expand(
-    suite: Suite,
-    tasks_of: Mapping[str, Sequence[str]],
-    *,
-    methods: Iterable[str] | None = None,
-    datasets: Iterable[str] | None = None,
-    tasks: Iterable[str] | None = None,
-    seeds: Iterable[int] | None = None,
-    extra: Mapping[str, Mapping[str, Any]] | None = None,
-) -> list[Job]:
-    """All jobs of ``suite`` (optionally filtered), sorted and without duplicates.
-
-    Args:
-        tasks_of: every dataset's full task list, used where the suite says ``all``.
-        extra: per-method overrides added on top of the suite's (from ``--set``).
-    """
-    method_filter = set(methods) if methods is not None else None
-    dataset_filter = set(datasets) if datasets is not None else None
-    task_filter = {str(t) for t in tasks} if tasks is not None else None
-    seed_list = list(seeds) if seeds is not None else list(suite.seeds)
-    out: set[Job] = set()
-    for block in suite.blocks:
-        for dataset, wanted in block.datasets.items():
-            if dataset_filter is not None and dataset not in dataset_filter:
-                continue
-            dataset_tasks = list(tasks_of[dataset]) if wanted == "all" else list(wanted)
-            for method, variants in block.methods.items():
-                if method_filter is not None and method not in method_filter:
-                    continue
-                for variant in variants:
-                    overrides = {**variant, **((extra or {}).get(method) or {})}
-                    for task in dataset_tasks:
-                        if task_filter is not None and str(task) not in task_filter:
-                            continue
-                        for seed in seed_list:
-                            out.add(Job.make(suite.name, method, dataset, task, seed, overrides))
-    return sorted(out, key=lambda j: (j.dataset, j.task, j.method, j.overrides, j.seed))

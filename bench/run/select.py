@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.config import field_names
-from bench.errors import UsageError
-from bench.jobs import Job, expand
-from bench.suites import Suite, load_suite
+from bench.core.config import field_names
+from bench.core.errors import UsageError
+from bench.run.jobs import Job, expand
+from bench.run.suites import Suite, load_suite
 
 
 def _check_names(kind: str, wanted: Iterable[str], known: Sequence[str], where: str) -> None:
@@ -26,7 +26,7 @@ def _check_names(kind: str, wanted: Iterable[str], known: Sequence[str], where: 
 def split_overrides(methods: Sequence[str], overrides: Mapping[str, Any]
                     ) -> dict[str, dict[str, Any]]:
     """Give each method the ``--set`` keys it has; a key that no method has is an error."""
-    from methods import METHODS
+    from bench.methods import METHODS
 
     per_method: dict[str, dict[str, Any]] = {m: {} for m in methods}
     for key, value in overrides.items():
@@ -52,8 +52,8 @@ def select_jobs(
     check_data: bool = True,
 ) -> tuple[Suite, list[Job]]:
     """The suite and its selected jobs, every job's config resolved once to validate it."""
-    from datasets import DATASETS
-    from methods import METHODS
+    from bench.datasets import DATASETS
+    from bench.methods import METHODS
 
     suite = load_suite(suite_name)
     _check_names("method", suite.method_names(), METHODS.names(), f" in suite {suite.name}")

@@ -1,0 +1,184 @@
+"""The result store: one JSON record per job, written atomically; the only reader and writer.
+
+Layout: ``<root>/runs/<suite>/<job_id>.json``, plus small per-job artifacts in
+``<root>/runs/<suite>/<job_id>/`` (``scores.npz``: every test image's score and label;
+``maps.npz``: a few anomaly maps at float16 with their images and masks) for ROC curves and
+localization overlays. Every file is written to a temporary file in the same folder, flushed and
+fsync-ed, then moved into place with ``os.replace``, so a reader (or a runner killed midway) never
+sees half a file. Fields and files are documented in ``results/README.md``.
+
+The claims that keep two runners from running the same job live next to the records, but their
+protocol belongs to scheduling: :mod:`bench.run.claims`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.records.artifacts import Artifacts, read_artifacts, write_artifacts
+from bench.records.files import atomic_write
+from bench.records.key import Job, variant_label
+
+SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+#: columns of the tidy (long) frame returned by :meth:`Store.load`
+ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task", "seed",
+              "status", "expert", "checkpoint_policy", "pixel_resolution",
+              "pixel_includes_normal", "config"]
+
+
+class Store:
+    """Records under ``root`` (usually the project's ``results/`` folder)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def suite_dir(self, suite: str) -> Path:
+        return self.root / "runs" / suite
+
+    def path(self, job: Job) -> Path:
+        return self.suite_dir(job.suite) / f"{job.id}.json"
+
+    # ------------------------------------------------------------------ writing
+    def write(self, record: dict[str, Any]) -> Path:
+        """Write one record atomically; returns its path."""
+        job = Job.from_key(record["job"])
+        if record.get("id") != job.id:
+            raise ValueError("record id does not match its job")
+        path = self.path(job)
+        text = json.dumps(record, indent=1, sort_keys=True, allow_nan=True) + "\n"
+        atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+        return path
+
+    def artifact_dir(self, suite: str, job_id: str) -> Path:
+        return self.suite_dir(suite) / job_id
+
+    def write_artifacts(self, job: Job, labels: np.ndarray, scores: np.ndarray,
+                        **arrays: Any) -> dict[str, Any]:
+        """Save the job's per-image scores and a few maps next to its record; returns the
+        record's ``artifacts`` field (see :func:`bench.records.artifacts.write_artifacts`)."""
+        return write_artifacts(self.artifact_dir(job.suite, job.id), labels, scores, **arrays)
+
+    def read_artifacts(self, suite: str, job_id: str) -> Artifacts | None:
+        """The artifacts of a job, or None when the job saved none (or they are unreadable)."""
+        return read_artifacts(self.artifact_dir(suite, job_id))
+
+    # ------------------------------------------------------------------ reading
+    def read(self, job: Job) -> dict[str, Any] | None:
+        """The record of ``job``, or None if absent or unreadable."""
+        return self._read_path(self.path(job))
+
+    @staticmethod
+    def _read_path(path: Path) -> dict[str, Any] | None:
+        try:
+            with path.open(encoding="utf-8") as fh:
+                rec = json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("ignoring unreadable record %s: %s", path, exc)
+            return None
+        if not isinstance(rec, dict) or "job" not in rec:
+            log.warning("ignoring malformed record %s", path)
+            return None
+        return rec
+
+    def status(self, job: Job) -> str | None:
+        rec = self.read(job)
+        return None if rec is None else str(rec.get("status"))
+
+    def fingerprint(self, job: Job) -> str | None:
+        """Identifies the record file now on disk (None if absent): a rewrite changes it."""
+        try:
+            st = self.path(job).stat()
+        except FileNotFoundError:
+            return None
+        return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+    def _paths(self, suites: Iterable[str] | None) -> Iterator[Path]:
+        base = self.root / "runs"
+        if not base.is_dir():
+            return
+        dirs = [base / s for s in suites] if suites is not None else sorted(base.iterdir())
+        for d in dirs:
+            if d.is_dir():
+                yield from sorted(d.glob("*.json"))
+
+    def records(self, suites: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
+        """Every readable record of the given suites (all suites by default)."""
+        if isinstance(suites, str):
+            suites = [suites]
+        out = []
+        for p in self._paths(suites):
+            rec = self._read_path(p)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def load(self, suites: Iterable[str] | str | None = None) -> pd.DataFrame:
+        """A tidy frame: one row per (record, metric) with the identifying columns."""
+        rows: list[dict[str, Any]] = []
+        for rec in self.records(suites):
+            base = _identity(rec)
+            metrics = rec.get("metrics") or {}
+            if not metrics:
+                rows.append({**base, "metric": None, "value": float("nan")})
+            for name, value in sorted(metrics.items()):
+                rows.append({**base, "metric": name,
+                             "value": float("nan") if value is None else float(value)})
+        return pd.DataFrame(rows, columns=[*ID_COLUMNS, "metric", "value"])
+
+    def load_history(self, suites: Iterable[str] | str | None = None) -> pd.DataFrame:
+        """Per-evaluation training history, tidy: identity columns, ``epoch``, metric, value."""
+        rows: list[dict[str, Any]] = []
+        for rec in self.records(suites):
+            if rec.get("status") != "ok":
+                continue
+            base = _identity(rec)
+            for h in rec.get("history") or []:
+                for name, value in h.items():
+                    if name != "epoch" and value is not None:
+                        rows.append({**base, "epoch": h.get("epoch"), "metric": name,
+                                     "value": float(value)})
+        return pd.DataFrame(rows, columns=[*ID_COLUMNS, "epoch", "metric", "value"])
+
+    def summary(self, suites: Iterable[str] | str | None = None) -> pd.DataFrame:
+        """One row per record: identity, status, error, timings."""
+        rows = []
+        for rec in self.records(suites):
+            t = rec.get("timing_s") or {}
+            rows.append({**_identity(rec), "error": rec.get("error"),
+                         "total_s": t.get("total"), "fit_s": t.get("fit"),
+                         "score_s": t.get("score"), "created": rec.get("created")})
+        return pd.DataFrame(rows, columns=[*ID_COLUMNS, "error", "total_s", "fit_s", "score_s",
+                                           "created"])
+
+
+def _identity(rec: dict[str, Any]) -> dict[str, Any]:
+    job = rec["job"]
+    overrides = job.get("overrides") or {}
+    proto = rec.get("pixel_protocol") or {}
+    return {
+        "suite": job["suite"],
+        "id": rec.get("id"),
+        "method": job["method"],
+        "variant": variant_label(overrides),
+        "overrides": json.dumps(overrides, sort_keys=True),
+        "dataset": job["dataset"],
+        "task": str(job["task"]),
+        "seed": int(job["seed"]),
+        "status": rec.get("status"),
+        "expert": rec.get("expert"),
+        "checkpoint_policy": rec.get("checkpoint_policy"),
+        "pixel_resolution": proto.get("resolution"),
+        "pixel_includes_normal": proto.get("includes_normal_images"),
+        "config": json.dumps(rec.get("config") or {}, sort_keys=True),
+    }
