@@ -11,6 +11,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferS
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
+from bench.datasets import DATASETS
+from bench.datasets.download import Reachability, reachable
+from bench.datasets.manage import fetch, status
+from bench.datasets.stored import StoredDataset
+from bench.methods import backbones
 
 
 @click.group("data")
@@ -23,9 +28,6 @@ def data() -> None:
 @pass_settings
 def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
     """Each dataset: found or missing, path, file counts, last verification."""
-    from bench.datasets import DATASETS
-    from bench.datasets.manage import status
-
     out = RichTable(show_header=True, header_style="bold",
                     title=f"data root: {settings.data_root}")
     for col in ("dataset", "state", "path", "counts", "checksum"):
@@ -51,9 +53,6 @@ def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
 def fetch_cmd(settings: Settings, name: str, archive: Path | None, accept_license: bool,
               url: str | None, sha256: str | None, keep_archive: bool) -> None:
     """Get dataset NAME into the data root, or print the manual steps it needs."""
-    from bench.datasets import DATASETS
-    from bench.datasets.manage import fetch
-
     ds = DATASETS.get(name)
     bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                    TransferSpeedColumn(), console=settings.err, disable=settings.quiet)
@@ -91,15 +90,10 @@ def urls_cmd(settings: Settings, names: tuple[str, ...], check: bool, timeout: f
 
     Mirrors are listed each; a dataset with none is fetched by hand (see bench data fetch).
     """
-    from bench.datasets import DATASETS
-    from bench.datasets.download import Reachability, reachable
-    from bench.datasets.stored import StoredDataset
-    from bench.methods.backbones import weight_urls
-
     rows = [(name, url) for name in names or tuple(DATASETS.names())
             if isinstance(ds := DATASETS.get(name), StoredDataset) for url in ds.download_urls()]
     if not names:
-        rows += [(f"{backbone} weights", url) for backbone, url in weight_urls().items()]
+        rows += [(f"{backbone} weights", url) for backbone, url in backbones.weight_urls().items()]
     out = RichTable(show_header=True, header_style="bold", title="download addresses")
     for col in ("what", "url", *(("answer", "size") if check else ())):
         out.add_column(col, overflow="fold")
@@ -127,9 +121,6 @@ def urls_cmd(settings: Settings, names: tuple[str, ...], check: bool, timeout: f
 @pass_settings
 def verify_cmd(settings: Settings, name: str) -> None:
     """Check NAME's file counts (and checksums where known) against the shipped manifest."""
-    from bench.datasets import DATASETS
-    from bench.datasets.stored import StoredDataset
-
     ds = DATASETS.get(name)
     if not isinstance(ds, StoredDataset):
         settings.console.print(f"{name} ships with the code: nothing to verify")

@@ -7,6 +7,8 @@ from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
 from bench.core.errors import BenchError, UsageError
+from bench.datasets import DATASETS
+from bench.methods import METHODS
 from bench.records.store import Store
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
 from bench.run.select import select_jobs
@@ -21,8 +23,6 @@ def list_cmd(settings: Settings, what: str) -> None:
     """List registered methods, datasets or shipped suites."""
     out = RichTable(show_header=True, header_style="bold")
     if what == "methods":
-        from bench.methods import METHODS
-
         out.add_column("method")
         out.add_column("class")
         out.add_column("variant")
@@ -32,8 +32,6 @@ def list_cmd(settings: Settings, what: str) -> None:
             variant = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
             out.add_row(name, spec.cls.__name__, variant, spec.summary)
     elif what == "datasets":
-        from bench.datasets import DATASETS
-
         out.add_column("dataset")
         out.add_column("tasks")
         out.add_column("masks")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
 from rich import box
 from rich.table import Table as RichTable
 
@@ -79,8 +80,6 @@ def perf_cmd(settings: Settings, methods: tuple[str, ...], device: str, sizes: s
     """
     baseline = _read_result(compare_to) if compare_to else None
     if threads is not None:
-        import torch
-
         torch.set_num_threads(threads)
     names = resolve_methods(methods)
     options = PerfOptions(sizes=_sizes(sizes), images=images, batch_size=batch_size,

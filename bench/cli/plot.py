@@ -13,6 +13,7 @@ from bench.cli.table import check_metric, load_records, task_orders, write_or_ec
 from bench.core.errors import UsageError
 from bench.records.store import Store
 from bench.report import figures
+from bench.report.html import build_report
 from bench.report.reference import load_reference
 
 F = Callable[..., Any]
@@ -171,8 +172,6 @@ def overlays_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | Non
 @pass_settings
 def report(settings: Settings, suite: str, output: str | None, dpi: int) -> None:
     """One self-contained HTML page with the suite's tables and figures."""
-    from bench.report.html import build_report
-
     store = Store(settings.results_root)
     df = load_records(settings, (suite,))
     text = build_report(store, suite, task_orders=task_orders(sorted(df["dataset"].unique())),

@@ -9,6 +9,7 @@ import pandas as pd
 
 from bench.cli._common import Settings, pass_settings
 from bench.core.errors import UsageError
+from bench.datasets import DATASETS
 from bench.records.store import Store
 from bench.report.aggregate import ablation_factors, build_tables
 from bench.report.reference import load_reference
@@ -17,8 +18,6 @@ from bench.report.render import FORMATS, render
 
 def task_orders(names: list[str]) -> dict[str, list[str]]:
     """Each registered dataset's own task order (digit order, MVTec's category tuple)."""
-    from bench.datasets import DATASETS
-
     return {n: DATASETS.get(n).tasks() for n in names if n in DATASETS}
 
 

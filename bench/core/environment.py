@@ -19,6 +19,7 @@ import psutil
 import torch
 
 import bench
+from bench.core.errors import UsageError
 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "scikit-image", "pandas")
 
@@ -53,8 +54,6 @@ def resolve_device(name: str = "auto", check_here: bool = True) -> torch.device:
 
     ``check_here=False`` checks the name only (the devices are those of remote workers).
     """
-    from bench.core.errors import UsageError
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

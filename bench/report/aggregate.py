@@ -40,8 +40,6 @@ def column_label(method: str, variant: str) -> str:
 def short_labels(pairs: Sequence[tuple[str, str]], overrides: Sequence[str]) -> list[str]:
     """Column titles without the weight overrides (the caption states each column's weights),
     except where two different variants would then share a title: those keep the full label."""
-    import json
-
     def short(method: str, ov: str) -> str:
         kept = {k: v for k, v in json.loads(ov or "{}").items() if k not in WEIGHT_KEYS}
         return column_label(method, variant_label(kept))

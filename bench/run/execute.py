@@ -24,7 +24,9 @@ import torch
 from bench.core import environment as env
 from bench.core.config import to_plain
 from bench.core.metrics import evaluate
+from bench.datasets import DATASETS
 from bench.datasets.base import TaskData
+from bench.methods import METHODS
 from bench.methods.base import RunContext, Scores
 from bench.records.store import SCHEMA_VERSION, Store
 from bench.run.jobs import Job, variant_label
@@ -157,9 +159,6 @@ def run_job(
 
     ``runner`` (backend, worker, claim) is stored as is in the record.
     """
-    from bench.datasets import DATASETS
-    from bench.methods import METHODS
-
     store = Store(results_root)
     env.retain_freed_memory()  # faster on the CPU, same numbers
     env.release_memory()  # this job's peak RSS is its own

@@ -34,6 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import cloudpickle
+
+import bench
+from bench.run.execute import run_job, write_failure
+from bench.run.workers import adopt, pin_threads
+
 log = logging.getLogger(__name__)
 
 #: seconds a child may take to start (imports) before it counts as crashed
@@ -49,8 +55,6 @@ def run_isolated(job: Any, *, timeout: float | None, threads: int, run_kwargs: d
 
     Returns the job's summary, from the child or from the failed record written here.
     """
-    import cloudpickle
-
     inner = cloudpickle.dumps({"job": job, "kwargs": run_kwargs, "threads": threads,
                                "registrations": registrations or {}})
     payload = pickle.dumps((list(sys.path), inner))
@@ -68,8 +72,6 @@ def run_isolated(job: Any, *, timeout: float | None, threads: int, run_kwargs: d
         kind = "crashed"
     else:
         error, kind = f"Crashed: {_describe_exit(code)}", "crashed"
-    from bench.run.execute import write_failure
-
     return write_failure(job, error=error, kind=kind, total_s=elapsed, detail=tail,
                          **{k: run_kwargs[k] for k in ("results_root", "device", "deterministic",
                                                        "runner") if k in run_kwargs})
@@ -79,8 +81,6 @@ def _supervise(payload: bytes, output: IO[bytes], timeout: float | None,
                progress: Callable[[int, int], None] | None
                ) -> tuple[dict[str, Any] | None, float, str, int | None]:
     """Start the child, feed it, follow it: (summary, job seconds, how it ended, exit code)."""
-    import bench
-
     root = str(Path(bench.__file__).resolve().parent.parent)
     read_fd, write_fd = os.pipe()
     boot = "import sys; sys.path.insert(0, sys.argv[1]); import bench.run.isolate as m; m.main()"
@@ -216,9 +216,6 @@ def main() -> None:
     sys.path[:0] = [p for p in sys_path if p not in sys.path]
     threading.Thread(target=_exit_on_eof, args=(stdin,), daemon=True).start()
     spec = pickle.loads(inner)
-
-    from bench.run.execute import run_job
-    from bench.run.workers import adopt, pin_threads
 
     pin_threads(spec["threads"])
     adopt(spec["registrations"])

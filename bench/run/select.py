@@ -13,6 +13,8 @@ from typing import Any
 
 from bench.core.config import field_names
 from bench.core.errors import UsageError
+from bench.datasets import DATASETS
+from bench.methods import METHODS
 from bench.run.jobs import Job, expand
 from bench.run.suites import Suite, load_suite
 
@@ -26,8 +28,6 @@ def _check_names(kind: str, wanted: Iterable[str], known: Sequence[str], where: 
 def split_overrides(methods: Sequence[str], overrides: Mapping[str, Any]
                     ) -> dict[str, dict[str, Any]]:
     """Give each method the ``--set`` keys it has; a key that no method has is an error."""
-    from bench.methods import METHODS
-
     per_method: dict[str, dict[str, Any]] = {m: {} for m in methods}
     for key, value in overrides.items():
         takers = [m for m in methods if key in field_names(METHODS.get(m).cls.Config)]
@@ -52,9 +52,6 @@ def select_jobs(
     check_data: bool = True,
 ) -> tuple[Suite, list[Job]]:
     """The suite and its selected jobs, every job's config resolved once to validate it."""
-    from bench.datasets import DATASETS
-    from bench.methods import METHODS
-
     suite = load_suite(suite_name)
     _check_names("method", suite.method_names(), METHODS.names(), f" in suite {suite.name}")
     _check_names("dataset", [d for d in suite.dataset_names() if d not in DATASETS],

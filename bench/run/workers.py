@@ -23,10 +23,16 @@ the missing ones in the worker.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+from threadpoolctl import threadpool_limits
+
 from bench.core.environment import usable_cores
+from bench.datasets import DATASETS
+from bench.methods import METHODS
 from bench.run.jobs import Job
 
 log = logging.getLogger(__name__)
@@ -65,17 +71,12 @@ def threads_per_worker(n_workers: int) -> int:
 
 def pin_threads(n: int) -> None:
     """Limit torch and the BLAS/OpenMP libraries (NumPy, scikit-learn) to ``n`` threads."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
     torch.set_num_threads(n)
     threadpool_limits(limits=n)
 
 
 def pin_device(requested: str, slot: int) -> str:
     """The device for a worker: round-robin over visible GPUs for ``auto`` and ``cuda``."""
-    import torch
-
     if requested not in ("auto", "cuda") or not torch.cuda.is_available():
         return "cpu" if requested == "auto" else requested
     return f"cuda:{slot % max(1, torch.cuda.device_count())}"
@@ -107,9 +108,7 @@ def dask_placement(threads: int | None = None) -> Placement:
     Args:
         threads: the thread count when the runner knows it (its own LocalCluster).
     """
-    import os
-
-    from distributed import get_client, get_worker
+    from distributed import get_client, get_worker  # optional dependency
 
     me = get_worker()
     info: dict[str, Any]
@@ -133,7 +132,7 @@ def dask_placement(threads: int | None = None) -> Placement:
 
 def _dask_workers() -> set[str] | None:
     """Addresses of the workers the scheduler has now (None if it cannot be asked)."""
-    from distributed import get_client
+    from distributed import get_client  # optional dependency
 
     try:
         return set(get_client().scheduler_info().get("workers", {}))
@@ -145,18 +144,12 @@ def _dask_workers() -> set[str] | None:
 # ------------------------------------------------------------------ registrations
 def registrations(job: Job) -> dict[str, tuple[str, Any]]:
     """The job's method spec and dataset protocol, to travel with it to a fresh process."""
-    from bench.datasets import DATASETS
-    from bench.methods import METHODS
-
     return {"method": (job.method, METHODS.get(job.method)),
             "dataset": (job.dataset, DATASETS.get(job.dataset))}
 
 
 def adopt(regs: dict[str, tuple[str, Any]]) -> None:
     """Register what the runner had and this process lacks (names it has are kept)."""
-    from bench.datasets import DATASETS
-    from bench.methods import METHODS
-
     for kind, registry in (("method", METHODS), ("dataset", DATASETS)):
         if kind in regs:
             name, obj = regs[kind]
