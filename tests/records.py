@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.records.store import SCHEMA_VERSION, Store
+from bench.records.record import SCHEMA_VERSION, Record
+from bench.records.store import Store
 from bench.run.jobs import Job
 
 MKD_DEFAULTS: dict[str, Any] = {"layers": ["pool2", "pool3", "pool4", "pool5"],
@@ -42,10 +43,10 @@ def mkd_record(suite: str, dataset: str, task: str, seed: int, auroc: float,
                   expert="vgg16:random:0")
 
 
-def write_all(root: Path, records: list[dict[str, Any]]) -> Store:
+def write_all(root: Path, records: list[dict[str, Any]] | list[Record]) -> Store:
     store = Store(root)
     for r in records:
-        store.write(r)
+        store.write(r if isinstance(r, Record) else Record.from_json(r))
     return store
 
 
@@ -82,5 +83,5 @@ def demo_results(root: Path) -> Store:
             rec["artifacts"] = store.write_artifacts(Job.from_key(rec["job"]), labels, scores,
                                                      maps=maps, masks=masks, images=images,
                                                      max_maps=4)
-            store.write(rec)
+            store.write(Record.from_json(rec))
     return store

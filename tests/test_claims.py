@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from bench.records.store import SCHEMA_VERSION, Store
+from bench.records.record import SCHEMA_VERSION, Record
+from bench.records.store import Store
 from bench.run.claims import Claims
 from bench.run.jobs import Job
 from bench.run.status import suite_progress
@@ -98,9 +99,9 @@ def test_racing_takeovers_of_a_stale_claim_have_one_winner(tmp_path):
         Claims(store).release(won[0])
 
 
-def record(job: Job, status: str, total: float) -> dict:
-    return {"schema_version": SCHEMA_VERSION, "id": job.id, "job": job.key(), "status": status,
-            "timing_s": {"total": total}}
+def record(job: Job, status: str, total: float) -> Record:
+    return Record.from_json({"schema_version": SCHEMA_VERSION, "id": job.id, "job": job.key(),
+                             "status": status, "timing_s": {"total": total}})
 
 
 def test_progress_counts_and_eta(tmp_path):

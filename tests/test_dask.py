@@ -24,15 +24,15 @@ def test_local_cluster_with_two_workers_runs_a_suite(cli, results):
                  "--jobs", "2")
     assert res.exit_code == 0, res.output
     assert "4 run now" in res.output
-    recs = [json.loads(p.read_text()) for p in (results / "runs" / "demo").glob("*.json")]
-    assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
-    assert {r["job"]["method"] for r in recs} == {"ocsvm", "kde"}
+    recs = Store(results).records("demo")
+    assert len(recs) == 4 and all(r.status == "ok" for r in recs)
+    assert {r.job.method for r in recs} == {"ocsvm", "kde"}
     for r in recs:
-        assert r["runner"]["backend"] == "dask"
-        assert r["runner"]["worker"].startswith("tcp://127.0.0.1:")
-        assert r["runner"]["slot"] in (0, 1) and r["runner"]["claim"]
-        assert r["threads"] == max(1, usable_cores() // 2)  # two workers share the cores
-    assert len({r["runner"]["worker"] for r in recs}) <= 2
+        assert r.runner["backend"] == "dask"
+        assert r.runner["worker"].startswith("tcp://127.0.0.1:")
+        assert r.runner["slot"] in (0, 1) and r.runner["claim"]
+        assert r.host["threads"] == max(1, usable_cores() // 2)  # two workers share the cores
+    assert len({r.runner["worker"] for r in recs}) <= 2
     assert not list((results / "runs" / "demo").glob("*.claim"))
     status = invoke(cli, results, "status", "--suite", "demo")
     assert status.exit_code == 0 and "demo" in status.output
@@ -60,12 +60,13 @@ def test_existing_scheduler_and_timeout_inside_dask_workers(tmp_path):
                      quiet=True)
         workers = set(cluster.scheduler_info["workers"])
     assert report.ok and len(report.results) == 1
-    rec = json.loads((tmp_path / "runs" / "dk" / f"{job.id}.json").read_text())
-    assert rec["status"] == "ok" and rec["runner"]["backend"] == "dask"
-    assert rec["runner"]["worker"] in workers
-    assert rec["threads"] == usable_cores()  # the only worker thread of its host
-    assert rec["runner"]["scheduler"] == scheduler_id and not claim.exists()
-    assert rec["pid"] not in {os.getpid()}  # ran in a job process, not here
+    rec = Store(tmp_path).read(job)
+    assert rec is not None
+    assert rec.status == "ok" and rec.runner["backend"] == "dask"
+    assert rec.runner["worker"] in workers
+    assert rec.host["threads"] == usable_cores()  # the only worker thread of its host
+    assert rec.runner["scheduler"] == scheduler_id and not claim.exists()
+    assert rec.host["pid"] not in {os.getpid()}  # ran in a job process, not here
 
 
 def test_missing_dask_is_one_clear_error(tmp_path, monkeypatch):
@@ -98,9 +99,9 @@ def test_a_job_that_kills_its_worker_each_time_is_recorded_as_crashed(tmp_path, 
                      quiet=True)
     store = Store(tmp_path)
     crash = store.read(killed)
-    assert crash is not None and crash["status"] == "failed" and crash["error_kind"] == "crashed"
-    assert "Dask worker died" in crash["error"] and crash["runner"]["backend"] == "dask"
+    assert crash is not None and crash.status == "failed" and crash.error_kind == "crashed"
+    assert "Dask worker died" in crash.error and crash.runner["backend"] == "dask"
     assert store.status(fine) == "ok"
-    assert [r["id"] for r in report.failed] == [killed.id] and len(report.results) == 2
+    assert [r.id for r in report.failed] == [killed.id] and len(report.results) == 2
     assert len(fits(tmp_path, killed.id, "started.log")) == 2  # tried twice, on two workers
     assert not list((tmp_path / "runs" / "dkill").glob("*.claim"))

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.records.store import SCHEMA_VERSION, Store
+from bench.records.record import SCHEMA_VERSION, Record, RecordError
+from bench.records.store import Store
 from bench.run.jobs import Job
 
 
-def record(job: Job, status: str = "ok", auroc: float = 0.9) -> dict:
-    return {"schema_version": SCHEMA_VERSION, "id": job.id, "job": job.key(), "status": status,
-            "metrics": {"image_auroc": auroc, "image_ap": None}, "expert": None,
-            "checkpoint_policy": "final"}
+def record(job: Job, status: str = "ok", auroc: float = 0.9) -> Record:
+    return Record.from_json(
+        {"schema_version": SCHEMA_VERSION, "id": job.id, "job": job.key(), "status": status,
+         "metrics": {"image_auroc": auroc, "image_ap": None}, "expert": None,
+         "checkpoint_policy": "final"})
 
 
 def test_write_read_load(tmp_path):
@@ -26,7 +28,7 @@ def test_write_read_load(tmp_path):
     p = store.write(record(j1))
     store.write(record(j2, "failed"))
     assert p == tmp_path / "runs" / "s" / f"{j1.id}.json"
-    assert store.read(j1)["metrics"]["image_auroc"] == 0.9
+    assert store.read(j1).metrics["image_auroc"] == 0.9
     assert store.status(j2) == "failed"
     df = store.load("s")
     assert set(df["metric"]) == {"image_auroc", "image_ap"}
@@ -35,12 +37,12 @@ def test_write_read_load(tmp_path):
     assert list(store.summary()["id"]) == sorted([j1.id, j2.id])
 
 
-def test_write_rejects_mismatched_id(tmp_path):
+def test_a_record_whose_id_is_not_its_jobs_is_rejected():
     job = Job.make("s", "m", "d", "t", 0)
-    rec = record(job)
-    rec["id"] = "0" * 16
-    with pytest.raises(ValueError, match="does not match"):
-        Store(tmp_path).write(rec)
+    data = record(job).to_json()
+    data["id"] = "0" * 16
+    with pytest.raises(RecordError, match="is not its job's"):
+        Record.from_json(data)
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
@@ -166,12 +168,12 @@ def test_job_saves_scores_and_maps_through_execute(tmp_path, monkeypatch):
     monkeypatch.setattr(OneClassSVMDetector, "score", localizing_score)
     job = Job.make("e2e", "ocsvm", "textures", "brick", 0)
     out = run_job(job, results_root=tmp_path)
-    assert out["status"] == "ok", out["error"]
+    assert out.status == "ok", out.error
     store = Store(tmp_path)
     rec = store.read(job)
-    assert rec["artifacts"]["n_maps"] == 8 and rec["artifacts"]["maps"] == "maps.npz"
+    assert rec.artifacts["n_maps"] == 8 and rec.artifacts["maps"] == "maps.npz"
     art = store.read_artifacts("e2e", job.id)
-    assert image_auroc(art.labels, art.scores) == rec["metrics"]["image_auroc"]
+    assert image_auroc(art.labels, art.scores) == rec.metrics["image_auroc"]
     assert art.images.shape[1:] == (3, *art.maps.shape[1:]) and art.masks is not None
     size = sum(p.stat().st_size for p in store.artifact_dir("e2e", job.id).iterdir())
     assert size < 200_000

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from bench.records.record import Record
 from bench.run.jobs import Job
 from bench.run.select import select_jobs
 from bench.run.status import time_by_method
@@ -14,12 +13,12 @@ from tests.records import record, write_all
 
 
 def _timed(job: Job, start: str, total: float, fit: float, score: float,
-           status: str = "ok") -> dict[str, Any]:
+           status: str = "ok") -> Record:
     rec = record(job.suite, job.method, job.dataset, job.task, job.seed, {"image_auroc": 0.9},
                  overrides=job.overrides_dict, status=status)
     assert rec["id"] == job.id
     rec.update(created=start, timing_s={"total": total, "fit": fit, "score": score, "load": 0.1})
-    return rec
+    return Record.from_json(rec)
 
 
 @pytest.fixture(scope="module")

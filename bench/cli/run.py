@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 import numpy as np
@@ -13,6 +12,7 @@ from bench.cli._common import Settings, pass_settings
 from bench.core.config import parse_set
 from bench.core.environment import resolve_device
 from bench.core.errors import UsageError
+from bench.records.record import JobSummary
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
 from bench.run.runner import BACKENDS, RunOptions, RunReport
 from bench.run.runner import run as run_jobs
@@ -106,22 +106,21 @@ def _summarize(settings: Settings, suite: str, report: RunReport) -> None:
               + (f", {len(report.skipped_running)} running in another runner"
                  if report.skipped_running else ""))
     if ran:
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, str], list[JobSummary]] = {}
         for r in report.results:
-            method = f"{r['method']} [{r['variant']}]" if r["variant"] else r["method"]
-            groups.setdefault((method, r["dataset"]), []).append(r)
+            method = f"{r.method} [{r.variant}]" if r.variant else r.method
+            groups.setdefault((method, r.dataset), []).append(r)
         out = RichTable(show_header=True, header_style="bold", title="this run")
         for col in ("method", "dataset", "jobs", "ok", "failed", "mean image AUROC", "time"):
             out.add_column(col)
         for (method, dataset), rs in sorted(groups.items()):
-            ok = [r for r in rs if r["status"] == "ok"]
-            aucs = [r["metrics"].get("image_auroc") for r in ok]
-            aucs = [a for a in aucs if a is not None]
+            ok = [r for r in rs if r.ok]
+            aucs = [a for r in ok if (a := r.metrics.get("image_auroc")) is not None]
             out.add_row(method, dataset, str(len(rs)), str(len(ok)), str(len(rs) - len(ok)),
                         f"{100 * np.mean(aucs):.1f}" if aucs else "–",
-                        f"{sum(r['total_s'] for r in rs):.0f} s")
+                        f"{sum(r.total_s for r in rs):.0f} s")
         con.print(out)
     if report.failed:
         con.print(f"[bold red]{len(report.failed)} job(s) failed:[/]")
         for r in report.failed:
-            con.print(f"  {r['id']}  {r['label']}: {r['error']}", highlight=False)
+            con.print(f"  {r.id}  {r.label}: {r.error}", highlight=False)

@@ -25,8 +25,8 @@ import pandas as pd
 from bench.records.artifacts import Artifacts, read_artifacts, write_artifacts
 from bench.records.files import atomic_write
 from bench.records.key import Job, variant_label
+from bench.records.record import Record, RecordError, Status
 
-SCHEMA_VERSION = 1
 log = logging.getLogger(__name__)
 
 #: columns of the tidy (long) frame returned by :meth:`Store.load`
@@ -48,13 +48,10 @@ class Store:
         return self.suite_dir(job.suite) / f"{job.id}.json"
 
     # ------------------------------------------------------------------ writing
-    def write(self, record: dict[str, Any]) -> Path:
+    def write(self, record: Record) -> Path:
         """Write one record atomically; returns its path."""
-        job = Job.from_key(record["job"])
-        if record.get("id") != job.id:
-            raise ValueError("record id does not match its job")
-        path = self.path(job)
-        text = json.dumps(record, indent=1, sort_keys=True, allow_nan=True) + "\n"
+        path = self.path(record.job)
+        text = json.dumps(record.to_json(), indent=1, sort_keys=True, allow_nan=True) + "\n"
         atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
         return path
 
@@ -72,28 +69,33 @@ class Store:
         return read_artifacts(self.artifact_dir(suite, job_id))
 
     # ------------------------------------------------------------------ reading
-    def read(self, job: Job) -> dict[str, Any] | None:
-        """The record of ``job``, or None if absent or unreadable."""
-        return self._read_path(self.path(job))
+    def read(self, job: Job) -> Record | None:
+        """The record of ``job``, or None if absent, unreadable or not of this job."""
+        rec = self._read_path(self.path(job))
+        return rec if rec is not None and rec.id == job.id else None
 
     @staticmethod
-    def _read_path(path: Path) -> dict[str, Any] | None:
+    def _read_path(path: Path) -> Record | None:
+        """A record file, checked against the schema; None (with a warning naming the file and
+        the reason) when it cannot be read: such a file is treated as absent, so its job runs
+        again and its old content is replaced."""
         try:
             with path.open(encoding="utf-8") as fh:
-                rec = json.load(fh)
+                data = json.load(fh)
         except FileNotFoundError:
             return None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON, bytes that are not UTF-8
             log.warning("ignoring unreadable record %s: %s", path, exc)
             return None
-        if not isinstance(rec, dict) or "job" not in rec:
-            log.warning("ignoring malformed record %s", path)
+        try:
+            return Record.from_json(data)
+        except RecordError as exc:
+            log.warning("ignoring malformed record %s: %s", path, exc)
             return None
-        return rec
 
-    def status(self, job: Job) -> str | None:
+    def status(self, job: Job) -> Status | None:
         rec = self.read(job)
-        return None if rec is None else str(rec.get("status"))
+        return None if rec is None else rec.status
 
     def fingerprint(self, job: Job) -> str | None:
         """Identifies the record file now on disk (None if absent): a rewrite changes it."""
@@ -112,7 +114,7 @@ class Store:
             if d.is_dir():
                 yield from sorted(d.glob("*.json"))
 
-    def records(self, suites: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
+    def records(self, suites: Iterable[str] | str | None = None) -> list[Record]:
         """Every readable record of the given suites (all suites by default)."""
         if isinstance(suites, str):
             suites = [suites]
@@ -128,7 +130,7 @@ class Store:
         rows: list[dict[str, Any]] = []
         for rec in self.records(suites):
             base = _identity(rec)
-            metrics = rec.get("metrics") or {}
+            metrics = rec.metrics
             if not metrics:
                 rows.append({**base, "metric": None, "value": float("nan")})
             for name, value in sorted(metrics.items()):
@@ -140,10 +142,10 @@ class Store:
         """Per-evaluation training history, tidy: identity columns, ``epoch``, metric, value."""
         rows: list[dict[str, Any]] = []
         for rec in self.records(suites):
-            if rec.get("status") != "ok":
+            if not rec.ok:
                 continue
             base = _identity(rec)
-            for h in rec.get("history") or []:
+            for h in rec.history:
                 for name, value in h.items():
                     if name != "epoch" and value is not None:
                         rows.append({**base, "epoch": h.get("epoch"), "metric": name,
@@ -154,31 +156,31 @@ class Store:
         """One row per record: identity, status, error, timings."""
         rows = []
         for rec in self.records(suites):
-            t = rec.get("timing_s") or {}
-            rows.append({**_identity(rec), "error": rec.get("error"),
+            t = rec.timing_s
+            rows.append({**_identity(rec), "error": rec.error,
                          "total_s": t.get("total"), "fit_s": t.get("fit"),
-                         "score_s": t.get("score"), "created": rec.get("created")})
+                         "score_s": t.get("score"), "created": rec.created})
         return pd.DataFrame(rows, columns=[*ID_COLUMNS, "error", "total_s", "fit_s", "score_s",
                                            "created"])
 
 
-def _identity(rec: dict[str, Any]) -> dict[str, Any]:
-    job = rec["job"]
-    overrides = job.get("overrides") or {}
-    proto = rec.get("pixel_protocol") or {}
+def _identity(rec: Record) -> dict[str, Any]:
+    job = rec.job
+    overrides = job.overrides_dict
+    proto = rec.pixel_protocol or {}
     return {
-        "suite": job["suite"],
-        "id": rec.get("id"),
-        "method": job["method"],
+        "suite": job.suite,
+        "id": rec.id,
+        "method": job.method,
         "variant": variant_label(overrides),
         "overrides": json.dumps(overrides, sort_keys=True),
-        "dataset": job["dataset"],
-        "task": str(job["task"]),
-        "seed": int(job["seed"]),
-        "status": rec.get("status"),
-        "expert": rec.get("expert"),
-        "checkpoint_policy": rec.get("checkpoint_policy"),
+        "dataset": job.dataset,
+        "task": job.task,
+        "seed": job.seed,
+        "status": rec.status,
+        "expert": rec.expert,
+        "checkpoint_policy": rec.checkpoint_policy,
         "pixel_resolution": proto.get("resolution"),
         "pixel_includes_normal": proto.get("includes_normal_images"),
-        "config": json.dumps(rec.get("config") or {}, sort_keys=True),
+        "config": json.dumps(rec.config or {}, sort_keys=True),
     }

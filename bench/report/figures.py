@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from bench.core.errors import UsageError
 from bench.records.key import variant_label
+from bench.records.record import Record
 from bench.records.store import Store
 from bench.report import plots
 from bench.report.aggregate import (
@@ -90,25 +91,25 @@ class JobFilter:
     task: str | None = None
     seed: int | None = None
 
-    def matches(self, rec: dict[str, Any]) -> bool:
-        job = rec["job"]
-        return (rec.get("status") == "ok"
-                and (self.job_id is None or rec.get("id") == self.job_id)
-                and (self.method is None or job["method"] == self.method)
-                and (self.dataset is None or job["dataset"] == self.dataset)
-                and (self.task is None or str(job["task"]) == self.task)
-                and (self.seed is None or int(job["seed"]) == self.seed))
+    def matches(self, rec: Record) -> bool:
+        job = rec.job
+        return (rec.ok
+                and (self.job_id is None or rec.id == self.job_id)
+                and (self.method is None or job.method == self.method)
+                and (self.dataset is None or job.dataset == self.dataset)
+                and (self.task is None or job.task == self.task)
+                and (self.seed is None or job.seed == self.seed))
 
 
-def _label(rec: dict[str, Any], with_seed: bool) -> str:
-    job = rec["job"]
-    name = column_label(job["method"], variant_label(job.get("overrides") or {}))
-    return f"{name} s{job['seed']}" if with_seed else name
+def _label(rec: Record, with_seed: bool) -> str:
+    job = rec.job
+    name = column_label(job.method, variant_label(job.overrides_dict))
+    return f"{name} s{job.seed}" if with_seed else name
 
 
-def _matching(store: Store, flt: JobFilter) -> list[dict[str, Any]]:
+def _matching(store: Store, flt: JobFilter) -> list[Record]:
     recs = [r for r in store.records(list(flt.suites) or None) if flt.matches(r)]
-    return [r for r in recs if (r.get("artifacts") or {}).get("scores")]
+    return [r for r in recs if (r.artifacts or {}).get("scores")]
 
 
 def roc(store: Store, flt: JobFilter) -> Named:
@@ -117,15 +118,15 @@ def roc(store: Store, flt: JobFilter) -> Named:
     if not recs:
         raise UsageError("no successful job with saved scores matches (jobs recorded before "
                          "per-job artifacts existed have none: delete their records and rerun)")
-    where = sorted({(r["job"]["dataset"], str(r["job"]["task"])) for r in recs})
+    where = sorted({(r.job.dataset, r.job.task) for r in recs})
     if len(where) > 1:
         shown = ", ".join(f"{d}/{t}" for d, t in where[:8])
         raise UsageError(f"ROC curves compare jobs of one task; matching tasks: {shown}; "
                          "narrow with --dataset and --task")
-    with_seed = len({r["job"]["seed"] for r in recs}) > 1
+    with_seed = len({r.job.seed for r in recs}) > 1
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for r in sorted(recs, key=lambda r: (_label(r, with_seed), r["id"])):
-        art = store.read_artifacts(r["job"]["suite"], r["id"])
+    for r in sorted(recs, key=lambda r: (_label(r, with_seed), r.id)):
+        art = store.read_artifacts(r.job.suite, r.id)
         if art is not None and len(np.unique(art.labels)) == 2:
             found[_label(r, with_seed)] = (art.labels, art.scores)
     if not found:
@@ -136,20 +137,20 @@ def roc(store: Store, flt: JobFilter) -> Named:
 
 def overlay(store: Store, flt: JobFilter) -> Named:
     """Localization overlays of exactly one job."""
-    recs = [r for r in _matching(store, flt) if (r.get("artifacts") or {}).get("maps")]
+    recs = [r for r in _matching(store, flt) if (r.artifacts or {}).get("maps")]
     if not recs:
         raise UsageError("no successful job with saved anomaly maps matches (only methods that "
                          "localize save maps)")
     if len(recs) > 1:
-        shown = "; ".join(f"{r['id']} {_label(r, True)} {r['job']['dataset']}/{r['job']['task']}"
+        shown = "; ".join(f"{r.id} {_label(r, True)} {r.job.dataset}/{r.job.task}"
                           for r in recs[:6])
         raise UsageError(f"{len(recs)} jobs match, overlays show one: {shown}"
                          + ("; ..." if len(recs) > 6 else "") + "; narrow it or pass --job ID")
     rec = recs[0]
-    art = store.read_artifacts(rec["job"]["suite"], rec["id"])
+    art = store.read_artifacts(rec.job.suite, rec.id)
     if art is None or art.maps is None:
-        raise UsageError(f"the artifacts of job {rec['id']} are missing or unreadable")
-    job = rec["job"]
-    title = f"{_label(rec, True)} — {job['dataset']}/{job['task']} (job {rec['id']})"
-    return [(_stem("overlays", job["dataset"], job["task"], rec["id"]),
+        raise UsageError(f"the artifacts of job {rec.id} are missing or unreadable")
+    job = rec.job
+    title = f"{_label(rec, True)} — {job.dataset}/{job.task} (job {rec.id})"
+    return [(_stem("overlays", job.dataset, job.task, rec.id),
              plots.overlays(art, title))]

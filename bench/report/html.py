@@ -76,11 +76,11 @@ class _Page:
 
 def _meta(store: Store, suite: str, df: pd.DataFrame) -> str:
     recs = store.records(suite)
-    ok = sum(r.get("status") == "ok" for r in recs)
-    versions = sorted({", ".join(f"{k} {v}" for k, v in sorted((r.get("versions") or {}).items())
+    ok = sum(r.ok for r in recs)
+    versions = sorted({", ".join(f"{k} {v}" for k, v in sorted(r.versions.items())
                                  if k in ("bench", "torch", "python")) for r in recs})
-    gits = sorted({str(r.get("git")) for r in recs})
-    created = sorted(str(r.get("created")) for r in recs if r.get("created"))
+    gits = sorted({str(r.git) for r in recs})
+    created = sorted(r.created for r in recs if r.created)
     rows = [("records", f"{len(recs)} ({ok} ok, {len(recs) - ok} failed)"),
             ("methods", ", ".join(sorted(df["method"].unique()))),
             ("datasets", ", ".join(sorted(df["dataset"].unique()))),
@@ -156,9 +156,9 @@ def _job_figures(page: _Page, store: Store, suite: str, df: pd.DataFrame,
             done_heading = True
         page.figures(named)
         # MKD's maps first (the method this project is about), then any other localizer
-        localizing = sorted((not r["job"]["method"].startswith("mkd"), r["id"])
+        localizing = sorted((not r.job.method.startswith("mkd"), r.id)
                             for r in store.records(suite)
-                            if flt.matches(r) and (r.get("artifacts") or {}).get("maps"))
+                            if flt.matches(r) and (r.artifacts or {}).get("maps"))
         if localizing:
             page.figures(figures.overlay(store, figures.JobFilter(
                 suites=(suite,), job_id=localizing[0][1])))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.records.record import JobSummary
 from bench.records.store import Store
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT, Claim, Claims
 from bench.run.execute import run_job
@@ -55,12 +56,12 @@ class Outcome:
     """What became of one dispatched job: its summary if it ran here, else why not."""
 
     job_id: str
-    summary: dict[str, Any] | None = None
+    summary: JobSummary | None = None
     not_run: NotRun | None = None
 
     @staticmethod
-    def ran(summary: dict[str, Any]) -> Outcome:
-        return Outcome(job_id=summary["id"], summary=summary)
+    def ran(summary: JobSummary) -> Outcome:
+        return Outcome(job_id=summary.id, summary=summary)
 
 
 class _Heartbeat:

@@ -9,7 +9,6 @@ for. Any exception, and any NaN score, becomes a ``failed`` record carrying the 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import time
@@ -28,8 +27,9 @@ from bench.datasets import DATASETS
 from bench.datasets.base import TaskData
 from bench.methods import METHODS
 from bench.methods.base import RunContext, Scores
-from bench.records.store import SCHEMA_VERSION, Store
-from bench.run.jobs import Job, variant_label
+from bench.records.record import ErrorKind, JobSummary, Record
+from bench.records.store import Store
+from bench.run.jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def score_metrics(test: TaskData, scores: Scores) -> tuple[dict[str, float], dic
     return evaluate(test.labels, image, masks, scores.maps, scores.extra_maps.get("mkd_code"))
 
 
-def error_kind(exc: BaseException) -> str:
+def error_kind(exc: BaseException) -> ErrorKind:
     """``out_of_memory`` (host or GPU), ``timeout`` or ``exception``."""
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
         return "out_of_memory"
@@ -107,42 +107,27 @@ def error_kind(exc: BaseException) -> str:
 
 
 def new_record(job: Job, *, deterministic: bool = False,
-               runner: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The fields every record has, before the job runs (status ``failed`` until it succeeds)."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "id": job.id,
-        "job": job.key(),
-        "status": "failed",
-        "error": None,
-        "error_kind": None,
-        "created": env.now_iso(),
-        "versions": env.versions(),
-        "git": env.git_commit(),
-        "deterministic": deterministic,
-        "runner": runner or {},
-    }
+               runner: dict[str, Any] | None = None) -> Record:
+    """The record of a job about to run, with what every record has (``failed`` until it
+    succeeds)."""
+    return Record.new(job, created=env.now_iso(), versions=env.versions(), git=env.git_commit(),
+                      deterministic=deterministic, runner=runner)
 
 
-def summary(job: Job, record: dict[str, Any]) -> dict[str, Any]:
+def summary(job: Job, record: Record) -> JobSummary:
     """What a worker hands back to the runner about a finished job."""
-    return {"id": job.id, "label": job.label(), "method": job.method,
-            "variant": variant_label(job.overrides_dict), "dataset": job.dataset,
-            "task": job.task, "seed": job.seed, "status": record["status"],
-            "error": record["error"], "metrics": record.get("metrics") or {},
-            "total_s": record["timing_s"].get("total", 0.0)}
+    return record.summary()
 
 
-def write_failure(job: Job, *, results_root: str | Path, error: str, kind: str, device: str,
-                  total_s: float, deterministic: bool = False,
-                  runner: dict[str, Any] | None = None, detail: str = "") -> dict[str, Any]:
+def write_failure(job: Job, *, results_root: str | Path, error: str, kind: ErrorKind,
+                  device: str, total_s: float, deterministic: bool = False,
+                  runner: dict[str, Any] | None = None, detail: str = "") -> JobSummary:
     """Record a job that ended outside ``run_job`` (killed at its timeout, or crashed)."""
-    record = new_record(job, deterministic=deterministic, runner=runner)
-    record.update(env.host_info(env.resolve_device(device)))
-    record.update(error=error, error_kind=kind, traceback=detail,
-                  timing_s={"total": round(total_s, 4)}, peak_rss_mb=None, peak_gpu_mb=None)
+    record = new_record(job, deterministic=deterministic, runner=runner).finish(
+        host=env.host_info(env.resolve_device(device)), error=error, error_kind=kind,
+        traceback=detail, timing_s={"total": total_s}, peak_rss_mb=None, peak_gpu_mb=None)
     Store(results_root).write(record)
-    return summary(job, record)
+    return record.summary()
 
 
 def run_job(
@@ -154,7 +139,7 @@ def run_job(
     progress: ProgressFn | None = None,
     deterministic: bool = False,
     runner: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> JobSummary:
     """Run ``job`` and write its record; returns a short summary (id, status, metrics, error).
 
     ``runner`` (backend, worker, claim) is stored as is in the record.
@@ -164,6 +149,7 @@ def run_job(
     env.release_memory()  # this job's peak RSS is its own
     started = time.perf_counter()
     record = new_record(job, deterministic=deterministic, runner=runner)
+    done: dict[str, Any] = {}  # the record's fields, as far as the job got
     timing: dict[str, float] = {}
     dev = env.resolve_device(device)
     memory = env.PeakMemory(device=dev)
@@ -173,17 +159,16 @@ def run_job(
             dataset = DATASETS.get(job.dataset)
             dataset.check_task(job.task)
             method = spec.build(dataset.family, job.overrides_dict)
-            record["config"] = to_plain(method.config)
-            record.update(env.host_info(dev))
+            done.update(config=to_plain(method.config), host=env.host_info(dev))
             seed_everything(job.seed, deterministic)
 
             t0 = time.perf_counter()
             root = Path(data_root) if data_root is not None else None
             train, test = dataset.load(job.task, root, job.seed, method.input_spec())
             timing["load"] = time.perf_counter() - t0
-            record["data"] = {"train": len(train), "test": len(test),
-                              "test_anomalous": int(test.labels.sum()),
-                              "image_size": list(test.size), "native_size": list(test.native_size)}
+            done["data"] = {"train": len(train), "test": len(test),
+                            "test_anomalous": int(test.labels.sum()),
+                            "image_size": list(test.size), "native_size": list(test.native_size)}
 
             def evaluate_fn(data: TaskData, scores: Scores) -> dict[str, float]:
                 return score_metrics(data, scores)[0]
@@ -202,28 +187,24 @@ def run_job(
             timing["score"] = time.perf_counter() - t0
             metrics, protocol = score_metrics(test, scores)
             masks = None if test.masks is None else test.masks.numpy()
-            record["artifacts"] = store.write_artifacts(  # ROC curves and overlays need these
+            done["artifacts"] = store.write_artifacts(  # ROC curves and overlays need these
                 job, test.labels, scores.image, ids=test.ids, maps=scores.maps, masks=masks,
                 images=test.images.numpy())
             history = list(method.history_)
             metrics.update(summarize_history(history))
-            record.update(method.provenance())
-            record["metrics"] = {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                 for k, v in metrics.items()}
-            record["pixel_protocol"] = protocol
-            record["history"] = history
-            record["status"] = "ok"
+            provenance = method.provenance()
+            done.update(expert=provenance.get("expert"),
+                        checkpoint_policy=provenance.get("checkpoint_policy"),
+                        metrics=metrics, pixel_protocol=protocol, history=history, status="ok")
     except Exception as exc:  # one failing job never stops the others
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["error_kind"] = error_kind(exc)
-        record["traceback"] = traceback.format_exc(limit=20)
+        done.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                    error_kind=error_kind(exc), traceback=traceback.format_exc(limit=20))
         log.debug("job %s failed", job.id, exc_info=True)
-        if record["error_kind"] == "out_of_memory" and dev.type == "cuda":
+        if done["error_kind"] == "out_of_memory" and dev.type == "cuda":
             torch.cuda.empty_cache()  # the worker's next job starts with the memory back
     timing["total"] = time.perf_counter() - started
-    record["timing_s"] = {k: round(v, 4) for k, v in timing.items()}
-    record["peak_rss_mb"] = round(memory.peak_rss_mb, 1)
-    record["peak_gpu_mb"] = None if memory.peak_gpu_mb is None else round(memory.peak_gpu_mb, 1)
+    record = record.finish(timing_s=timing, peak_rss_mb=memory.peak_rss_mb,
+                           peak_gpu_mb=memory.peak_gpu_mb, **done)
     store.write(record)
     env.release_memory()
-    return summary(job, record)
+    return record.summary()

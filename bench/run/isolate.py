@@ -19,6 +19,7 @@ The child writes its own record, exactly as an in-process job does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from typing import IO, Any
 import cloudpickle
 
 import bench
+from bench.records.record import ErrorKind, JobSummary
 from bench.run.execute import run_job, write_failure
 from bench.run.workers import adopt, pin_threads
 
@@ -50,7 +52,7 @@ _EXIT_GRACE_S = 30.0
 
 def run_isolated(job: Any, *, timeout: float | None, threads: int, run_kwargs: dict[str, Any],
                  registrations: dict[str, Any] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[int, int], None] | None = None) -> JobSummary:
     """Run ``run_job(job, **run_kwargs)`` in a child process; kill it after ``timeout`` s.
 
     Returns the job's summary, from the child or from the failed record written here.
@@ -64,7 +66,8 @@ def run_isolated(job: Any, *, timeout: float | None, threads: int, run_kwargs: d
     if result is not None:
         if tail.strip():
             log.debug("output of job %s:\n%s", job.id, tail)
-        return result
+        return JobSummary(**result)
+    kind: ErrorKind
     if ending == "timeout":
         error, kind = f"TimeoutError: exceeded the {timeout:g} s time limit; killed", "timeout"
     elif ending == "startup":
@@ -222,5 +225,5 @@ def main() -> None:
     send({"ready": True})
     result = run_job(spec["job"], progress=lambda d, t: send({"progress": [d, t]}),
                      **spec["kwargs"])
-    send({"result": result})
+    send({"result": dataclasses.asdict(result)})
     out.close()

@@ -28,11 +28,11 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from rich.console import Console
 
 from bench.core.errors import UsageError
+from bench.records.record import JobSummary
 from bench.records.store import Store
 from bench.run.backends.dask import dask_client, run_dask
 from bench.run.backends.local import run_in_process, run_local
@@ -55,11 +55,11 @@ class RunReport:
     skipped_failed: list[Job] = field(default_factory=list)
     #: jobs that another live runner held when this one reached them
     skipped_running: list[Job] = field(default_factory=list)
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[JobSummary] = field(default_factory=list)
 
     @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.results if r["status"] != "ok"]
+    def failed(self) -> list[JobSummary]:
+        return [r for r in self.results if not r.ok]
 
     @property
     def ok(self) -> bool:
@@ -87,7 +87,7 @@ def run(
     *,
     console: Console | None = None,
     quiet: bool = False,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_result: Callable[[JobSummary], None] | None = None,
 ) -> RunReport:
     """Run every job of ``jobs`` that has no usable record yet."""
     if options.backend not in BACKENDS:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bench.records.record import Record
 from bench.records.store import Store
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT, Claims
 from bench.run.jobs import Job
@@ -47,15 +48,15 @@ def _keys(method: str, overrides: Any, dataset: str) -> list[tuple[Any, ...]]:
     return [(method, ov, dataset), (method, dataset), (method,), ()]
 
 
-def _estimator(records: Sequence[dict[str, Any]]) -> Callable[[Job], float | None]:
+def _estimator(records: Sequence[Record]) -> Callable[[Job], float | None]:
     """Expected seconds of a job, from the ok records (None when there are none)."""
     times: dict[tuple[Any, ...], list[float]] = {}
     for rec in records:
-        total = (rec.get("timing_s") or {}).get("total")
-        if rec.get("status") != "ok" or total is None:
+        total = rec.timing_s.get("total")
+        if not rec.ok or total is None:
             continue
-        j = rec["job"]
-        for key in _keys(j["method"], j.get("overrides"), j["dataset"]):
+        j = rec.job
+        for key in _keys(j.method, j.overrides_dict, j.dataset):
             times.setdefault(key, []).append(float(total))
     medians = {k: statistics.median(v) for k, v in times.items()}
 
@@ -74,14 +75,15 @@ def suite_progress(store: Store, suite: str, jobs: Sequence[Job], *, workers: in
     """Counts and ETA for ``jobs`` of ``suite`` (see the module docstring for the rules)."""
     now = time.time() if now is None else now
     records = store.records(suite)
-    by_id = {r.get("id"): r for r in records}
+    by_id = {r.id: r for r in records}
     live = {c["job_id"]: c for c in Claims(store).listing(suite, claim_timeout) if not c["stale"]}
     expected = _estimator(records)
     counts = {"done": 0, "failed": 0, "running": 0, "pending": 0}
     work, unknown = 0.0, False
     running: list[dict[str, Any]] = []
     for job in jobs:
-        status = (by_id.get(job.id) or {}).get("status")
+        rec = by_id.get(job.id)
+        status = None if rec is None else rec.status
         if status == "ok":
             counts["done"] += 1
             continue
@@ -103,7 +105,7 @@ def suite_progress(store: Store, suite: str, jobs: Sequence[Job], *, workers: in
         else:
             work += left
     n_workers = workers or max(1, counts["running"])
-    recorded = sum(float((r.get("timing_s") or {}).get("total") or 0.0) for r in records)
+    recorded = sum(float(r.timing_s.get("total") or 0.0) for r in records)
     eta = None if unknown else work / n_workers
     return SuiteProgress(suite=suite, jobs=len(jobs), recorded_s=recorded, eta_s=eta,
                          workers=n_workers, live=running, **counts)
@@ -141,11 +143,11 @@ class SuiteTime:
     span_s: float | None
 
 
-def _started(rec: dict[str, Any]) -> float | None:
+def _started(rec: Record) -> float | None:
     """When the job started (the record's ``created``, seconds since the epoch)."""
     try:
-        return datetime.strptime(str(rec["created"]), "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    except (KeyError, ValueError):
+        return datetime.strptime(rec.created, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
         return None
 
 
@@ -153,7 +155,7 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def time_by_method(suite: str, records: Sequence[dict[str, Any]],
+def time_by_method(suite: str, records: Sequence[Record],
                    jobs: Sequence[Job] | None = None) -> SuiteTime:
     """Per method: the ok jobs, their summed and mean time, mean fit and score time.
 
@@ -163,12 +165,12 @@ def time_by_method(suite: str, records: Sequence[dict[str, Any]],
     by_method: dict[str, list[dict[str, float]]] = {}
     starts, ends = [], []
     for rec in records:
-        timing = rec.get("timing_s") or {}
-        if rec.get("status") != "ok" or timing.get("total") is None:
+        timing = rec.timing_s
+        if not rec.ok or timing.get("total") is None:
             continue
-        if wanted is not None and rec.get("id") not in wanted:
+        if wanted is not None and rec.id not in wanted:
             continue
-        by_method.setdefault(rec["job"]["method"], []).append(timing)
+        by_method.setdefault(rec.job.method, []).append(timing)
         start = _started(rec)
         if start is not None:
             starts.append(start)

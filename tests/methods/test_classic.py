@@ -90,7 +90,7 @@ def test_record_names_the_backbone(tmp_path):
                    {"features": "backbone", "backbone": "resnet18", "backbone_weights": "random",
                     "image_size": 16})
     summary = run_job(job, results_root=tmp_path, device="cpu")
-    assert summary["status"] == "ok", summary["error"]
+    assert summary.status == "ok", summary.error
     record = json.loads((tmp_path / "runs" / "t" / f"{job.id}.json").read_text())
     assert record["expert"] == "resnet18:random:0"
     assert record["config"]["features"] == "backbone"

@@ -28,8 +28,8 @@ def _aurocs(results, jobs, device: str = "cuda", **overrides
         job = Job.make(job.suite, job.method, job.dataset, job.task, job.seed,
                        {**job.overrides_dict, **overrides})
         summary = run_job(job, results_root=results, device=device, deterministic=True)
-        assert summary["status"] == "ok", summary["error"]
-        for key, value in summary["metrics"].items():
+        assert summary.status == "ok", summary.error
+        for key, value in summary.metrics.items():
             if "auroc" in key and value is not None:
                 out[(job.method, job.dataset, job.task, key)] = float(value)
     return out
@@ -45,4 +45,4 @@ def test_bf16_changes_no_demo_auroc_by_more_than_a_thousandth(tmp_path):
     worst = max(ref, key=lambda k: abs(ref[k] - bf16[k]))
     diffs = {k: round(bf16[k] - ref[k], 5) for k in ref if abs(bf16[k] - ref[k]) > TOLERANCE}
     assert not diffs, f"bf16 moved AUROCs by more than {TOLERANCE} (worst {worst}): {diffs}"
-    assert Store(tmp_path / "bf16").records("demo")[0]["config"]["amp"] is True
+    assert Store(tmp_path / "bf16").records("demo")[0].config["amp"] is True

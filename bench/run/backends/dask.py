@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from bench.core.errors import BenchError, UsageError
+from bench.records.record import JobSummary
 from bench.records.store import Store
 from bench.run.claims import Claims
 from bench.run.dispatch import Outcome, RunOptions, dispatch
@@ -82,7 +83,7 @@ def run_dask(todo: Sequence[Job], options: RunOptions, client: Any, n_jobs: int,
         collect(outcome)
 
 
-def _record_killed(job: Job, options: RunOptions, reason: str) -> dict[str, Any]:
+def _record_killed(job: Job, options: RunOptions, reason: str) -> JobSummary:
     """The scheduler gave up on ``job``: every worker that ran it died. Record it as crashed
     (its dead worker's claim goes with it)."""
     first = reason.splitlines()[0] if reason else ""

@@ -24,7 +24,6 @@ from bench.records.store import Store
 from bench.run.claims import Claims
 from bench.run.dispatch import Outcome, RunOptions, dispatch
 from bench.run.display import Display
-from bench.run.execute import summary
 from bench.run.jobs import Job
 from bench.run.workers import (
     Placement,
@@ -119,7 +118,7 @@ def _recover(pending: list[Job], exc: Exception, options: RunOptions, threads: i
         if store.fingerprint(job) != planned[job.id]:  # finished before its worker went down
             record = store.read(job)
             if record is not None:
-                collect(Outcome.ran(summary(job, record)))
+                collect(Outcome.ran(record.summary()))
                 continue
         (suspects if claims.abandoned(job) else rest).append(job)
     if not suspects:  # nothing to blame: do not loop on a crash that would come again

@@ -1,0 +1,205 @@
+"""The record: what one job produced and everything needed to trace its numbers.
+
+One typed :class:`Record` per job, built here and nowhere else (:meth:`Record.new` before a job
+runs, :meth:`Record.finish` once it ends), serialized by :meth:`Record.to_json` and read back by
+:meth:`Record.from_json`, which checks the schema. Every field is documented in
+``results/README.md``.
+
+**Schema version 1.** A field added later keeps the version; a field renamed or removed bumps
+it, and :meth:`Record.from_json` then migrates older records (or says in one line how to).
+Records written before this module existed (main at 764a8e8 and earlier) have the same layout
+and load as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast, get_args
+
+from bench.records.key import Job, variant_label
+
+SCHEMA_VERSION = 1
+
+Status = Literal["ok", "failed"]
+#: ``exception`` (raised), ``out_of_memory``, ``timeout`` (killed at ``--timeout``), ``crashed``
+#: (its process died)
+ErrorKind = Literal["exception", "out_of_memory", "timeout", "crashed"]
+#: fields of :func:`bench.core.environment.host_info`, stored at the record's top level
+HOST_FIELDS = ("host", "device", "device_name", "cpu_model", "cpu_cores", "threads", "pid",
+               "cuda", "cudnn")
+
+
+class RecordError(ValueError):
+    """A record file that does not follow the schema (the reason is the message)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """One job's outcome and provenance (``results/README.md`` documents every field)."""
+
+    job: Job
+    status: Status = "failed"
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    #: the last frames of the traceback, or the tail of a killed job process's output
+    traceback: str | None = None
+    created: str = ""
+    versions: dict[str, Any] = field(default_factory=dict)
+    git: str | None = None
+    deterministic: bool = False
+    #: backend, worker, slot, scheduler, claim token
+    runner: dict[str, Any] = field(default_factory=dict)
+    #: where it ran (:data:`HOST_FIELDS`)
+    host: dict[str, Any] = field(default_factory=dict)
+    #: the method's fully resolved config
+    config: dict[str, Any] | None = None
+    #: identity of the pretrained weights used, None for methods without any
+    expert: str | None = None
+    #: which model produced ``metrics`` (``final``: the last epoch)
+    checkpoint_policy: str | None = None
+    data: dict[str, Any] | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    pixel_protocol: dict[str, Any] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    artifacts: dict[str, Any] | None = None
+    timing_s: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float | None = None
+    peak_gpu_mb: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    # ------------------------------------------------------------------ building
+    @staticmethod
+    def new(job: Job, *, created: str, versions: Mapping[str, Any], git: str | None,
+            deterministic: bool = False, runner: Mapping[str, Any] | None = None) -> Record:
+        """The record of a job about to run: ``failed`` until it succeeds."""
+        return Record(job=job, created=created, versions=dict(versions), git=git,
+                      deterministic=deterministic, runner=dict(runner or {}))
+
+    def finish(self, *, timing_s: Mapping[str, float], peak_rss_mb: float | None,
+               peak_gpu_mb: float | None, **fields: Any) -> Record:
+        """The record once the job ended: ``fields`` are any of the record's fields.
+
+        NaN metrics become None (JSON has no NaN; a metric that is undefined reads as null).
+        """
+        if "metrics" in fields:
+            fields["metrics"] = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                 for k, v in fields["metrics"].items()}
+        return dataclasses.replace(
+            self, timing_s={k: round(float(v), 4) for k, v in timing_s.items()},
+            peak_rss_mb=None if peak_rss_mb is None else round(peak_rss_mb, 1),
+            peak_gpu_mb=None if peak_gpu_mb is None else round(peak_gpu_mb, 1), **fields)
+
+    # ------------------------------------------------------------------ JSON
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object stored in ``<job_id>.json``."""
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "id": self.id,
+                               "job": self.job.key()}
+        for f in dataclasses.fields(self):
+            if f.name in ("job", "host"):
+                continue
+            value = getattr(self, f.name)
+            if f.name in _OPTIONAL_KEYS and value is None:
+                continue  # absent in records of jobs that never got that far
+            out[f.name] = value
+        out.update(self.host)
+        return out
+
+    @staticmethod
+    def from_json(data: Any) -> Record:
+        """Check and read a stored record; raises :class:`RecordError` saying what is wrong."""
+        if not isinstance(data, Mapping):
+            raise RecordError(f"a record is a JSON object, not {type(data).__name__}")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise RecordError(f"schema version {version!r}, this bench reads "
+                              f"{SCHEMA_VERSION}: rerun the job, or read it with the bench "
+                              f"version that wrote it (versions.bench)")
+        key = data.get("job")
+        if not isinstance(key, Mapping):
+            raise RecordError("its 'job' is not an object")
+        missing = [k for k in ("suite", "method", "dataset", "task", "seed") if k not in key]
+        if missing:
+            raise RecordError(f"its job lacks {', '.join(missing)}")
+        try:
+            job = Job.from_key(key)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"its job is malformed ({exc})") from None
+        if data.get("id") != job.id:
+            raise RecordError(f"its id {data.get('id')!r} is not its job's ({job.id})")
+        status = data.get("status")
+        if status not in get_args(Status):
+            raise RecordError(f"unknown status {status!r}")
+        metrics = data.get("metrics") or {}
+        if not isinstance(metrics, Mapping):
+            raise RecordError("its 'metrics' is not an object")
+        bad = [k for k, v in metrics.items()
+               if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+        if bad:
+            raise RecordError(f"non-numeric metric(s): {', '.join(map(str, bad))}")
+        history = data.get("history") or []
+        if not isinstance(history, list) or not all(isinstance(h, Mapping) for h in history):
+            raise RecordError("its 'history' is not a list of objects")
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(Record):
+            if f.name in ("job", "host") or f.name not in data:
+                continue
+            values[f.name] = data[f.name]
+        for name in ("versions", "runner", "timing_s"):
+            if not isinstance(values.get(name) or {}, Mapping):
+                raise RecordError(f"its '{name}' is not an object")
+        values.update(metrics={str(k): None if v is None else float(v)
+                               for k, v in metrics.items()},
+                      history=[dict(h) for h in history],
+                      error_kind=cast("ErrorKind | None", data.get("error_kind")))
+        host = {k: data[k] for k in HOST_FIELDS if k in data}
+        return Record(job=job, host=host, **{k: v for k, v in values.items() if v is not None
+                                             or k in _NULLABLE})
+
+    # ------------------------------------------------------------------ views
+    def summary(self) -> JobSummary:
+        """What a worker hands back to the runner about this job."""
+        return JobSummary(id=self.id, label=self.job.label(), method=self.job.method,
+                          variant=variant_label(self.job.overrides_dict),
+                          dataset=self.job.dataset, task=self.job.task, seed=self.job.seed,
+                          status=self.status, error=self.error, error_kind=self.error_kind,
+                          metrics=dict(self.metrics),
+                          total_s=float(self.timing_s.get("total", 0.0)))
+
+
+#: written only when known (a job that failed early has no config, data, artifacts, ...)
+_OPTIONAL_KEYS = ("config", "data", "artifacts", "traceback")
+#: may be stored as null and read back as None
+_NULLABLE = ("error", "error_kind", "traceback", "git", "config", "expert", "checkpoint_policy",
+             "data", "pixel_protocol", "artifacts", "peak_rss_mb", "peak_gpu_mb")
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A finished job as the runner reports it (the record holds the rest)."""
+
+    id: str
+    label: str
+    method: str
+    variant: str
+    dataset: str
+    task: str
+    seed: int
+    status: Status
+    error: str | None
+    error_kind: ErrorKind | None
+    metrics: dict[str, float | None]
+    total_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
