@@ -3,8 +3,8 @@
 Besides the registered names, ``DATASETS.get("folder:/abs/path")`` gives the ``folder`` dataset
 reading that path (see :mod:`datasets.folder`).
 
-Note: ``datasets`` is also the import name of another popular library. Install this project in
-its own virtual environment (see README); a test checks that this package is the one imported.
+This package is installed as ``bench.datasets`` (never as a top-level ``datasets``), so it
+coexists with Hugging Face's ``datasets`` in one environment.
 """
 
 from __future__ import annotations
