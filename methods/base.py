@@ -28,6 +28,9 @@ from bench.datasets.base import InputSpec, TaskData
 
 M = TypeVar("M", bound="Method")
 
+#: the key of :attr:`Method.presets` that applies to every family without an entry of its own
+ANY_FAMILY = "*"
+
 
 @dataclass(frozen=True, kw_only=True)
 class MethodConfig:
@@ -89,6 +92,10 @@ class Method(abc.ABC):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     #: whether ``score`` returns anomaly maps
     localizes: ClassVar[bool] = False
+    #: config values per dataset family (e.g. MKD's per-dataset λ and epochs), one table per
+    #: method so that a family's settings are read in one place; :data:`ANY_FAMILY` covers the
+    #: families without an entry (the empty family included)
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     def __init__(self, config: MethodConfig) -> None:
         self.config = config
@@ -96,8 +103,8 @@ class Method(abc.ABC):
 
     @classmethod
     def preset(cls, family: str) -> dict[str, Any]:
-        """Config values for a dataset family (e.g. MKD's per-dataset λ and epochs)."""
-        return {}
+        """The config values of :attr:`presets` for ``family`` (a copy: callers may change it)."""
+        return dict(cls.presets.get(family, cls.presets.get(ANY_FAMILY, {})))
 
     @classmethod
     def check_config(cls, config: MethodConfig) -> None:

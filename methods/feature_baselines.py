@@ -24,7 +24,6 @@ None of them trains a network: they fit a simple model of the normal images' fea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +38,7 @@ from bench.methods._pretrained import (
     global_pool,
     layers_for,
     nearest_neighbors,
-    size_preset,
+    size_presets,
     smooth,
     upsample,
 )
@@ -52,10 +51,8 @@ class _BackboneMethod(Method):
 
     config: BackboneConfig
     fe_: FeatureExtractor
-
-    @classmethod
-    def preset(cls, family: str) -> dict[str, Any]:
-        return size_preset(family)
+    #: the papers' resize 256 and centre crop 224; the demo datasets' own sizes
+    presets = size_presets()
 
     def default_layers(self) -> tuple[str, ...]:
         raise NotImplementedError

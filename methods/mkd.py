@@ -304,16 +304,13 @@ class MKD(Method):
     Config = MKDConfig
     config: MKDConfig
     localizes = True
+    presets = PRESETS
 
     def __init__(self, config: MKDConfig) -> None:
         super().__init__(config)
         self.losses_: list[float] = []
         self.cache_info_: dict[str, Any] = {}
         self._eval_cache: tuple[TaskData, ExpertCache] | None = None
-
-    @classmethod
-    def preset(cls, family: str) -> dict[str, Any]:
-        return dict(PRESETS.get(family, {}))
 
     @classmethod
     def check_config(cls, config: MethodConfig) -> None:

@@ -1,0 +1,48 @@
+"""What a method declares for the rest of the harness to read, checked for every registered
+method: its presets table (one per method, looked up by the base class)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+
+from bench.datasets import DATASETS
+from bench.methods import METHODS
+from bench.methods.base import ANY_FAMILY, Method, RunContext, Scores
+
+NAMES = METHODS.names()
+FAMILIES = sorted({DATASETS.get(name).family for name in DATASETS.names()})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_presets_name_known_families_and_resolve(name):
+    spec = METHODS.get(name)
+    assert set(spec.cls.presets) <= {*FAMILIES, ANY_FAMILY}, "a preset for no dataset family"
+    for family in (*FAMILIES, ""):
+        spec.config(family)  # every preset is a valid config
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_presets_are_read_by_the_base_class_only(name):
+    cls = METHODS.get(name).cls
+    assert cls.preset.__func__ is Method.preset.__func__  # type: ignore[attr-defined]
+
+
+class _Toy(Method):
+    presets: ClassVar[dict[str, dict[str, Any]]] = {ANY_FAMILY: {"image_size": 64},
+                                                    "digits": {}}
+
+    def fit(self, train: Any, ctx: RunContext) -> _Toy:
+        return self
+
+    def score(self, test: Any, ctx: RunContext) -> Scores:
+        raise NotImplementedError
+
+
+def test_any_family_covers_the_families_without_an_entry():
+    assert _Toy.preset("mvtec") == _Toy.preset("") == {"image_size": 64}
+    assert _Toy.preset("digits") == {}
+    _Toy.preset("mvtec")["image_size"] = 1  # a copy: the table stays as declared
+    assert _Toy.presets[ANY_FAMILY] == {"image_size": 64}
+    assert Method.preset("mvtec") == {}
