@@ -48,7 +48,8 @@ class Scores:
     """What ``score`` returns: ``image`` [N] and optionally ``maps`` [N, H, W].
 
     ``extra_maps`` holds alternative maps for metrics that need another post-processing (for
-    instance MKD's per-image normalized maps for the official code's localization protocol).
+    instance MKD's per-image normalized maps for the official code's localization protocol); the
+    method declares which metric each feeds in :attr:`Method.extra_map_protocols`.
     """
 
     image: np.ndarray
@@ -96,6 +97,10 @@ class Method(abc.ABC):
     #: method so that a family's settings are read in one place; :data:`ANY_FAMILY` covers the
     #: families without an entry (the empty family included)
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: name in ``Scores.extra_maps`` -> the metric those maps feed (one of
+    #: :data:`bench.core.metrics.OWN_MAP_METRICS`), which otherwise normalizes the standard maps
+    #: itself; the harness reads this instead of knowing any method's maps
+    extra_map_protocols: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: MethodConfig) -> None:
         self.config = config

@@ -13,6 +13,9 @@ from scipy import ndimage
 
 from bench.core.metrics import CROSS_3x3
 
+#: the ``Scores.extra_maps`` name of the official code's maps
+CODE_MAPS = "mkd_code"
+
 
 def smoothgrad_std(x: torch.Tensor, level: float, mode: str) -> torch.Tensor:
     """SmoothGrad's noise std per image of the batch ``x`` (shape N×1×1×1).

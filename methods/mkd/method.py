@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from bench.methods.base import Method, MethodConfig, RunContext, Scores
 from bench.methods.mkd.cache import ExpertCache, Taps, default_budget_mb, tap_bytes
 from bench.methods.mkd.config import PRESETS, MKDConfig
 from bench.methods.mkd.localize import (
+    CODE_MAPS,
     channel_sum,
     finish_maps,
     gaussian,
@@ -75,6 +76,8 @@ class MKD(Method):
     config: MKDConfig
     localizes = True
     presets = PRESETS
+    #: the official code's maps feed the official code's localization metric
+    extra_map_protocols: ClassVar[Mapping[str, str]] = {CODE_MAPS: "pixel_auroc_mkd"}
 
     def __init__(self, config: MKDConfig) -> None:
         super().__init__(config)
@@ -282,7 +285,7 @@ class MKD(Method):
         image, raw, code = self.localize(test, ctx)
         if cfg.localization == "smoothgrad":  # its scores were taken on noisy copies
             image = self._image_scores(test, cache)
-        return Scores(image=image, maps=raw, extra_maps={"mkd_code": code})
+        return Scores(image=image, maps=raw, extra_maps={CODE_MAPS: code})
 
     # ------------------------------------------------------------------------ localization
 

@@ -1,5 +1,6 @@
 """What a method declares for the rest of the harness to read, checked for every registered
-method: its presets table (one per method, looked up by the base class)."""
+method: its presets table (one per method, looked up by the base class) and the metrics its
+extra maps feed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from bench.core.metrics import OWN_MAP_METRICS
 from bench.datasets import DATASETS
 from bench.methods import METHODS
 from bench.methods.base import ANY_FAMILY, Method, RunContext, Scores
@@ -27,6 +29,15 @@ def test_presets_name_known_families_and_resolve(name):
 def test_presets_are_read_by_the_base_class_only(name):
     cls = METHODS.get(name).cls
     assert cls.preset.__func__ is Method.preset.__func__  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_extra_maps_feed_metrics_that_take_them(name):
+    assert set(METHODS.get(name).cls.extra_map_protocols.values()) <= set(OWN_MAP_METRICS)
+
+
+def test_mkd_declares_the_official_protocol_maps():
+    assert METHODS.get("mkd").cls.extra_map_protocols == {"mkd_code": "pixel_auroc_mkd"}
 
 
 class _Toy(Method):
