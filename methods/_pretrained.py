@@ -21,7 +21,7 @@ from scipy import ndimage
 from bench.core.errors import UsageError
 from bench.datasets.base import TaskData
 from bench.methods.backbones import BACKBONES, FeatureExtractor, require_weights
-from bench.methods.base import ANY_FAMILY, MethodConfig, RunContext
+from bench.methods.base import ANY_FAMILY, MethodConfig, PerfProfile, RunContext
 
 #: ResNet layer -> the VGG-16 tap of the same stride
 _VGG_EQUIVALENT = {"layer1": "pool2", "layer2": "pool3", "layer3": "pool4", "layer4": "pool5"}
@@ -46,6 +46,10 @@ def size_presets(size: int = 256, crop: int | None = 224,
     own = {"image_size": None, "crop": None, **(embedded or {})}
     return {ANY_FAMILY: {"image_size": size, "crop": crop},
             **{family: dict(own) for family in EMBEDDED_FAMILIES}}
+
+
+#: ``bench perf`` runs a backbone method offline: random weights, no centre crop
+BACKBONE_PERF = PerfProfile(offline={"backbone_weights": "random", "crop": None})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -57,6 +57,30 @@ class Scores:
     extra_maps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PerfProfile:
+    """How ``bench perf`` runs a method, declared by the method so that perf names none.
+
+    Attributes:
+        train_variants: the fits to time, figure name -> config overrides: one plain fit, or
+            several when a switch is worth comparing (MKD: its expert cache off and on).
+        speedups: figure name -> (variant, baseline variant), the ratio of their img/s.
+        flags: the speed switches of ``bench perf`` (``amp``, ``channels_last``, ``compile``)
+            that the config has as fields of the same name.
+        offline: config values that run the method on perf's synthetic images without a
+            download (random weights) and at the size asked (no centre crop).
+        reference_loop: name of a method ``(data) -> (scores, maps)`` that localizes as the
+            original code does, one image at a time; timed against the batched ``score``.
+    """
+
+    train_variants: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: {"train": {}})
+    speedups: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    flags: frozenset[str] = frozenset()
+    offline: Mapping[str, Any] = field(default_factory=dict)
+    reference_loop: str | None = None
+
+
 ProgressFn = Callable[[int, int], None]
 EvaluateFn = Callable[[TaskData, Scores], dict[str, float]]
 
@@ -101,6 +125,8 @@ class Method(abc.ABC):
     #: :data:`bench.core.metrics.OWN_MAP_METRICS`), which otherwise normalizes the standard maps
     #: itself; the harness reads this instead of knowing any method's maps
     extra_map_protocols: ClassVar[Mapping[str, str]] = {}
+    #: how ``bench perf`` runs the method
+    perf_profile: ClassVar[PerfProfile] = PerfProfile()
 
     def __init__(self, config: MethodConfig) -> None:
         self.config = config
@@ -128,6 +154,11 @@ class Method(abc.ABC):
     def provenance(self) -> dict[str, Any]:
         """Identity of external weights and the checkpoint policy, stored in every record."""
         return {"expert": None, "checkpoint_policy": "final"}
+
+    def fit_info(self) -> dict[str, float]:
+        """Figures of the last ``fit`` that ``bench perf`` reports beside its timing (e.g. how
+        much of MKD's expert cache was filled); none by default."""
+        return {}
 
     @abc.abstractmethod
     def fit(self: M, train: TaskData, ctx: RunContext) -> M:

@@ -32,6 +32,7 @@ from sklearn.covariance import LedoitWolf
 
 from bench.datasets.base import TaskData
 from bench.methods._pretrained import (
+    BACKBONE_PERF,
     BackboneConfig,
     build_extractor,
     collect,
@@ -53,6 +54,7 @@ class _BackboneMethod(Method):
     fe_: FeatureExtractor
     #: the papers' resize 256 and centre crop 224; the demo datasets' own sizes
     presets = size_presets()
+    perf_profile = BACKBONE_PERF
 
     def default_layers(self) -> tuple[str, ...]:
         raise NotImplementedError

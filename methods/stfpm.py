@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from bench.datasets.base import TaskData
 from bench.methods._pretrained import (
+    BACKBONE_PERF,
     BackboneConfig,
     build_extractor,
     layers_for,
@@ -74,6 +75,7 @@ class STFPM(Method):
     localizes = True
     #: the paper's 256 px without a crop; a few epochs on the embedded demo data
     presets = size_presets(size=256, crop=None, embedded={"epochs": 5})
+    perf_profile = BACKBONE_PERF
 
     def layers(self) -> tuple[str, ...]:
         cfg = self.config

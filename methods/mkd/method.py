@@ -21,7 +21,7 @@ from bench.core.errors import UsageError
 from bench.datasets.augment import headct_affine
 from bench.datasets.base import TaskData
 from bench.methods.backbones import FeatureExtractor, Normalize, require_weights
-from bench.methods.base import Method, MethodConfig, RunContext, Scores
+from bench.methods.base import Method, MethodConfig, PerfProfile, RunContext, Scores
 from bench.methods.mkd.cache import ExpertCache, Taps, default_budget_mb, tap_bytes
 from bench.methods.mkd.config import PRESETS, MKDConfig
 from bench.methods.mkd.localize import (
@@ -78,6 +78,15 @@ class MKD(Method):
     presets = PRESETS
     #: the official code's maps feed the official code's localization metric
     extra_map_protocols: ClassVar[Mapping[str, str]] = {CODE_MAPS: "pixel_auroc_mkd"}
+    #: training timed with the expert cache off and on; the speed switches; a random expert;
+    #: the official per-image localization as the reference of the batched one
+    perf_profile = PerfProfile(
+        train_variants={"train_cache_off": {"expert_cache": "off"},
+                        "train_cache_on": {"expert_cache": "on"}},
+        speedups={"train_speedup_cache": ("train_cache_on", "train_cache_off")},
+        flags=frozenset({"amp", "channels_last", "compile"}),
+        offline={"expert_weights": "random", "crop": None},
+        reference_loop="localize_official_loop")
 
     def __init__(self, config: MKDConfig) -> None:
         super().__init__(config)
@@ -94,6 +103,14 @@ class MKD(Method):
         expert = getattr(self, "expert_", None)
         return {"expert": expert.identity if expert is not None else None,
                 "checkpoint_policy": "final"}
+
+    def fit_info(self) -> dict[str, float]:
+        """The expert cache of the last fit: images cached, MiB, seconds to fill."""
+        info = self.cache_info_
+        if not info:
+            return {}
+        return {"cached_images": float(info["cached"]), "cache_mb": float(info["cache_mb"]),
+                "cache_fill_s": float(info["fill_s"])}
 
     # ----------------------------------------------------------------------------- plumbing
 

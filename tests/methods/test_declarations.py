@@ -1,6 +1,6 @@
 """What a method declares for the rest of the harness to read, checked for every registered
-method: its presets table (one per method, looked up by the base class) and the metrics its
-extra maps feed."""
+method: its presets table (one per method, looked up by the base class), the metrics its
+extra maps feed and how ``bench perf`` runs it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from bench.core.metrics import OWN_MAP_METRICS
 from bench.datasets import DATASETS
 from bench.methods import METHODS
 from bench.methods.base import ANY_FAMILY, Method, RunContext, Scores
+from bench.perf.measure import FLAGS
 
 NAMES = METHODS.names()
 FAMILIES = sorted({DATASETS.get(name).family for name in DATASETS.names()})
@@ -38,6 +39,21 @@ def test_extra_maps_feed_metrics_that_take_them(name):
 
 def test_mkd_declares_the_official_protocol_maps():
     assert METHODS.get("mkd").cls.extra_map_protocols == {"mkd_code": "pixel_auroc_mkd"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_perf_profile_names_config_fields(name):
+    spec = METHODS.get(name)
+    profile, fields = spec.cls.perf_profile, set(spec.fields())
+    assert profile.flags <= fields and set(profile.offline) <= fields
+    assert set(FLAGS) & fields <= profile.flags, "a speed switch perf cannot turn on"
+    assert profile.train_variants
+    for overrides in profile.train_variants.values():
+        spec.config("", {**profile.offline, **overrides})  # valid settings
+    for variant, baseline in profile.speedups.values():
+        assert {variant, baseline} <= set(profile.train_variants)
+    if profile.reference_loop is not None:
+        assert callable(getattr(spec.cls, profile.reference_loop))
 
 
 class _Toy(Method):
