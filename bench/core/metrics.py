@@ -175,6 +175,9 @@ OWN_MAP_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray, np.ndarray], 
     "pixel_auroc_mkd": (pixel_auroc_mkd, "mkd_protocol_maps"),
 }
 
+#: every metric that :func:`evaluate` computes, in the order tables show them
+METRIC_NAMES = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro", *OWN_MAP_METRICS)
+
 
 def uses_method_maps(protocol: Mapping[str, Any] | None) -> bool:
     """Whether a record's pixel protocol scored some metric on maps its method made for it."""
