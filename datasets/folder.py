@@ -72,7 +72,7 @@ class Folder(StoredDataset):
 
     def missing_message(self, root: Path | None) -> str:
         return (f"{self.label} not found: expected {self.location(root)}/{self.layout} "
-                "(your own images; see README, 'Datasets')")
+                "(your own images; see docs/datasets.md)")
 
     def tasks_in(self, root: Path | None) -> list[str]:
         base = self.require(root)

@@ -9,7 +9,7 @@ ResNets tap comparable depths: ResNet ``layerK`` (stride ``2**(K+1)``) ↔ VGG-1
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from scipy import ndimage
 from bench.core.errors import UsageError
 from bench.datasets.base import TaskData
 from bench.methods.backbones import BACKBONES, FeatureExtractor, require_weights
-from bench.methods.base import MethodConfig, RunContext
+from bench.methods.base import ANY_FAMILY, MethodConfig, PerfProfile, RunContext
 
 #: ResNet layer -> the VGG-16 tap of the same stride
 _VGG_EQUIVALENT = {"layer1": "pool2", "layer2": "pool3", "layer3": "pool4", "layer4": "pool5"}
@@ -38,12 +38,18 @@ def layers_for(backbone: str, resnet_layers: tuple[str, ...]) -> tuple[str, ...]
 EMBEDDED_FAMILIES = ("digits", "textures")
 
 
-def size_preset(family: str, size: int = 256, crop: int | None = 224) -> dict[str, Any]:
-    """The papers' input size (resize ``size``, centre crop ``crop``) on real datasets; on the
-    embedded demo datasets their own size (a 64 px texture crop is not blown up to 256)."""
-    if family in EMBEDDED_FAMILIES:
-        return {"image_size": None, "crop": None}
-    return {"image_size": size, "crop": crop}
+def size_presets(size: int = 256, crop: int | None = 224,
+                 embedded: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """A presets table: the papers' input size (resize ``size``, centre crop ``crop``) for every
+    family, and on the embedded demo datasets their own size (a 64 px texture crop is not blown
+    up to 256) plus ``embedded``'s values."""
+    own = {"image_size": None, "crop": None, **(embedded or {})}
+    return {ANY_FAMILY: {"image_size": size, "crop": crop},
+            **{family: dict(own) for family in EMBEDDED_FAMILIES}}
+
+
+#: ``bench perf`` runs a backbone method offline: random weights, no centre crop
+BACKBONE_PERF = PerfProfile(offline={"backbone_weights": "random", "crop": None})
 
 
 @dataclass(frozen=True, kw_only=True)

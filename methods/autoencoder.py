@@ -33,8 +33,9 @@ map (for small local defects: the textures and MVTec presets use it). ``map_sigm
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -124,36 +125,31 @@ class CAEConfig(MethodConfig):
             raise ValueError("lr must be > 0; weight_decay and map_sigma >= 0")
 
 
-#: dataset family -> settings. Demo families are sized for minutes on two CPU cores (a higher lr
-#: for the few epochs); paper families follow Bergmann et al. (latent 100, 128 px for MVTec-like
-#: data). Where anomalies are local defects (``textures``, ``mvtec``) the image score is the
-#: maximum of the smoothed map; where they are other classes (digits, CIFAR-10, medical) the mean
-#: error. Retinal-OCT has ~26,000 training normals: 20 epochs are about as many updates as 100
-#: on CIFAR-10's 5,000 per class.
-PRESETS: dict[str, dict[str, Any]] = {
-    "digits": {"latent_dim": 32, "base_channels": 16, "epochs": 10, "batch_size": 16, "lr": 1e-3},
-    "textures": {"latent_dim": 100, "base_channels": 16, "epochs": 10, "batch_size": 8,
-                 "lr": 1e-3, "image_score": "max"},
-    "mnist": {"image_size": 28, "latent_dim": 32, "epochs": 100},
-    "fashion_mnist": {"image_size": 28, "latent_dim": 32, "epochs": 100},
-    "cifar10": {"image_size": 32, "latent_dim": 128, "epochs": 100},
-    "mvtec": {"image_size": 128, "latent_dim": 100, "epochs": 200, "image_score": "max"},
-    "retinal_oct": {"image_size": 128, "latent_dim": 100, "epochs": 20},
-    "headct": {"image_size": 128, "latent_dim": 100, "epochs": 200, "batch_size": 32},
-    "brainmri": {"image_size": 128, "latent_dim": 100, "epochs": 200, "batch_size": 32},
-}
-
-
 class ConvAutoencoderDetector(Method):
     """Convolutional autoencoder; L2 or SSIM reconstruction error; maps at input resolution."""
 
     Config = CAEConfig
     config: CAEConfig
     localizes = True
-
-    @classmethod
-    def preset(cls, family: str) -> dict[str, Any]:
-        return dict(PRESETS.get(family, {}))
+    #: dataset family -> settings. Demo families are sized for minutes on two CPU cores (a
+    #: higher lr for the few epochs); paper families follow Bergmann et al. (latent 100, 128 px
+    #: for MVTec-like data). Where anomalies are local defects (``textures``, ``mvtec``) the image
+    #: score is the maximum of the smoothed map; where they are other classes (digits, CIFAR-10,
+    #: medical) the mean error. Retinal-OCT has ~26,000 training normals: 20 epochs are about as
+    #: many updates as 100 on CIFAR-10's 5,000 per class.
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "digits": {"latent_dim": 32, "base_channels": 16, "epochs": 10, "batch_size": 16,
+                   "lr": 1e-3},
+        "textures": {"latent_dim": 100, "base_channels": 16, "epochs": 10, "batch_size": 8,
+                     "lr": 1e-3, "image_score": "max"},
+        "mnist": {"image_size": 28, "latent_dim": 32, "epochs": 100},
+        "fashion_mnist": {"image_size": 28, "latent_dim": 32, "epochs": 100},
+        "cifar10": {"image_size": 32, "latent_dim": 128, "epochs": 100},
+        "mvtec": {"image_size": 128, "latent_dim": 100, "epochs": 200, "image_score": "max"},
+        "retinal_oct": {"image_size": 128, "latent_dim": 100, "epochs": 20},
+        "headct": {"image_size": 128, "latent_dim": 100, "epochs": 200, "batch_size": 32},
+        "brainmri": {"image_size": 128, "latent_dim": 100, "epochs": 200, "batch_size": 32},
+    }
 
     def fit(self, train: TaskData, ctx: RunContext) -> ConvAutoencoderDetector:
         cfg = self.config

@@ -28,6 +28,9 @@ from bench.datasets.base import InputSpec, TaskData
 
 M = TypeVar("M", bound="Method")
 
+#: the key of :attr:`Method.presets` that applies to every family without an entry of its own
+ANY_FAMILY = "*"
+
 
 @dataclass(frozen=True, kw_only=True)
 class MethodConfig:
@@ -45,12 +48,37 @@ class Scores:
     """What ``score`` returns: ``image`` [N] and optionally ``maps`` [N, H, W].
 
     ``extra_maps`` holds alternative maps for metrics that need another post-processing (for
-    instance MKD's per-image normalized maps for the official code's localization protocol).
+    instance MKD's per-image normalized maps for the official code's localization protocol); the
+    method declares which metric each feeds in :attr:`Method.extra_map_protocols`.
     """
 
     image: np.ndarray
     maps: np.ndarray | None = None
     extra_maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PerfProfile:
+    """How ``bench perf`` runs a method, declared by the method so that perf names none.
+
+    Attributes:
+        train_variants: the fits to time, figure name -> config overrides: one plain fit, or
+            several when a switch is worth comparing (MKD: its expert cache off and on).
+        speedups: figure name -> (variant, baseline variant), the ratio of their img/s.
+        flags: the speed switches of ``bench perf`` (``amp``, ``channels_last``, ``compile``)
+            that the config has as fields of the same name.
+        offline: config values that run the method on perf's synthetic images without a
+            download (random weights) and at the size asked (no centre crop).
+        reference_loop: name of a method ``(data) -> (scores, maps)`` that localizes as the
+            original code does, one image at a time; timed against the batched ``score``.
+    """
+
+    train_variants: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: {"train": {}})
+    speedups: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    flags: frozenset[str] = frozenset()
+    offline: Mapping[str, Any] = field(default_factory=dict)
+    reference_loop: str | None = None
 
 
 ProgressFn = Callable[[int, int], None]
@@ -89,6 +117,16 @@ class Method(abc.ABC):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     #: whether ``score`` returns anomaly maps
     localizes: ClassVar[bool] = False
+    #: config values per dataset family (e.g. MKD's per-dataset λ and epochs), one table per
+    #: method so that a family's settings are read in one place; :data:`ANY_FAMILY` covers the
+    #: families without an entry (the empty family included)
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: name in ``Scores.extra_maps`` -> the metric those maps feed (one of
+    #: :data:`bench.core.metrics.OWN_MAP_METRICS`), which otherwise normalizes the standard maps
+    #: itself; the harness reads this instead of knowing any method's maps
+    extra_map_protocols: ClassVar[Mapping[str, str]] = {}
+    #: how ``bench perf`` runs the method
+    perf_profile: ClassVar[PerfProfile] = PerfProfile()
 
     def __init__(self, config: MethodConfig) -> None:
         self.config = config
@@ -96,8 +134,8 @@ class Method(abc.ABC):
 
     @classmethod
     def preset(cls, family: str) -> dict[str, Any]:
-        """Config values for a dataset family (e.g. MKD's per-dataset λ and epochs)."""
-        return {}
+        """The config values of :attr:`presets` for ``family`` (a copy: callers may change it)."""
+        return dict(cls.presets.get(family, cls.presets.get(ANY_FAMILY, {})))
 
     @classmethod
     def check_config(cls, config: MethodConfig) -> None:
@@ -116,6 +154,11 @@ class Method(abc.ABC):
     def provenance(self) -> dict[str, Any]:
         """Identity of external weights and the checkpoint policy, stored in every record."""
         return {"expert": None, "checkpoint_policy": "final"}
+
+    def fit_info(self) -> dict[str, float]:
+        """Figures of the last ``fit`` that ``bench perf`` reports beside its timing (e.g. how
+        much of MKD's expert cache was filled); none by default."""
+        return {}
 
     @abc.abstractmethod
     def fit(self: M, train: TaskData, ctx: RunContext) -> M:

@@ -34,8 +34,9 @@ with a small labelled test subset) need labelled anomalies and are deliberately 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from sklearn.svm import OneClassSVM
 
 from bench.datasets.base import TaskData
 from bench.methods.backbones import FeatureExtractor, require_weights
-from bench.methods.base import Method, MethodConfig, RunContext, Scores
+from bench.methods.base import Method, MethodConfig, PerfProfile, RunContext, Scores
 
 Features = Literal["pixels", "backbone"]
 
@@ -113,11 +114,11 @@ class _FeatureMethod(Method):
             require_weights(config.backbone, config.backbone_weights,  # type: ignore[attr-defined]
                             "backbone_weights")
 
-    @classmethod
-    def preset(cls, family: str) -> dict[str, Any]:
-        # Retinal-OCT has ~26k training normals: 26k x 128 x 128 x 3 pixels do not fit in memory
-        # as features, and kernel methods scale quadratically, so fit on a seeded 5,000 subset.
-        return {"max_train": 5000} if family == "retinal_oct" else {}
+    #: Retinal-OCT has ~26k training normals: 26k x 128 x 128 x 3 pixels do not fit in memory
+    #: as features, and kernel methods scale quadratically, so fit on a seeded 5,000 subset.
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"retinal_oct": {"max_train": 5000}}
+    #: ``bench perf``: random weights when the features come from a backbone
+    perf_profile = PerfProfile(offline={"backbone_weights": "random"})
 
     def _features(self, data: TaskData, ctx: RunContext) -> np.ndarray:
         if self.extractor_ is None:

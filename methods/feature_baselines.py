@@ -24,7 +24,6 @@ None of them trains a network: they fit a simple model of the normal images' fea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,13 +32,14 @@ from sklearn.covariance import LedoitWolf
 
 from bench.datasets.base import TaskData
 from bench.methods._pretrained import (
+    BACKBONE_PERF,
     BackboneConfig,
     build_extractor,
     collect,
     global_pool,
     layers_for,
     nearest_neighbors,
-    size_preset,
+    size_presets,
     smooth,
     upsample,
 )
@@ -52,10 +52,9 @@ class _BackboneMethod(Method):
 
     config: BackboneConfig
     fe_: FeatureExtractor
-
-    @classmethod
-    def preset(cls, family: str) -> dict[str, Any]:
-        return size_preset(family)
+    #: the papers' resize 256 and centre crop 224; the demo datasets' own sizes
+    presets = size_presets()
+    perf_profile = BACKBONE_PERF
 
     def default_layers(self) -> tuple[str, ...]:
         raise NotImplementedError

@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from bench.datasets.base import TaskData
 from bench.methods._pretrained import (
-    EMBEDDED_FAMILIES,
+    BACKBONE_PERF,
     BackboneConfig,
     build_extractor,
     layers_for,
-    size_preset,
+    size_presets,
     upsample,
 )
 from bench.methods.backbones import FeatureExtractor
@@ -74,12 +73,9 @@ class STFPM(Method):
     Config = STFPMConfig
     config: STFPMConfig
     localizes = True
-
-    @classmethod
-    def preset(cls, family: str) -> dict[str, Any]:
-        # the paper's 256 px without a crop; a few epochs on the embedded demo data
-        out = size_preset(family, size=256, crop=None)
-        return {**out, "epochs": 5} if family in EMBEDDED_FAMILIES else out
+    #: the paper's 256 px without a crop; a few epochs on the embedded demo data
+    presets = size_presets(size=256, crop=None, embedded={"epochs": 5})
+    perf_profile = BACKBONE_PERF
 
     def layers(self) -> tuple[str, ...]:
         cfg = self.config

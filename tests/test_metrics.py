@@ -141,3 +141,20 @@ def test_evaluate_shapes_and_protocol():
     assert p["resolution"] == 8 and p["includes_normal_images"] is True
     with pytest.raises(ValueError, match="do not match"):
         M.evaluate(y, s, masks, np.zeros((4, 4, 4)))
+
+
+def test_own_map_metrics_take_the_method_maps_or_normalize_the_standard_ones():
+    y = np.array([0, 0, 1, 1])
+    masks = np.zeros((4, 8, 8))
+    masks[2:, 2:4, 2:4] = 1
+    maps = masks * 3.0 + 1.0
+    m, p = M.evaluate(y, y.astype(float), masks, maps)
+    assert m["pixel_auroc_mkd"] == M.pixel_auroc_mkd(masks, M.normalize_per_image(maps), y)
+    assert p["mkd_protocol_maps"] == "per-image min-max" and not M.uses_method_maps(p)
+    own = 1.0 - masks  # the method's maps for this protocol, not derived from ``maps``
+    m, p = M.evaluate(y, y.astype(float), masks, maps, {"pixel_auroc_mkd": own})
+    assert m["pixel_auroc_mkd"] == M.pixel_auroc_mkd(masks, own, y) < 0.5
+    assert p["mkd_protocol_maps"] == "method" and M.uses_method_maps(p)
+    assert not M.uses_method_maps(None)
+    with pytest.raises(ValueError, match="no metric takes maps of its own as pixel_auroc"):
+        M.evaluate(y, y.astype(float), masks, maps, {"pixel_auroc": own})

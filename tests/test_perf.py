@@ -2,15 +2,20 @@
 the JSON written with its environment."""
 
 import json
+from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 
 from bench.core.errors import UsageError
+from bench.methods import METHODS
+from bench.methods.base import Method, MethodConfig, MethodSpec, PerfProfile, Scores
 from bench.perf.compare import compare_speed, throughputs
 from bench.perf.measure import (
     PerfOptions,
     check_options,
+    measure_size,
     perf,
     resolve_methods,
     settings_for,
@@ -81,6 +86,44 @@ def test_settings_run_offline_and_keep_only_known_fields():
     assert padim["backbone_weights"] == "random" and padim["crop"] is None
     assert padim["n_features"] == 10 and "epochs" not in padim
     assert "expert_weights" not in settings_for("ocsvm", 32, opts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ToyConfig(MethodConfig):
+    mode: str = "plain"
+    weights: str | None = None
+    compile: bool = False
+
+
+class _Toy(Method):
+    """Declares two training variants, their speed-up, a flag and an offline setting."""
+
+    Config = _ToyConfig
+    config: _ToyConfig
+    perf_profile = PerfProfile(
+        train_variants={"train_plain": {"mode": "plain"}, "train_quick": {"mode": "quick"}},
+        speedups={"train_speedup_mode": ("train_quick", "train_plain")},
+        flags=frozenset({"compile"}), offline={"weights": "random"})
+
+    def fit(self, train, ctx):
+        assert self.config.weights == "random", "the offline settings were not applied"
+        return self
+
+    def fit_info(self):
+        return {"quick": float(self.config.mode == "quick")}
+
+    def score(self, test, ctx):
+        return Scores(image=np.zeros(len(test)))
+
+
+def test_perf_runs_a_method_as_it_declares(monkeypatch):
+    monkeypatch.setitem(METHODS._items, "toy_perf", MethodSpec(
+        name="toy_perf", cls=_Toy, defaults={}, summary="test only"))
+    check_options(["toy_perf"], PerfOptions(compile=True), CPU)
+    r = measure_size("toy_perf", 32, PerfOptions(**TINY), CPU)
+    assert r["train_plain"]["quick"] == 0.0 and r["train_quick"]["quick"] == 1.0
+    assert r["train_speedup_mode"] == r["train_quick"]["img_s"] / r["train_plain"]["img_s"]
+    assert "train" not in r and set(r["peak_rss_mb"]) == {"train_plain", "train_quick", "score"}
 
 
 def test_resolve_methods():

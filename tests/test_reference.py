@@ -30,10 +30,11 @@ def test_found_through_the_package(ref):
 
 
 def test_wheel_ships_the_reference_files_and_suites(tmp_path):
-    """An installed (non-editable) bench must find the published numbers and suites."""
+    """An installed (non-editable) bench must find the published numbers, suites and dataset
+    manifests, with methods and datasets inside bench and nothing else at the top level."""
     pytest.importorskip("setuptools")
-    for name in ("bench", "methods", "datasets"):
-        shutil.copytree(ROOT / name, tmp_path / name,
+    for name in ("bench", "methods", "datasets", "results/reference"):
+        shutil.copytree(ROOT / name, tmp_path / name, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
@@ -42,10 +43,19 @@ def test_wheel_ships_the_reference_files_and_suites(tmp_path):
                    check=True, capture_output=True)
     [wheel] = (tmp_path / "dist").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for path in (ROOT / "bench" / "reference").glob("*.csv"):
-        assert f"bench/reference/{path.name}" in names
-    for path in (ROOT / "bench" / "suites").glob("*.yaml"):
-        assert f"bench/suites/{path.name}" in names
+    expected = {
+        "bench/report/published": sorted((ROOT / "results" / "reference").glob("*.csv")),
+        "bench/run/suites": sorted((ROOT / "bench" / "run" / "suites").glob("*.yaml")),
+        "bench/datasets/manifests": sorted((ROOT / "datasets" / "manifests").glob("*.json")),
+        "bench/methods": sorted((ROOT / "methods").rglob("*.py")),
+    }
+    for folder, paths in expected.items():
+        assert paths, folder
+        for path in paths:
+            rel = path.relative_to(ROOT / "methods") if folder == "bench/methods" else path.name
+            assert f"{folder}/{rel}" in names
+    tops = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
+    assert tops == {"bench"}
 
 
 def test_stated_means_equal_the_rows(ref):

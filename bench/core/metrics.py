@@ -10,11 +10,13 @@ Higher scores mean more anomalous; label and mask value 1 marks an anomaly.
 - ``pixel_auroc_mkd``: the official MKD code's localization metric, kept apart because it is not
   the standard one: defective images only, soft ground truth, maps expected in [0, 1] (the code
   normalizes each map), 1,000 thresholds 0, 0.001, ..., 0.999 with a morphological opening of the
-  binarized map at each threshold, trapezoidal AUC over (FPR, TPR).
+  binarized map at each threshold, trapezoidal AUC over (FPR, TPR). It takes the maps a method
+  declares for it (:data:`OWN_MAP_METRICS`), else the standard maps normalized per image.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -162,14 +164,43 @@ def pixel_auroc_mkd(masks: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> 
     return float(auc(fpr, tpr))
 
 
+#: what a record's ``pixel_protocol`` says of the maps an own-map metric used
+FROM_METHOD, PER_IMAGE_MINMAX = "method", "per-image min-max"
+
+#: the pixel metrics whose protocol expects maps post-processed its own way: metric -> (the
+#: metric, the ``pixel_protocol`` field that says whose maps it used). A method that makes such
+#: maps declares them (``Method.extra_map_protocols``); otherwise the metric gets the standard
+#: maps min-max normalized per image.
+OWN_MAP_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray, np.ndarray], float], str]] = {
+    "pixel_auroc_mkd": (pixel_auroc_mkd, "mkd_protocol_maps"),
+}
+
+#: every metric that :func:`evaluate` computes, in the order tables show them
+METRIC_NAMES = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro", *OWN_MAP_METRICS)
+
+
+def uses_method_maps(protocol: Mapping[str, Any] | None) -> bool:
+    """Whether a record's pixel protocol scored some metric on maps its method made for it."""
+    return any((protocol or {}).get(field) == FROM_METHOD for _, field in OWN_MAP_METRICS.values())
+
+
 def evaluate(
     labels: np.ndarray,
     image_scores: np.ndarray,
     masks: np.ndarray | None = None,
     maps: np.ndarray | None = None,
-    mkd_maps: np.ndarray | None = None,
+    metric_maps: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, Any] | None]:
-    """All metrics that apply; returns (metrics, pixel protocol or None)."""
+    """All metrics that apply; returns (metrics, pixel protocol or None).
+
+    ``metric_maps``: metric name -> maps the method post-processed for that metric's protocol
+    (only the metrics of :data:`OWN_MAP_METRICS`; the others take ``maps``).
+    """
+    own = dict(metric_maps or {})
+    unknown = sorted(set(own) - set(OWN_MAP_METRICS))
+    if unknown:
+        raise ValueError(f"no metric takes maps of its own as {', '.join(unknown)}; "
+                         f"those that do: {', '.join(OWN_MAP_METRICS)}")
     metrics = {
         "image_auroc": image_auroc(labels, image_scores),
         "image_ap": image_ap(labels, image_scores),
@@ -182,13 +213,15 @@ def evaluate(
         raise ValueError(f"anomaly maps {maps.shape} do not match the masks {masks.shape}")
     metrics["pixel_auroc"] = pixel_auroc(masks, maps)
     metrics["pixel_aupro"] = pixel_aupro(masks, maps)
-    code_maps = mkd_maps if mkd_maps is not None else normalize_per_image(maps)
-    metrics["pixel_auroc_mkd"] = pixel_auroc_mkd(masks, code_maps, labels)
-    protocol = {
+    protocol: dict[str, Any] = {
         "resolution": int(masks.shape[-1]),
         "includes_normal_images": True,
         "mask_threshold": 0.5,
         "aupro_fpr_limit": 0.3,
-        "mkd_protocol_maps": "method" if mkd_maps is not None else "per-image min-max",
     }
+    for name, (metric, field) in OWN_MAP_METRICS.items():
+        given = own.get(name)
+        metrics[name] = metric(masks, normalize_per_image(maps) if given is None else given,
+                               labels)
+        protocol[field] = PER_IMAGE_MINMAX if given is None else FROM_METHOD
     return metrics, protocol

@@ -1,7 +1,8 @@
 """Throughput and memory of any registered method, measured through its own ``fit``/``score``.
 
-One code path for every method; MKD is the case with two training variants (expert cache off
-and on). For every method and input size:
+One code path for every method, run as the method's :class:`~bench.methods.base.PerfProfile`
+declares (MKD: two training variants, its expert cache off and on). For every method and input
+size:
 
 - **fit** images/s: for the methods trained in epochs, the steady state (the epochs after the
   first, so one-off work such as MKD's cache fill or a ``torch.compile`` is left out and
@@ -13,9 +14,9 @@ and on). For every method and input size:
 - the peak memory of each block (process RSS; on CUDA also the allocator's peak).
 
 At one size (128 px by default) each localizing method's batched ``score`` is also timed against
-a loop that scores one image at a time; for MKD additionally against the official code's
-procedure (per image: forward, ``backward`` with every parameter's gradient, ``numpy``
-post-processing; :meth:`methods.mkd.MKD.localize_official_loop`).
+a loop that scores one image at a time, and against the original code's procedure where the
+method declares one (MKD: per image forward, ``backward`` with every parameter's gradient,
+``numpy`` post-processing; :meth:`bench.methods.mkd.MKD.localize_official_loop`).
 
 The images are synthetic (smooth noise with a bright square on half of them): throughput does
 not depend on the content. Pretrained networks get random weights, which cost the same to run.
@@ -36,16 +37,16 @@ import torch
 from bench.core import environment as env
 from bench.core.errors import UsageError
 from bench.datasets.base import TaskData
-from bench.methods.base import Method, RunContext
+from bench.methods import METHODS
+from bench.methods.base import Method, PerfProfile, RunContext
 
 StepFn = Callable[[str], None]
 
-#: config switches that ``PerfOptions`` turns on by name (each method must have the field)
+#: config switches that ``PerfOptions`` turns on by name (for the methods that declare them in
+#: ``PerfProfile.flags``)
 FLAGS = ("amp", "channels_last", "compile")
 #: flags that only do something on CUDA
 CUDA_ONLY = ("amp", "channels_last")
-#: what a method's config gets so that it runs offline on the synthetic images
-OFFLINE = {"expert_weights": "random", "backbone_weights": "random", "crop": None}
 
 
 @dataclass(frozen=True)
@@ -97,14 +98,16 @@ def synthetic_task(n: int, size: int, seed: int = 0) -> TaskData:
 
 
 def _fields(method: str) -> set[str]:
-    from bench.methods import METHODS
-
     return set(METHODS.get(method).fields())
+
+
+def _profile(method: str) -> PerfProfile:
+    """What ``method`` declares about how it is measured."""
+    return METHODS.get(method).cls.perf_profile
 
 
 def resolve_methods(patterns: Sequence[str]) -> list[str]:
     """Registered names matching ``patterns`` (fnmatch); ``all``: the demo suite's methods."""
-    from bench.methods import METHODS
     from bench.run.suites import load_suite
 
     out: list[str] = []
@@ -129,11 +132,9 @@ def check_options(methods: Sequence[str], options: PerfOptions, device: torch.de
         name = "--" + flag.replace("_", "-")
         if flag in CUDA_ONLY and device.type != "cuda":
             raise UsageError(f"{name} only acts on CUDA; the device here is {device}")
-        lacking = [m for m in methods if flag not in _fields(m)]
+        lacking = [m for m in methods if flag not in _profile(m).flags]
         if lacking:
-            from bench.methods import METHODS
-
-            have = [m for m in METHODS.names() if flag in _fields(m)]
+            have = [m for m in METHODS.names() if flag in _profile(m).flags]
             raise UsageError(f"{name}: {', '.join(lacking)} ha{'s' if len(lacking) == 1 else 've'}"
                              f" no {flag!r} option; it applies to: {', '.join(have) or 'none'}")
     known = set().union(*(_fields(m) for m in methods))
@@ -148,7 +149,7 @@ def settings_for(method: str, size: int, options: PerfOptions,
     """The config overrides that run ``method`` at ``size`` px offline, as ``options`` ask."""
     have = _fields(method)
     out: dict[str, Any] = {"image_size": size}
-    out.update({k: v for k, v in OFFLINE.items() if k in have})
+    out.update({k: v for k, v in _profile(method).offline.items() if k in have})
     if "epochs" in have:
         out["epochs"] = options.epochs
     if "eval_every" in have:
@@ -162,11 +163,9 @@ def settings_for(method: str, size: int, options: PerfOptions,
 
 
 def train_variants(method: str) -> list[tuple[str, dict[str, Any]]]:
-    """The fits to time: MKD's expert cache off and on; one plain fit for the others."""
-    if "expert_cache" in _fields(method):
-        return [("train_cache_off", {"expert_cache": "off"}),
-                ("train_cache_on", {"expert_cache": "on"})]
-    return [("train", {})]
+    """The fits to time, as the method declares them (one plain ``train`` fit by default)."""
+    return [(label, dict(overrides))
+            for label, overrides in _profile(method).train_variants.items()]
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -177,9 +176,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _build(method: str, settings: dict[str, Any]) -> Any:
-    from bench.methods import METHODS
-
+def _build(method: str, settings: dict[str, Any]) -> Method:
     return METHODS.get(method).build("", settings)
 
 
@@ -192,7 +189,7 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def _fit(method: str, settings: dict[str, Any], data: TaskData, options: PerfOptions,
-         device: torch.device) -> tuple[dict[str, Any], Any]:
+         device: torch.device) -> tuple[dict[str, Any], Method]:
     """Fit once; steady img/s over the epochs after the first for the methods trained in epochs
     (an ``epochs`` field; their progress reports count epochs), else over the whole fit (other
     methods report other steps, e.g. PaDiM's position chunks)."""
@@ -216,18 +213,13 @@ def _fit(method: str, settings: dict[str, Any], data: TaskData, options: PerfOpt
                    basis="steady epochs")
     else:
         out.update(img_s=n / fit_s, epoch_s=None, first_epoch_s=None, basis="whole fit")
-    info = getattr(model, "cache_info_", None)
-    if info:
-        out.update(cached_images=float(info["cached"]), cache_mb=float(info["cache_mb"]),
-                   cache_fill_s=float(info["fill_s"]))
+    out.update(model.fit_info())
     return out, model
 
 
 def measure_size(method: str, size: int, options: PerfOptions, device: torch.device,
                  step: StepFn | None = None) -> dict[str, Any]:
     """Every figure of one method at one input size."""
-    from bench.methods import METHODS
-
     env.retain_freed_memory()
     n = options.n_images(device)
     data = synthetic_task(n, size, options.seed)
@@ -246,9 +238,8 @@ def measure_size(method: str, size: int, options: PerfOptions, device: torch.dev
             out[label], model = _fit(method, settings_for(method, size, options, **overrides),
                                      data, options, device)
         rss[label], gpu[label] = mem.peak_rss_mb, mem.peak_gpu_mb
-    if "train_cache_on" in out:
-        out["train_speedup_cache"] = (out["train_cache_on"]["img_s"]
-                                      / out["train_cache_off"]["img_s"])
+    for label, (variant, baseline) in _profile(method).speedups.items():
+        out[label] = out[variant]["img_s"] / out[baseline]["img_s"]
     assert model is not None
     fitted: Method = model
     ctx = RunContext(device=device, seed=options.seed)
@@ -290,8 +281,9 @@ def measure_loop(method: str, options: PerfOptions, device: torch.device,
     looped = _timed(lambda: [model.score(one, ctx) for one in single], device)
     out: dict[str, Any] = {"size": size, "images": n, "batched_img_s": n / batched,
                            "loop_img_s": n / looped, "speedup": looped / batched}
-    official = getattr(model, "localize_official_loop", None)
-    if official is not None:
+    reference = _profile(method).reference_loop
+    if reference is not None:
+        official = getattr(model, reference)
         if step is not None:
             step(f"{method} {size} px: the official code's per-image procedure ({n} images)")
         slow = _timed(lambda: official(data), device)
@@ -309,8 +301,6 @@ def environment(device: torch.device) -> dict[str, Any]:
 def perf(methods: Sequence[str], options: PerfOptions,
          step: StepFn | None = None) -> dict[str, Any]:
     """All figures of ``methods`` (registered names), as a JSON-ready dict."""
-    from bench.methods import METHODS
-
     device = env.resolve_device(options.device)
     check_options(methods, options, device)
     result: dict[str, Any] = {

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import BenchError, UsageError
+from bench.core.metrics import METRIC_NAMES
 
 KEY = ["method", "overrides", "dataset", "task", "seed", "metric"]
 COLUMNS = [*KEY, "value"]
 #: metrics pinned by default (history-derived ones vary with eval settings and are left out)
-DEFAULT_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro", "pixel_auroc_mkd")
+DEFAULT_METRICS = METRIC_NAMES
 DEFAULT_TOLERANCE = 0.01
 
 

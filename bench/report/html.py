@@ -13,20 +13,23 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.core.errors import UsageError
+from bench.core.metrics import METRIC_NAMES, uses_method_maps
+from bench.records.record import Record
 from bench.records.store import Store
 from bench.report import figures
 from bench.report.aggregate import ablation_factors, ablation_tables, build_tables
 from bench.report.render import to_html
 
-METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro", "pixel_auroc_mkd")
-BAR_METRICS = ("image_auroc", "pixel_auroc", "pixel_auroc_mkd")
+METRICS = METRIC_NAMES
+#: the AUROCs (image, pixel, and the pixel protocols that take a method's own maps) get bars
+BAR_METRICS = tuple(m for m in METRICS if "_auroc" in m)
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
@@ -155,10 +158,16 @@ def _job_figures(page: _Page, store: Store, suite: str, df: pd.DataFrame,
             page.heading("ROC curves and localization (first task of each dataset)")
             done_heading = True
         page.figures(named)
-        # MKD's maps first (the method this project is about), then any other localizer
-        localizing = sorted((not r.job.method.startswith("mkd"), r.id)
-                            for r in store.records(suite)
-                            if flt.matches(r) and (r.artifacts or {}).get("maps"))
+        localizing = localizing_ids(r for r in store.records(suite) if flt.matches(r))
         if localizing:
             page.figures(figures.overlay(store, figures.JobFilter(
-                suites=(suite,), job_id=localizing[0][1])))
+                suites=(suite,), job_id=localizing[0])))
+
+
+def localizing_ids(records: Iterable[Record]) -> list[str]:
+    """Ids of the records with saved maps, in the order their overlays are worth showing: first
+    the methods that make maps of their own for a metric's protocol (the method this project
+    reproduces declares such maps), then any other localizer; by id within each."""
+    return [r.id for r in sorted(
+        (r for r in records if (r.artifacts or {}).get("maps")),
+        key=lambda r: (not uses_method_maps(r.pixel_protocol), r.id))]

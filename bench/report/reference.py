@@ -1,7 +1,8 @@
 """Published numbers: MKD's paper tables and independent re-runs, as committed CSV files.
 
-The canonical files are committed in ``results/reference/*.csv``; ``bench/reference`` is a link to
-that folder, so the same files ship inside the package and an installed ``bench`` finds them.
+The canonical files are committed in ``results/reference/*.csv``; ``bench/report/published`` is a
+link to that folder, so the same files ship inside the package and an installed ``bench`` finds
+them.
 Each file is one published table, transcribed from the project's reference notes
 with its source on every row. A CSV file of the same columns placed in ``<results>/reference/``
 is read too and replaces a shipped file of the same name (for numbers a user transcribes

@@ -13,7 +13,7 @@ import os
 import random
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +81,29 @@ def summarize_history(history: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def score_metrics(test: TaskData, scores: Scores) -> tuple[dict[str, float], dict[str, Any] | None]:
-    """Metrics of one scoring pass; raises ValueError on NaN scores or mismatched shapes."""
+def score_metrics(test: TaskData, scores: Scores,
+                  extra_map_protocols: Mapping[str, str] | None = None,
+                  ) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """Metrics of one scoring pass; raises ValueError on NaN scores or mismatched shapes.
+
+    ``extra_map_protocols`` is the method's declaration (``Method.extra_map_protocols``): which
+    metric each of ``scores.extra_maps`` feeds. An extra map it does not declare is an error, not
+    silently left out of the metrics.
+    """
     image = np.asarray(scores.image, dtype=np.float64)
     if image.shape != (len(test),):
         raise ValueError(f"score() returned {image.shape} image scores for {len(test)} images")
     if not np.isfinite(image).all():
         bad = int((~np.isfinite(image)).sum())
         raise ValueError(f"{bad} image score(s) are NaN or infinite")
+    protocols = extra_map_protocols or {}
+    undeclared = sorted(set(scores.extra_maps) - set(protocols))
+    if undeclared:
+        raise ValueError(f"score() returned extra maps {', '.join(undeclared)} that the method "
+                         "declares no protocol for (Method.extra_map_protocols)")
+    metric_maps = {protocols[name]: maps for name, maps in scores.extra_maps.items()}
     masks = test.masks.numpy() if test.masks is not None else None
-    return evaluate(test.labels, image, masks, scores.maps, scores.extra_maps.get("mkd_code"))
+    return evaluate(test.labels, image, masks, scores.maps, metric_maps)
 
 
 def error_kind(exc: BaseException) -> ErrorKind:
@@ -171,7 +184,7 @@ def run_job(
                             "image_size": list(test.size), "native_size": list(test.native_size)}
 
             def evaluate_fn(data: TaskData, scores: Scores) -> dict[str, float]:
-                return score_metrics(data, scores)[0]
+                return score_metrics(data, scores, method.extra_map_protocols)[0]
 
             ctx = RunContext(device=dev, seed=job.seed,
                              cache_dir=Path(results_root) / "cache" / job.id,
@@ -185,7 +198,7 @@ def run_job(
             t0 = time.perf_counter()
             scores = method.score(test, ctx)
             timing["score"] = time.perf_counter() - t0
-            metrics, protocol = score_metrics(test, scores)
+            metrics, protocol = score_metrics(test, scores, method.extra_map_protocols)
             masks = None if test.masks is None else test.masks.numpy()
             done["artifacts"] = store.write_artifacts(  # ROC curves and overlays need these
                 job, test.labels, scores.image, ids=test.ids, maps=scores.maps, masks=masks,

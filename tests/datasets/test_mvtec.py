@@ -133,6 +133,7 @@ def test_masks_are_soft_after_resize_and_binary_at_native(tmp_path):
 
 def test_one_job_scores_detection_and_both_pixel_protocols(tmp_path):
     from bench.methods.base import Scores
+    from bench.methods.mkd import MKD
     from bench.run.execute import score_metrics
 
     fake_mvtec(tmp_path, categories=("bottle",), defects={"crack": 2, "hole": 1}, n_good=2)
@@ -140,6 +141,6 @@ def test_one_job_scores_detection_and_both_pixel_protocols(tmp_path):
     maps = test.masks.numpy().copy()
     scores = Scores(image=test.labels.astype(float), maps=maps,
                     extra_maps={"mkd_code": maps})
-    metrics, protocol = score_metrics(test, scores)
+    metrics, protocol = score_metrics(test, scores, MKD.extra_map_protocols)
     assert metrics["image_auroc"] == 1.0 and metrics["pixel_auroc"] == pytest.approx(1.0)
-    assert protocol is not None
+    assert protocol is not None and protocol["mkd_protocol_maps"] == "method"

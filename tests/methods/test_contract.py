@@ -35,6 +35,9 @@ def test_contract(name, task):
     if scores.maps is not None:
         assert scores.maps.shape == (len(test), *test.size)
         assert np.isfinite(scores.maps).all()
+    assert set(scores.extra_maps) <= set(method.extra_map_protocols), "undeclared extra maps"
+    for extra in scores.extra_maps.values():
+        assert extra.shape == (len(test), *test.size) and np.isfinite(extra).all()
     # same seed, same scores
     again = build(name).fit(train, RunContext(seed=0)).score(test, RunContext(seed=0))
     np.testing.assert_allclose(again.image, scores.image, rtol=1e-5, atol=1e-6)

@@ -13,11 +13,9 @@ from bench.core.errors import UsageError
 from bench.core.metrics import image_auroc, pixel_auroc
 from bench.datasets import DATASETS
 from bench.methods import METHODS
-from bench.methods.autoencoder import PRESETS as CAE_PRESETS
-from bench.methods.autoencoder import ConvAutoencoder
+from bench.methods.autoencoder import ConvAutoencoder, ConvAutoencoderDetector
 from bench.methods.base import RunContext
-from bench.methods.dsvdd import PRESETS as DSVDD_PRESETS
-from bench.methods.dsvdd import LeNet, LeNetDecoder
+from bench.methods.dsvdd import DeepSVDDDetector, LeNet, LeNetDecoder
 from bench.methods.ssim import ssim, ssim_map
 from tests.helpers import blobs_task
 
@@ -70,7 +68,8 @@ def test_autoencoder_rejects_sizes_it_cannot_mirror(size):
 
 def test_presets_resolve_and_build():
     for family in (*PAPER_FAMILIES, "digits", "textures"):
-        assert family in CAE_PRESETS and family in DSVDD_PRESETS
+        assert family in ConvAutoencoderDetector.presets
+        assert family in DeepSVDDDetector.presets
         cae = METHODS.get("cae").config(family)
         dsvdd = METHODS.get("dsvdd").config(family)
         size = cae.image_size or 64

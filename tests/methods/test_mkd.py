@@ -16,6 +16,7 @@ from bench.methods import METHODS
 from bench.methods.backbones import build_trunk
 from bench.methods.base import RunContext
 from bench.methods.mkd import MKD
+from bench.methods.mkd.localize import smoothgrad_std
 
 
 def _build(name: str = "mkd", family: str = "digits", **overrides) -> MKD:
@@ -187,14 +188,16 @@ def test_smoothgrad_and_gbp_maps(textures, method):
 
 
 def test_smoothgrad_noise_levels():
-    m = _build(localization="smoothgrad")
-    m.device_ = torch.device("cpu")
     x = torch.zeros(2, 3, 4, 4)
     x[0, 0, 0, 0] = 2.0  # range 2
     x[1, 0, 0, 0] = 1.0  # range 1
-    assert m._noise_std(x).flatten().tolist() == pytest.approx([0.3, 0.15])
-    off = _build(localization="smoothgrad", smoothgrad_noise_mode="official")
-    assert off._noise_std(x).flatten().tolist() == pytest.approx([0.025**2, 0.05**2])
+
+    def std(**overrides):
+        cfg = _build(localization="smoothgrad", **overrides).config
+        return smoothgrad_std(x, cfg.noise_level, cfg.smoothgrad_noise_mode).flatten().tolist()
+
+    assert std() == pytest.approx([0.3, 0.15])
+    assert std(smoothgrad_noise_mode="official") == pytest.approx([0.025**2, 0.05**2])
 
 
 def test_no_maps_without_masks_or_when_disabled(digits, textures):

@@ -9,7 +9,7 @@ from torch import nn
 from bench.methods import METHODS
 from bench.methods.backbones import FeatureExtractor
 from bench.methods.mkd import MKD, MKDConfig, grayscale_p99, tap_bytes
-from bench.methods.mkd_nets import (
+from bench.methods.mkd.nets import (
     CRITICAL_LAYERS,
     Cloner,
     guided_relus,
@@ -145,7 +145,7 @@ def test_guided_relus_zero_negative_gradients_and_restore():
         y = cloner(x)["pool2"]
     assert sum(isinstance(m, nn.ReLU) for m in cloner.modules()) == 4
     # a single guided ReLU: gradient = (out > 0) * max(grad_out, 0)
-    from bench.methods.mkd_nets import GuidedReLU
+    from bench.methods.mkd.nets import GuidedReLU
 
     z = torch.tensor([-1.0, 0.5, 2.0], requires_grad=True)
     GuidedReLU()(z).backward(torch.tensor([3.0, -4.0, 5.0]))

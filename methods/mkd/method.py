@@ -1,32 +1,8 @@
-"""MKD: Multiresolution Knowledge Distillation for anomaly detection (Salehi et al., CVPR 2021).
+"""The MKD detector: training, scoring and localization as the official code does them.
 
-A compact cloner C learns to reproduce a frozen VGG-16 expert S at its critical layers (the
-max-pools ``pool2..pool5``) on normal images; a test image scores by how far C is from S. This
-module computes what the official code computes (README "MKD" lists every deliberate difference):
-
-- **loss** (``MseDirectionLoss``): ``Σ_l mean_batch(1 − cos_l) + λ · Σ_l MSE_l`` over the trained
-  layers, cos on the flattened C·H·W activations; Adam (lr 1e-3), batches of 64, shuffled, no
-  schedule, cloner in train mode (BatchNorm!) while training and in eval mode when scoring;
-- **score**: ``Σ_l [(1 − cos_l) + λ · mean_CHW(diff²)]`` over ``pool3..pool5`` (the official code
-  leaves pool2 out of the score although it trains on it) — ``score_layers='trained'`` scores
-  every trained layer instead;
-- **epochs** is the number of passes actually run: the official loop runs ``num_epochs + 1``
-  passes, so the presets hold 52 (MNIST), 202 (CIFAR-10), 602 (MVTec);
-- **localization**: gradients of the per-image score w.r.t. the network input, through expert and
-  cloner, ``|·|`` summed over channels; SmoothGrad; guided backprop on the cloner's ReLUs; then a
-  Gaussian (σ = 4) and an opening with the 3×3 cross. ``Scores.maps`` holds these raw maps (for
-  the standard pixel metrics); ``Scores.extra_maps['mkd_code']`` the official post-processing
-  (per image ``(g − min)/(p99 − min)`` clipped to [0, 1], then the Gaussian; the metric opens).
-
-Speed without changing the math: the frozen expert's activations of the training images are
-computed once per job and reused every epoch (up to a memory budget; the rest are recomputed per
-batch); evaluation during training reuses the expert's activations of the test images the same
-way; localization is batched (one backward of the summed per-image scores gives every image's
-gradient, since images are independent in eval mode). On CUDA, optional bf16 autocast and
-channels_last.
-
-Checkpoint policy: the final epoch is the headline; with ``eval_every > 0`` the history gives
-the mean ± std after convergence (the paper's protocol) and the optimistic best-on-test value.
+See :mod:`bench.methods.mkd` for what is computed; the networks, loss and score are in
+:mod:`~bench.methods.mkd.nets`, the expert cache in :mod:`~bench.methods.mkd.cache`, the map
+post-processing in :mod:`~bench.methods.mkd.localize`.
 """
 
 from __future__ import annotations
@@ -34,237 +10,32 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
-import psutil
 import torch
-from scipy import ndimage
 from torch import nn
 
 from bench.core.errors import UsageError
-from bench.core.metrics import CROSS_3x3
 from bench.datasets.augment import headct_affine
 from bench.datasets.base import TaskData
 from bench.methods.backbones import FeatureExtractor, Normalize, require_weights
-from bench.methods.base import Method, MethodConfig, RunContext, Scores
-from bench.methods.mkd_nets import (
-    CRITICAL_LAYERS,
-    LAYER_CHANNELS,
-    OFFICIAL_SCORE_LAYERS,
-    Cloner,
-    guided_relus,
-    image_scores,
-    pool_number,
-    training_loss,
+from bench.methods.base import Method, MethodConfig, PerfProfile, RunContext, Scores
+from bench.methods.mkd.cache import ExpertCache, Taps, default_budget_mb, tap_bytes
+from bench.methods.mkd.config import PRESETS, MKDConfig
+from bench.methods.mkd.localize import (
+    CODE_MAPS,
+    channel_sum,
+    finish_maps,
+    gaussian,
+    grayscale_p99,
+    minmax,
+    smoothgrad_std,
 )
+from bench.methods.mkd.nets import Cloner, guided_relus, image_scores, training_loss
 
 log = logging.getLogger(__name__)
-
-Layer = Literal["pool2", "pool3", "pool4", "pool5"]
-Taps = dict[str, torch.Tensor]
-
-#: per dataset family (REFERENCE §1.4, §3, §8.2); epochs = the official num_epochs + 1
-PRESETS: dict[str, dict[str, Any]] = {
-    "mnist": {"image_size": 32, "normalize": "none", "epochs": 52, "lamda": 0.01,
-              "eval_every": 10},
-    "fashion_mnist": {"image_size": 32, "normalize": "none", "epochs": 52, "lamda": 0.01,
-                      "eval_every": 10},
-    "cifar10": {"image_size": 256, "crop": 224, "interpolation": "lanczos",
-                "normalize": "imagenet", "epochs": 202, "lamda": 0.01, "eval_every": 10},
-    "mvtec": {"image_size": 128, "epochs": 602, "lamda": 0.5, "eval_every": 10},
-    "retinal_oct": {"image_size": 128, "epochs": 202, "lamda": 0.01, "eval_every": 10},
-    # not in the official code: the paper's sizes (REFERENCE §4), λ of "Others", and as many
-    # passes as MVTec, the other small training sets (90 images: 2 batches per epoch)
-    "headct": {"image_size": 128, "epochs": 602, "lamda": 0.01, "eval_every": 10},
-    "brainmri": {"image_size": 256, "epochs": 602, "lamda": 0.01, "eval_every": 10},
-    # embedded demo data, sized for the demo budget: digits like MNIST, textures like MVTec
-    "digits": {"image_size": 32, "epochs": 20, "lamda": 0.01},
-    "textures": {"image_size": 64, "epochs": 10, "lamda": 0.5},
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class MKDConfig(MethodConfig):
-    """MKD settings; class defaults follow the official ``config.yaml``, presets the datasets."""
-
-    expert: Literal["vgg16"] = "vgg16"
-    #: ``imagenet`` | a state_dict path | ``random``; None is an error telling how to choose
-    expert_weights: str | None = None
-    layers: tuple[Layer, ...] = CRITICAL_LAYERS  # type: ignore[assignment]
-    #: ``official``: pool3–pool5 among the trained layers (all trained layers if none of them);
-    #: ``trained``: every trained layer
-    score_layers: Literal["official", "trained"] = "official"
-    cloner: Literal["compact", "equal"] = "compact"
-    #: weight of the MSE ("value") term, as in the code (0.01; MVTec 0.5)
-    lamda: float = 0.01
-    loss_terms: Literal["total", "direction", "value"] = "total"
-    #: passes run (the official loop runs num_epochs + 1)
-    epochs: int = 202
-    batch_size: int = 64
-    lr: float = 1e-3
-    normalize: Literal["none", "imagenet"] = "none"
-    crop: int | None = None
-    interpolation: Literal["bilinear", "lanczos"] = "bilinear"
-    #: evaluate on the test set every N epochs (and at the last); 0 = final only
-    eval_every: int = 0
-    localization: Literal["gradients", "smoothgrad", "gbp", "none"] = "gradients"
-    smoothgrad_samples: int = 50
-    #: None: 0.15 (standard) or 0.05 (official)
-    smoothgrad_noise: float | None = None
-    #: standard: std = noise · (x_max − x_min); official: std = (noise / (x_max − x_min))²
-    smoothgrad_noise_mode: Literal["standard", "official"] = "standard"
-    gaussian_sigma: float = 4.0
-    opening: bool = True
-    augment: Literal["none", "headct"] = "none"
-    expert_cache: Literal["auto", "on", "off"] = "auto"
-    #: None: half the free GPU memory, or a quarter of the available RAM on the CPU
-    cache_budget_mb: int | None = None
-    amp: bool = False
-    channels_last: bool = False
-    #: compile the expert and the cloner with ``torch.compile`` (CPU and CUDA; the first batch of
-    #: each shape and mode pays the compilation)
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.layers:
-            raise ValueError("layers needs at least one of pool2..pool5")
-        if len(set(self.layers)) != len(self.layers):
-            raise ValueError(f"layers has duplicates: {list(self.layers)}")
-        for name in ("epochs", "batch_size", "smoothgrad_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.eval_every < 0:
-            raise ValueError("eval_every must be >= 0 (0 = final epoch only)")
-        if self.lr <= 0 or self.lamda < 0 or self.gaussian_sigma < 0:
-            raise ValueError("lr must be > 0, lamda and gaussian_sigma >= 0")
-        if self.smoothgrad_noise is not None and self.smoothgrad_noise <= 0:
-            raise ValueError("smoothgrad_noise must be > 0")
-        if self.cache_budget_mb is not None and self.cache_budget_mb < 0:
-            raise ValueError("cache_budget_mb must be >= 0")
-        if self.crop is not None and self.image_size is not None and self.crop > self.image_size:
-            raise ValueError("crop must not exceed image_size")
-        if self.augment != "none" and self.expert_cache == "on":
-            raise ValueError("augment changes every batch, so the expert cache cannot be 'on'")
-
-    @property
-    def trained_layers(self) -> tuple[str, ...]:
-        """The trained layers in network order."""
-        return tuple(sorted(self.layers, key=pool_number))
-
-    @property
-    def scored_layers(self) -> tuple[str, ...]:
-        """The layers of the anomaly score and of the localization gradients."""
-        trained = self.trained_layers
-        if self.score_layers == "trained":
-            return trained
-        official = tuple(layer for layer in trained if layer in OFFICIAL_SCORE_LAYERS)
-        return official or trained
-
-    @property
-    def noise_level(self) -> float:
-        if self.smoothgrad_noise is not None:
-            return self.smoothgrad_noise
-        return 0.15 if self.smoothgrad_noise_mode == "standard" else 0.05
-
-
-# --------------------------------------------------------------------------- map processing
-
-
-def grayscale_p99(grad: np.ndarray) -> np.ndarray:
-    """The official ``convert_to_grayscale``, batched: Σ_c|g|, then (x − min)/(p99 − min) in [0,1].
-
-    Where p99 equals the minimum (the official code divides by zero) pixels above the minimum
-    become 1 and the others 0, the limit of the formula.
-    """
-    gray = np.abs(grad).sum(axis=1, dtype=np.float32)
-    flat = gray.reshape(len(gray), -1)
-    lo = flat.min(axis=1, keepdims=True)
-    hi = np.percentile(flat, 99, axis=1, keepdims=True).astype(np.float32)
-    span = hi - lo
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = np.clip((flat - lo) / np.where(span > 0, span, 1), 0, 1)
-    out = np.where(span > 0, scaled, (flat > lo).astype(np.float32))
-    return out.reshape(gray.shape).astype(np.float32)
-
-
-def minmax(maps: np.ndarray) -> np.ndarray:
-    """Per-image (x − min)/(max − min); a constant map becomes zeros."""
-    flat = maps.reshape(len(maps), -1)
-    lo = flat.min(axis=1, keepdims=True)
-    span = flat.max(axis=1, keepdims=True) - lo
-    out = (flat - lo) / np.where(span > 0, span, 1)
-    return out.reshape(maps.shape).astype(np.float32)
-
-
-def gaussian(maps: np.ndarray, sigma: float) -> np.ndarray:
-    """``scipy.ndimage.gaussian_filter(σ)`` on each map (the official call, batched)."""
-    if sigma <= 0:
-        return maps
-    return ndimage.gaussian_filter(maps, sigma=(0, sigma, sigma)).astype(np.float32)
-
-
-def opening(maps: np.ndarray) -> np.ndarray:
-    """Grey-scale opening of each map with the 3×3 cross (cv2's 3×3 ellipse)."""
-    return ndimage.grey_opening(maps, footprint=CROSS_3x3[None]).astype(np.float32)
-
-
-# ------------------------------------------------------------------------------ expert cache
-
-
-def tap_bytes(layers: tuple[str, ...], size: tuple[int, int], dtype: torch.dtype) -> int:
-    """Bytes of one image's expert activations at ``layers`` (VGG pools halve with floor)."""
-    total = 0
-    for layer in layers:
-        h, w = size
-        for _ in range(pool_number(layer)):
-            h, w = h // 2, w // 2
-        total += LAYER_CHANNELS[layer] * h * w
-    return total * torch.empty((), dtype=dtype).element_size()
-
-
-def default_budget_mb(device: torch.device) -> int:
-    """Half the free GPU memory, or a quarter of the available RAM."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.5 / 2**20)
-    return int(psutil.virtual_memory().available * 0.25 / 2**20)
-
-
-class ExpertCache:
-    """The expert's activations of the first ``n`` images of a fixed set, computed once.
-
-    ``lookup`` returns the activations of a batch, computing the uncached ones on the fly.
-    """
-
-    def __init__(self, store: dict[str, torch.Tensor], n: int) -> None:
-        self.store = store
-        self.n = n
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.store.values())
-
-    def lookup(self, idx: torch.Tensor, compute: Callable[[torch.Tensor], Taps]) -> Taps:
-        hit = idx < self.n
-        if bool(hit.all()):
-            dev_idx = idx.to(next(iter(self.store.values())).device)
-            return {k: v[dev_idx] for k, v in self.store.items()}
-        missing = compute(~hit)
-        if not bool(hit.any()):
-            return missing
-        out = {}
-        for k, v in self.store.items():
-            full = v.new_empty((len(idx), *v.shape[1:]))
-            hit_d = hit.to(v.device)
-            full[hit_d] = v[idx[hit].to(v.device)]
-            full[~hit_d] = missing[k].to(v.dtype)
-            out[k] = full
-        return out
-
 
 # ------------------------------------------------------------------------------- compiling
 
@@ -304,16 +75,24 @@ class MKD(Method):
     Config = MKDConfig
     config: MKDConfig
     localizes = True
+    presets = PRESETS
+    #: the official code's maps feed the official code's localization metric
+    extra_map_protocols: ClassVar[Mapping[str, str]] = {CODE_MAPS: "pixel_auroc_mkd"}
+    #: training timed with the expert cache off and on; the speed switches; a random expert;
+    #: the official per-image localization as the reference of the batched one
+    perf_profile = PerfProfile(
+        train_variants={"train_cache_off": {"expert_cache": "off"},
+                        "train_cache_on": {"expert_cache": "on"}},
+        speedups={"train_speedup_cache": ("train_cache_on", "train_cache_off")},
+        flags=frozenset({"amp", "channels_last", "compile"}),
+        offline={"expert_weights": "random", "crop": None},
+        reference_loop="localize_official_loop")
 
     def __init__(self, config: MKDConfig) -> None:
         super().__init__(config)
         self.losses_: list[float] = []
         self.cache_info_: dict[str, Any] = {}
         self._eval_cache: tuple[TaskData, ExpertCache] | None = None
-
-    @classmethod
-    def preset(cls, family: str) -> dict[str, Any]:
-        return dict(PRESETS.get(family, {}))
 
     @classmethod
     def check_config(cls, config: MethodConfig) -> None:
@@ -324,6 +103,14 @@ class MKD(Method):
         expert = getattr(self, "expert_", None)
         return {"expert": expert.identity if expert is not None else None,
                 "checkpoint_policy": "final"}
+
+    def fit_info(self) -> dict[str, float]:
+        """The expert cache of the last fit: images cached, MiB, seconds to fill."""
+        info = self.cache_info_
+        if not info:
+            return {}
+        return {"cached_images": float(info["cached"]), "cache_mb": float(info["cache_mb"]),
+                "cache_fill_s": float(info["fill_s"])}
 
     # ----------------------------------------------------------------------------- plumbing
 
@@ -515,7 +302,7 @@ class MKD(Method):
         image, raw, code = self.localize(test, ctx)
         if cfg.localization == "smoothgrad":  # its scores were taken on noisy copies
             image = self._image_scores(test, cache)
-        return Scores(image=image, maps=raw, extra_maps={"mkd_code": code})
+        return Scores(image=image, maps=raw, extra_maps={CODE_MAPS: code})
 
     # ------------------------------------------------------------------------ localization
 
@@ -537,28 +324,18 @@ class MKD(Method):
             (grad,) = torch.autograd.grad(s.sum(), x)
         return grad.float(), s.detach()
 
-    def _noise_std(self, x: torch.Tensor) -> torch.Tensor:
-        span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).float()
-        level = self.config.noise_level
-        if self.config.smoothgrad_noise_mode == "standard":
-            std = level * span
-        else:  # the official code: σ = level / range, passed as σ² to normal_(mean, std)
-            std = torch.where(span > 0, (level / span.clamp(min=1e-12)) ** 2,
-                              torch.zeros_like(span))
-        return std.view(-1, 1, 1, 1)
-
     def _localize_batch(self, x: torch.Tensor, noise: torch.Generator
                         ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         cfg = self.config
         if cfg.localization == "smoothgrad":
-            std = self._noise_std(x)
+            std = smoothgrad_std(x, cfg.noise_level, cfg.smoothgrad_noise_mode)
             raw_sum: np.ndarray | None = None
             code_sum: np.ndarray | None = None
             for _ in range(cfg.smoothgrad_samples):
                 eps = torch.randn(x.shape, generator=noise, device=x.device, dtype=x.dtype)
                 grad, scores = self._input_gradients(x + eps * std.to(x.dtype))
                 g = grad.cpu().numpy()
-                raw_k = np.abs(g).sum(axis=1, dtype=np.float32)
+                raw_k = channel_sum(g)
                 code_k = grayscale_p99(g)
                 raw_sum = raw_k if raw_sum is None else raw_sum + raw_k
                 code_sum = code_k if code_sum is None else code_sum + code_k
@@ -569,10 +346,10 @@ class MKD(Method):
             with guided_relus(self.cloner_):
                 grad, scores = self._input_gradients(x, eager=True)
             g = grad.cpu().numpy()
-            return scores, np.abs(g).sum(axis=1, dtype=np.float32), minmax(grayscale_p99(g))
+            return scores, channel_sum(g), minmax(grayscale_p99(g))
         grad, scores = self._input_gradients(x)
         g = grad.cpu().numpy()
-        return scores, np.abs(g).sum(axis=1, dtype=np.float32), grayscale_p99(g)
+        return scores, channel_sum(g), grayscale_p99(g)
 
     def localize(self, data: TaskData, ctx: RunContext
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -590,10 +367,8 @@ class MKD(Method):
             scores.append(s.cpu())
             raws.append(raw)
             codes.append(code)
-        raw_maps = gaussian(np.concatenate(raws), cfg.gaussian_sigma)
-        if cfg.opening:
-            raw_maps = opening(raw_maps)
-        code_maps = gaussian(np.concatenate(codes), cfg.gaussian_sigma)
+        raw_maps, code_maps = finish_maps(np.concatenate(raws), np.concatenate(codes),
+                                          cfg.gaussian_sigma, cfg.opening)
         return torch.cat(scores).double().numpy(), raw_maps, code_maps
 
     def localize_official_loop(self, data: TaskData) -> tuple[np.ndarray, np.ndarray]:

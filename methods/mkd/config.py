@@ -1,0 +1,117 @@
+"""MKD's config and its presets per dataset family (REFERENCE §1.4, §3, §8.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bench.methods.base import MethodConfig
+from bench.methods.mkd.nets import CRITICAL_LAYERS, OFFICIAL_SCORE_LAYERS, pool_number
+
+Layer = Literal["pool2", "pool3", "pool4", "pool5"]
+
+#: per dataset family (REFERENCE §1.4, §3, §8.2); epochs = the official num_epochs + 1
+PRESETS: Mapping[str, Mapping[str, Any]] = {
+    "mnist": {"image_size": 32, "normalize": "none", "epochs": 52, "lamda": 0.01,
+              "eval_every": 10},
+    "fashion_mnist": {"image_size": 32, "normalize": "none", "epochs": 52, "lamda": 0.01,
+                      "eval_every": 10},
+    "cifar10": {"image_size": 256, "crop": 224, "interpolation": "lanczos",
+                "normalize": "imagenet", "epochs": 202, "lamda": 0.01, "eval_every": 10},
+    "mvtec": {"image_size": 128, "epochs": 602, "lamda": 0.5, "eval_every": 10},
+    "retinal_oct": {"image_size": 128, "epochs": 202, "lamda": 0.01, "eval_every": 10},
+    # not in the official code: the paper's sizes (REFERENCE §4), λ of "Others", and as many
+    # passes as MVTec, the other small training sets (90 images: 2 batches per epoch)
+    "headct": {"image_size": 128, "epochs": 602, "lamda": 0.01, "eval_every": 10},
+    "brainmri": {"image_size": 256, "epochs": 602, "lamda": 0.01, "eval_every": 10},
+    # embedded demo data, sized for the demo budget: digits like MNIST, textures like MVTec
+    "digits": {"image_size": 32, "epochs": 20, "lamda": 0.01},
+    "textures": {"image_size": 64, "epochs": 10, "lamda": 0.5},
+}
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class MKDConfig(MethodConfig):
+    """MKD settings; class defaults follow the official ``config.yaml``, presets the datasets."""
+
+    expert: Literal["vgg16"] = "vgg16"
+    #: ``imagenet`` | a state_dict path | ``random``; None is an error telling how to choose
+    expert_weights: str | None = None
+    layers: tuple[Layer, ...] = CRITICAL_LAYERS  # type: ignore[assignment]
+    #: ``official``: pool3–pool5 among the trained layers (all trained layers if none of them);
+    #: ``trained``: every trained layer
+    score_layers: Literal["official", "trained"] = "official"
+    cloner: Literal["compact", "equal"] = "compact"
+    #: weight of the MSE ("value") term, as in the code (0.01; MVTec 0.5)
+    lamda: float = 0.01
+    loss_terms: Literal["total", "direction", "value"] = "total"
+    #: passes run (the official loop runs num_epochs + 1)
+    epochs: int = 202
+    batch_size: int = 64
+    lr: float = 1e-3
+    normalize: Literal["none", "imagenet"] = "none"
+    crop: int | None = None
+    interpolation: Literal["bilinear", "lanczos"] = "bilinear"
+    #: evaluate on the test set every N epochs (and at the last); 0 = final only
+    eval_every: int = 0
+    localization: Literal["gradients", "smoothgrad", "gbp", "none"] = "gradients"
+    smoothgrad_samples: int = 50
+    #: None: 0.15 (standard) or 0.05 (official)
+    smoothgrad_noise: float | None = None
+    #: standard: std = noise · (x_max − x_min); official: std = (noise / (x_max − x_min))²
+    smoothgrad_noise_mode: Literal["standard", "official"] = "standard"
+    gaussian_sigma: float = 4.0
+    opening: bool = True
+    augment: Literal["none", "headct"] = "none"
+    expert_cache: Literal["auto", "on", "off"] = "auto"
+    #: None: half the free GPU memory, or a quarter of the available RAM on the CPU
+    cache_budget_mb: int | None = None
+    amp: bool = False
+    channels_last: bool = False
+    #: compile the expert and the cloner with ``torch.compile`` (CPU and CUDA; the first batch of
+    #: each shape and mode pays the compilation)
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.layers:
+            raise ValueError("layers needs at least one of pool2..pool5")
+        if len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layers has duplicates: {list(self.layers)}")
+        for name in ("epochs", "batch_size", "smoothgrad_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.eval_every < 0:
+            raise ValueError("eval_every must be >= 0 (0 = final epoch only)")
+        if self.lr <= 0 or self.lamda < 0 or self.gaussian_sigma < 0:
+            raise ValueError("lr must be > 0, lamda and gaussian_sigma >= 0")
+        if self.smoothgrad_noise is not None and self.smoothgrad_noise <= 0:
+            raise ValueError("smoothgrad_noise must be > 0")
+        if self.cache_budget_mb is not None and self.cache_budget_mb < 0:
+            raise ValueError("cache_budget_mb must be >= 0")
+        if self.crop is not None and self.image_size is not None and self.crop > self.image_size:
+            raise ValueError("crop must not exceed image_size")
+        if self.augment != "none" and self.expert_cache == "on":
+            raise ValueError("augment changes every batch, so the expert cache cannot be 'on'")
+
+    @property
+    def trained_layers(self) -> tuple[str, ...]:
+        """The trained layers in network order."""
+        return tuple(sorted(self.layers, key=pool_number))
+
+    @property
+    def scored_layers(self) -> tuple[str, ...]:
+        """The layers of the anomaly score and of the localization gradients."""
+        trained = self.trained_layers
+        if self.score_layers == "trained":
+            return trained
+        official = tuple(layer for layer in trained if layer in OFFICIAL_SCORE_LAYERS)
+        return official or trained
+
+    @property
+    def noise_level(self) -> float:
+        if self.smoothgrad_noise is not None:
+            return self.smoothgrad_noise
+        return 0.15 if self.smoothgrad_noise_mode == "standard" else 0.05
