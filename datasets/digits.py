@@ -33,7 +33,7 @@ CLASSES = tuple(str(d) for d in range(10))
 
 @lru_cache(maxsize=1)
 def _pools() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # only jobs on digits need it (start-up time)
 
     bunch = load_digits()
     images = np.rint(bunch.images / 16.0 * 255.0).astype(np.uint8)

@@ -43,7 +43,7 @@ class TextureSettings:
 
 @cache
 def photograph(category: str) -> np.ndarray:
-    import skimage.data
+    import skimage.data  # only jobs on textures need it (start-up time)
 
     image = getattr(skimage.data, category)()
     return np.ascontiguousarray(image, dtype=np.uint8)

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torchvision
+from torchvision.datasets.mnist import read_label_file
 
 from bench.core.errors import DataCorruptError, DataMissingError, UsageError
 from bench.datasets._loading import load_arrays
@@ -150,8 +151,6 @@ class _MNISTLike(_TorchvisionClasses):
                 f"train-images-idx3-ubyte (and the other idx files); {self.fetch_hint()}")
 
     def labels(self, base: Path, train: bool) -> np.ndarray:
-        from torchvision.datasets.mnist import read_label_file
-
         name = "train" if train else "t10k"
         try:
             return read_label_file(str(self.raw(base) / f"{name}-labels-idx1-ubyte")).numpy()

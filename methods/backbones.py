@@ -32,6 +32,7 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
+from torchvision.models import vgg
 
 from bench.core.errors import BenchError, UsageError
 
@@ -65,8 +66,6 @@ def _trunk(name: str) -> nn.Module:
     if name not in IMAGENET_WEIGHTS:
         raise UsageError(f"unknown backbone {name!r}; choose from: {', '.join(BACKBONES)}")
     if name == "vgg16":
-        from torchvision.models import vgg
-
         return vgg.make_layers(vgg.cfgs["D"], batch_norm=False)
     model = getattr(torchvision.models, name)(weights=None)
     del model.fc, model.avgpool

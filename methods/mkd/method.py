@@ -53,6 +53,7 @@ def _compiled(module: nn.Module) -> Callable[[torch.Tensor], Taps]:
                          "run with compile=false") from exc
 
     def call(x: torch.Tensor) -> Taps:
+        # imported only when compile=true: loading TorchDynamo costs seconds of start-up
         from torch._dynamo.exc import TorchDynamoException
 
         try:
