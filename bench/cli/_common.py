@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,15 +33,43 @@ pass_settings = click.make_pass_decorator(Settings)
 class BenchGroup(click.Group):
     """A click group that turns :class:`BenchError` into one line and an exit code."""
 
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        """Click's own usage errors (an unknown option, a bad value) as one line too."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"bench: error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("bench: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except BenchError as exc:
+        except (BenchError, OSError) as exc:
             settings = ctx.find_object(Settings)
             if settings is not None and settings.debug:
                 raise
-            click.echo(f"bench: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            click.echo(f"bench: error: {one_line(exc)}", err=True)
+            sys.exit(exc.exit_code if isinstance(exc, BenchError) else 1)
+
+
+def one_line(exc: BaseException) -> str:
+    """What a user reads of an error: a file system error (a folder that cannot be written, a
+    full disk) as its reason and path, never a traceback."""
+    if isinstance(exc, OSError) and not isinstance(exc, BenchError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def configure_logging(debug: bool) -> None:

@@ -10,10 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+from bench.core.errors import UsageError
+
+#: a suite's name names its folder of records (``results/runs/<name>``): a plain name only
+SUITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_suite_name(name: str, source: str = "suite") -> str:
+    """``name`` if it is a plain name (letters, digits, ``.``, ``_``, ``-``; no path separator,
+    no ``..``), else a :class:`UsageError`: the name becomes a folder under the results."""
+    if not SUITE_NAME.fullmatch(name) or ".." in name:
+        raise UsageError(f"{source}: suite name {name!r} is not a plain name (letters, digits, "
+                         "'.', '_', '-'; no '/' or '..'): it names the suite's results folder")
+    return name
 
 
 def freeze(value: Any) -> Any:

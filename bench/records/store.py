@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.core.errors import BenchError
 from bench.records.artifacts import Artifacts, read_artifacts, write_artifacts
 from bench.records.files import atomic_write
-from bench.records.key import Job, variant_label
+from bench.records.key import Job, check_suite_name, variant_label
 from bench.records.record import Record, RecordError, Status
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,10 @@ ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task"
               "pixel_includes_normal", "config"]
 
 
+class ResultsWriteError(BenchError):
+    """A record could not be written (a full disk, a folder made read-only): the run stops."""
+
+
 class Store:
     """Records under ``root`` (usually the project's ``results/`` folder)."""
 
@@ -42,7 +49,7 @@ class Store:
         self.root = Path(root)
 
     def suite_dir(self, suite: str) -> Path:
-        return self.root / "runs" / suite
+        return self.root / "runs" / check_suite_name(suite)
 
     def path(self, job: Job) -> Path:
         return self.suite_dir(job.suite) / f"{job.id}.json"
@@ -52,7 +59,11 @@ class Store:
         """Write one record atomically; returns its path."""
         path = self.path(record.job)
         text = json.dumps(record.to_json(), indent=1, sort_keys=True, allow_nan=True) + "\n"
-        atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+        try:
+            atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+        except OSError as exc:
+            raise ResultsWriteError(f"cannot write the record of job {record.id} to {path}: "
+                                    f"{exc.strerror or exc}") from exc
         return path
 
     def artifact_dir(self, suite: str, job_id: str) -> Path:
@@ -96,6 +107,31 @@ class Store:
     def status(self, job: Job) -> Status | None:
         rec = self.read(job)
         return None if rec is None else rec.status
+
+    def set_aside(self, job: Job) -> Path | None:
+        """Move ``job``'s record file aside when it exists but cannot be read (bad JSON, bytes
+        that are not UTF-8, a broken schema), so that rerunning the job never overwrites a file
+        the user may want to look at; returns where it went (None: nothing to move)."""
+        path = self.path(job)
+        if not path.exists() or self._read_path(path) is not None:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        aside = path.with_name(f"{path.name}.unreadable-{stamp}-{os.getpid()}")
+        os.replace(path, aside)
+        log.warning("moved the unreadable record %s aside to %s; its job runs again",
+                    path, aside.name)
+        return aside
+
+    def check_writable(self, suite: str) -> None:
+        """Raise a one-line :class:`BenchError` unless records of ``suite`` can be written."""
+        folder = self.suite_dir(suite)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write-check-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise BenchError(f"cannot write records to {folder}: {exc.strerror or exc}") from None
 
     def fingerprint(self, job: Job) -> str | None:
         """Identifies the record file now on disk (None if absent): a rewrite changes it."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from bench.records.files import FILE_MODE
 from bench.records.key import Job
 from bench.records.store import Store
 
@@ -58,7 +59,7 @@ class Claims:
                 "pid": pid, "pid_started": _started(pid), "claimed": time.time()}
         for _ in range(8):  # each round wins, finds a live holder, or breaks a stale claim
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
             except FileExistsError:
                 held = _Held.inspect(path, timeout)
                 if held is None:
@@ -87,7 +88,10 @@ class Claims:
     def release(self, claim: Claim) -> None:
         """Remove our claim (and nobody else's)."""
         if _read_claim(claim.path).get("token") == claim.token:
-            claim.path.unlink(missing_ok=True)
+            try:
+                claim.path.unlink(missing_ok=True)
+            except OSError as exc:  # a folder made read-only: the claim goes stale in time
+                log.warning("could not remove claim %s: %s", claim.path, exc)
 
     def abandoned(self, job: Job) -> bool:
         """Whether ``job`` is claimed by a process of this host that no longer exists (a worker
@@ -185,7 +189,7 @@ def _break(path: Path, held: _Held, timeout: float) -> None:
     """
     lock = path.with_name(path.name + ".break")
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
     except FileExistsError:
         try:
             if time.time() - lock.stat().st_mtime > timeout:

@@ -99,6 +99,10 @@ def run(
     report = RunReport(selected=len(jobs), skipped_ok=done, skipped_failed=failed)
     if not todo:
         return report
+    for suite in sorted({job.suite for job in todo}):  # one line now, not a failure per job
+        store.check_writable(suite)
+    for job in todo:  # an unreadable record is rerun, but never overwritten
+        store.set_aside(job)
     planned = {job.id: store.fingerprint(job) for job in todo}
     by_id = {job.id: job for job in todo}
     display = Display(len(todo), console, quiet)

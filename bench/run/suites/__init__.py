@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from bench.core.errors import UsageError
+from bench.records.key import check_suite_name
 
 SUITE_DIR = Path(__file__).resolve().parent
 
@@ -88,6 +89,7 @@ def parse_suite(raw: Any, source: str) -> Suite:
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise UsageError(f"{source}: the suite needs a 'name'")
+    check_suite_name(name, source)
     seeds_raw = raw.get("seeds", [0])
     try:
         seeds = tuple(int(s) for s in (seeds_raw if isinstance(seeds_raw, list) else [seeds_raw]))

@@ -1,0 +1,162 @@
+"""Bad input, tried as a user (or an attacker) would: one line, a non-zero exit, nothing lost.
+
+Every case goes through the CLI and must end in exactly one line starting ``bench: error:``, a
+non-zero exit code, no traceback, and a results folder whose files are byte-identical before and
+after. Damaged records are the exception that is not an error: they are reported (once, by path)
+and skipped, and ``bench run`` moves them aside before it reruns their job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from bench.records import files
+from bench.records.store import Store
+from tests.conftest import invoke
+
+ONE_JOB = ("run", "--suite", "demo", "--method", "ocsvm", "--dataset", "digits", "--task", "3")
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()} if root.exists() else {}
+
+
+def assert_one_line_error(result, before: dict[str, bytes], root: Path, code: int | None = None,
+                          match: str = "") -> str:
+    out = result.output
+    errors = [line for line in out.splitlines() if line.startswith("bench: error:")]
+    assert result.exit_code != 0 and len(errors) == 1, out
+    assert "Traceback" not in out, out
+    if code is not None:
+        assert result.exit_code == code, out
+    assert match in errors[0], errors[0]
+    assert snapshot(root) == before, "the results folder changed"
+    return errors[0]
+
+
+@pytest.fixture
+def one_record(cli, results) -> Path:
+    """A results folder holding one finished job; returns its record's path."""
+    assert invoke(cli, results, *ONE_JOB).exit_code == 0
+    (path,) = (results / "runs" / "demo").glob("*.json")
+    return path
+
+
+# ------------------------------------------------------------------ 1, 2: damaged records
+
+
+@pytest.mark.parametrize("damage", [
+    b"\xff\xfe\x00x",                                      # not UTF-8
+    b'{"schema_version": 1, "job": "x"}',                  # job is not an object
+    b'{"schema_version": 1, "job": {"suite": "demo"}}',    # job without method
+])
+def test_damaged_records_are_reported_skipped_and_moved_aside_before_a_rerun(
+        cli, results, one_record, damage, caplog):
+    one_record.write_bytes(damage)
+    for args in (("table", "--suite", "demo"), ("status", "--suite", "demo"),
+                 ("plot", "bars", "--suite", "demo")):
+        res = invoke(cli, results, *args)
+        assert "Traceback" not in res.output
+        assert res.exit_code in (0, 2), res.output  # 2: nothing left to tabulate or plot
+    caplog.clear()
+    again = invoke(cli, results, *ONE_JOB)
+    assert again.exit_code == 0, again.output
+    aside = list(one_record.parent.glob(f"{one_record.name}.unreadable-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == damage  # kept, byte for byte
+    assert Store(results).records("demo")[0].ok  # and the job ran again
+    assert f"{one_record}" in caplog.text
+
+
+def test_bench_table_survives_a_non_numeric_metric(cli, results, one_record):
+    data = json.loads(one_record.read_text())
+    data["metrics"]["image_auroc"] = "abc"
+    one_record.write_text(json.dumps(data))
+    other = one_record.with_name("0" * 16 + ".json")
+    other.write_text(json.dumps({**data, "job": "x"}))
+    res = invoke(cli, results, "table", "--suite", "demo")
+    assert "Traceback" not in res.output and res.exit_code in (0, 2)
+
+
+# ------------------------------------------------------------------ 3: suite names
+
+
+@pytest.mark.parametrize("name", ["../../../escaped_suite", "/tmp/absolute_suite", "a/b", ".."])
+def test_a_suite_name_that_is_a_path_is_refused(cli, results, tmp_path, name):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: {json.dumps(name)}\ndatasets: {{digits: ['3']}}\n"
+                     "methods: {ocsvm: {}}\n")
+    before = snapshot(tmp_path)
+    res = invoke(cli, results, "run", "--suite", str(suite), "--all")
+    assert_one_line_error(res, before, tmp_path, code=2, match="not a plain name")
+    assert not Path("/tmp/absolute_suite").exists()
+
+
+# ------------------------------------------------------------ 4: results that cannot be written
+
+
+def test_a_results_folder_that_cannot_be_written_stops_before_any_job(cli, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "runs").write_text("a file where the records' folder should be")
+    before = snapshot(tmp_path)
+    res = invoke(cli, results, *ONE_JOB)
+    assert_one_line_error(res, before, tmp_path, code=1, match="cannot write records")
+
+
+def test_a_results_path_that_is_a_file_is_refused_in_one_line(cli, tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be")
+    before = snapshot(tmp_path)
+    res = invoke(cli, blocker, *ONE_JOB)
+    assert_one_line_error(res, before, tmp_path, code=2, match="is a file")
+
+
+def test_a_write_error_mid_run_ends_the_run_in_one_line_and_releases_the_claim(
+        cli, results, monkeypatch):
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr("bench.records.store.atomic_write", full_disk)
+    res = invoke(cli, results, *ONE_JOB)
+    line = assert_one_line_error(res, snapshot(results), results, code=1,
+                                 match="cannot write the record")
+    assert "No space left on device" in line
+    assert not list((results / "runs" / "demo").glob("*.claim"))
+    assert not list((results / "runs" / "demo").glob("*.json"))
+
+
+def test_table_output_into_a_folder_that_cannot_be_written(cli, results, one_record, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    before = snapshot(results)
+    res = invoke(cli, results, "table", "--suite", "demo", "-o", str(blocker / "t.md"))
+    assert_one_line_error(res, before, results, code=1, match=str(blocker))
+
+
+# ------------------------------------------------------------------ 7: file modes
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_records_artifacts_and_claims_honour_the_umask(cli, results, umask):
+    old = os.umask(umask)
+    try:
+        assert files.current_umask() == umask
+        assert invoke(cli, results, *ONE_JOB).exit_code == 0
+        from bench.run.claims import Claims
+        from bench.run.jobs import Job
+
+        claim = Claims(Store(results)).claim(Job.make("demo", "ocsvm", "digits", "4", 0))
+        assert claim is not None
+        written = [p for p in (results / "runs").rglob("*") if p.is_file()]
+        assert {p.suffix for p in written} >= {".json", ".npz", ".claim"}
+        for p in written:
+            assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, p
+        Claims(Store(results)).release(claim)
+    finally:
+        os.umask(old)
