@@ -14,7 +14,7 @@ from bench.records.store import Store
 
 #: a record written by main at 764a8e8 (before the typed record), by
 #: `bench run --suite demo --method ocsvm --dataset textures --task brick`
-OLD = Path(__file__).parent / "data" / "record_main_764a8e8.json"
+OLD = Path(__file__).parent / "fixtures" / "record_main_764a8e8.json"
 
 
 def test_a_record_written_before_the_typed_record_loads_and_round_trips(tmp_path):
