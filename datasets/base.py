@@ -273,6 +273,13 @@ class DatasetProtocol(abc.ABC):
         """Raise :class:`DataMissingError` naming the expected path and how to get the data."""
         return None
 
+    def check_tasks(self, root: Path | None, tasks: Sequence[str]) -> None:
+        """Raise :class:`DataMissingError` (or :class:`DataCorruptError`) when the files of one
+        of ``tasks`` cannot make a job, naming the path and the expected layout; checked for the
+        selected tasks before a run starts, after :meth:`check_available`. Nothing by default:
+        datasets whose tasks are fixed lists are complete once they are available."""
+        return None
+
     def location(self, root: Path | None) -> Path | None:
         """Where this dataset's files live under ``root`` (None for embedded datasets)."""
         if self.embedded or root is None:

@@ -17,6 +17,7 @@ family; the default size is 128 px.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.core.errors import DataMissingError, UsageError
@@ -83,6 +84,27 @@ class Folder(StoredDataset):
     def tasks(self) -> list[str]:
         return self.tasks_in(None) if self.find(None) is not None else []
 
+    def check_available(self, root: Path | None) -> None:
+        base = self.require(root)
+        if not self.tasks_in(root):
+            raise DataMissingError(f"{self.label}: no category in {base}: expected "
+                                   f"{base}/{self.layout}, images in <category>/train/good")
+
+    def check_tasks(self, root: Path | None, tasks: Sequence[str]) -> None:
+        base = self.require(root)
+        for task in tasks:
+            index_mvtec(self._category(base, task, root), require_masks=False)
+
+    def _category(self, base: Path, task: str, root: Path | None) -> Path:
+        """The folder of category ``task`` (with a ``train/good`` folder), or one line naming
+        the categories there."""
+        folder = base / task
+        if not (folder / "train" / "good").is_dir():
+            known = ", ".join(self.tasks_in(root)) or "(none)"
+            raise DataMissingError(f"category {task!r} not found in {base} (expected "
+                                   f"{folder}/train/good); categories there: {known}")
+        return folder
+
     def check_task(self, task: str) -> str:
         # categories are whatever folders the user has; load() checks that this one exists
         if not _TASK_NAME.match(task):
@@ -93,12 +115,7 @@ class Folder(StoredDataset):
              spec: InputSpec | None = None) -> tuple[TaskData, TaskData]:
         self.check_task(task)
         base = self.require(root)
-        folder = base / task
-        if not (folder / "train" / "good").is_dir():
-            known = ", ".join(self.tasks_in(root)) or "(none)"
-            raise DataMissingError(f"category {task!r} not found in {base} (expected "
-                                   f"{folder}/train/good); categories there: {known}")
-        index = index_mvtec(folder, require_masks=False)
+        index = index_mvtec(self._category(base, task, root), require_masks=False)
         with_masks = index.loc[index["label"] == 1, "mask_path"].notna().any()
         return load_category(index, spec or InputSpec(), self.default_size,
                              name=f"{self.label}/{task}", base=base, id_prefix=self.label,

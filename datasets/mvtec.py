@@ -104,10 +104,11 @@ def index_mvtec(category_dir: Path, *, require_masks: bool = True) -> pd.DataFra
             if folder.name not in names:
                 raise DataCorruptError(f"{folder} has no matching test folder {test / folder.name}")
     frame = pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
+    layout = f"(expected {category_dir}/{{train/good, test/<defect|good>}} with image files)"
     if not (frame["split"] == "train").any():
-        raise DataMissingError(f"{train_good} holds no images")
+        raise DataMissingError(f"{train_good} holds no images {layout}")
     if not (frame["split"] == "test").any():
-        raise DataMissingError(f"{test} holds no images")
+        raise DataMissingError(f"{test} holds no images {layout}")
     return frame
 
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from bench.core.errors import UsageError
+from bench.core.config import PositiveInt, Range, require
 from bench.datasets.base import TaskData
-from bench.methods.backbones import BACKBONES, FeatureExtractor, require_weights
+from bench.methods.backbones import WEIGHTS, FeatureExtractor, check_backbone, require_weights
 from bench.methods.base import ANY_FAMILY, MethodConfig, PerfProfile, RunContext
 
 #: ResNet layer -> the VGG-16 tap of the same stride
@@ -66,23 +66,20 @@ class BackboneConfig(MethodConfig):
     """
 
     backbone: str = "vgg16"
-    backbone_weights: str | None = "imagenet"
+    backbone_weights: Annotated[str | None, WEIGHTS] = "imagenet"
     normalize: bool = True
     layers: tuple[str, ...] | None = None
-    crop: int | None = None
-    batch_size: int = 32
+    crop: Annotated[int | None, Range(ge=8)] = None
+    batch_size: PositiveInt = 32
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.backbone not in BACKBONES:
-            raise UsageError(f"unknown backbone {self.backbone!r}; "
-                             f"choose from: {', '.join(BACKBONES)}")
+        check_backbone(self.backbone, self.layers)  # unset or empty: the method's defaults
         require_weights(self.backbone, self.backbone_weights, "backbone_weights")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if self.crop is not None and (self.image_size is None or self.crop > self.image_size):
-            raise ValueError("crop needs an image_size at least as large (set both, or "
-                             "crop=null)")
+        require(self.crop is None or (self.image_size is not None
+                                      and self.crop <= self.image_size),
+                f"crop={self.crop} needs an image_size at least as large, got "
+                f"image_size={self.image_size} (set both, or crop=null)")
 
 
 def build_extractor(cfg: BackboneConfig, layers: tuple[str, ...], ctx: RunContext, *,

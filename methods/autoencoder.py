@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from bench.core.errors import UsageError
 from bench.datasets.base import TaskData
 from bench.methods import _torch as T
@@ -108,21 +109,15 @@ def pixel_error(x: torch.Tensor, recon: torch.Tensor, error: Error) -> torch.Ten
 @dataclass(frozen=True, kw_only=True)
 class CAEConfig(MethodConfig):
     error: Error = "l2"
-    latent_dim: int = 100
-    base_channels: int = 32
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 2e-4
-    weight_decay: float = 1e-5
+    latent_dim: PositiveInt = 100
+    base_channels: PositiveInt = 32
+    epochs: NonNegativeInt = 100
+    batch_size: PositiveInt = 128
+    lr: PositiveFloat = 2e-4
+    weight_decay: NonNegativeFloat = 1e-5
     image_score: Literal["mean", "max"] = "mean"
-    map_sigma: float = 4.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if min(self.latent_dim, self.base_channels, self.batch_size) < 1 or self.epochs < 0:
-            raise ValueError("latent_dim, base_channels and batch_size must be >= 1, epochs >= 0")
-        if self.lr <= 0 or self.weight_decay < 0 or self.map_sigma < 0:
-            raise ValueError("lr must be > 0; weight_decay and map_sigma >= 0")
+    #: 0: raw maps
+    map_sigma: NonNegativeFloat = 4.0
 
 
 class ConvAutoencoderDetector(Method):

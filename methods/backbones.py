@@ -34,6 +34,7 @@ import torchvision
 from torch import nn
 from torchvision.models import vgg
 
+from bench.core.config import FileOr
 from bench.core.errors import BenchError, UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,6 +55,25 @@ VGG16_CHANNELS = {"pool1": 64, "pool2": 128, "pool3": 256, "pool4": 512, "pool5"
 RESNET_TAPS = ("layer1", "layer2", "layer3", "layer4")
 
 BACKBONES = tuple(IMAGENET_WEIGHTS)
+
+#: what a weights field allows (``Annotated[str | None, WEIGHTS]``): the file must exist
+WEIGHTS = FileOr(("imagenet", "random"), "a state_dict file")
+
+
+def taps(backbone: str) -> tuple[str, ...]:
+    """The layer names a backbone's extractor can return."""
+    return tuple(VGG16_TAPS) if backbone.startswith("vgg") else RESNET_TAPS
+
+
+def check_backbone(backbone: str, layers: Sequence[str] | None, field: str = "layers") -> None:
+    """A known backbone, and ``layers`` (when set) among its taps: one line naming the field."""
+    if backbone not in BACKBONES:
+        raise UsageError(f"unknown backbone {backbone!r}; choose from: {', '.join(BACKBONES)}")
+    valid = taps(backbone)
+    bad = [layer for layer in layers or () if layer not in valid]
+    if bad:
+        raise UsageError(f"{field}={list(layers or ())!r}: unknown layer(s) {', '.join(bad)} for "
+                         f"{backbone}; choose from: {', '.join(valid)}")
 
 
 class WeightsError(BenchError):
@@ -250,7 +270,7 @@ class FeatureExtractor(nn.Module):
         self.trunk, self.identity = build_trunk(name, weights, seed, frozen=not trainable,
                                                 field=field)
         self.normalize = Normalize() if normalize else nn.Identity()
-        valid = tuple(VGG16_TAPS) if name.startswith("vgg") else RESNET_TAPS
+        valid = taps(name)
         bad = [layer for layer in layers if layer not in valid]
         if bad:
             raise UsageError(f"unknown layer(s) {', '.join(bad)} for {name}; "

@@ -18,12 +18,12 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 
-from bench.core.config import apply_overrides
+from bench.core.config import Range, apply_overrides, check_fields
 from bench.datasets.base import InputSpec, TaskData
 
 M = TypeVar("M", bound="Method")
@@ -34,13 +34,18 @@ ANY_FAMILY = "*"
 
 @dataclass(frozen=True, kw_only=True)
 class MethodConfig:
-    """Base config. ``image_size=None`` uses the dataset's default size."""
+    """Base config. ``image_size=None`` uses the dataset's default size.
 
-    image_size: int | None = None
+    What a field allows beyond its type is declared on it (``Annotated[float, Range(gt=0)]``,
+    the aliases of :mod:`bench.core.config` such as ``PositiveInt``) and checked here, whenever a
+    config is built; a subclass's ``__post_init__`` calls this one first, then checks what its
+    fields allow together with :func:`~bench.core.config.require`.
+    """
+
+    image_size: Annotated[int | None, Range(ge=8)] = None
 
     def __post_init__(self) -> None:
-        if self.image_size is not None and self.image_size < 8:
-            raise ValueError("image_size must be at least 8")
+        check_fields(self)
 
 
 @dataclass
@@ -140,7 +145,11 @@ class Method(abc.ABC):
     @classmethod
     def check_config(cls, config: MethodConfig) -> None:
         """Raise :class:`~bench.core.errors.UsageError` for a config that cannot run at all (checked
-        for every job before a suite starts, so a grid does not fail job after job)."""
+        for every job before a suite starts, so a grid does not fail job after job).
+
+        What one field allows is declared on the field and checked when the config is built;
+        this is for the rest, e.g. a value that may be unset in a config but not when it runs
+        (weights)."""
         return None
 
     def input_spec(self) -> InputSpec:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -45,19 +45,12 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import KernelDensity
 from sklearn.svm import OneClassSVM
 
+from bench.core.config import Fraction, PositiveFloat, PositiveInt, Range
 from bench.datasets.base import TaskData
-from bench.methods.backbones import FeatureExtractor, require_weights
+from bench.methods.backbones import WEIGHTS, FeatureExtractor, check_backbone, require_weights
 from bench.methods.base import Method, MethodConfig, PerfProfile, RunContext, Scores
 
 Features = Literal["pixels", "backbone"]
-
-
-def _number_or_name(value: str) -> str | float:
-    """'scale' stays a name; '0.5' becomes a number (sklearn accepts both)."""
-    try:
-        return float(value)
-    except ValueError:
-        return value
 
 
 def pixel_features(data: TaskData) -> np.ndarray:
@@ -84,21 +77,18 @@ def pooled_features(extractor: FeatureExtractor, layer: str, data: TaskData, bat
 class FeatureConfig(MethodConfig):
     features: Features = "pixels"
     backbone: str = "vgg16"
-    backbone_weights: str | None = None
+    backbone_weights: Annotated[str | None, WEIGHTS] = None
     backbone_layer: str | None = None
-    batch_size: int = 64
-    pca_variance: float | None = 0.95
+    batch_size: PositiveInt = 64
+    #: None: no PCA
+    pca_variance: Fraction | None = 0.95
     #: fit on at most this many training images (a seeded random subset); None = all of them
-    max_train: int | None = None
+    max_train: Annotated[int | None, Range(ge=2)] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.max_train is not None and self.max_train < 2:
-            raise ValueError("max_train must be at least 2, or None for every training image")
-        if self.pca_variance is not None and not 0 < self.pca_variance <= 1:
-            raise ValueError("pca_variance must be in (0, 1], or None for no PCA")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        check_backbone(self.backbone, None if self.backbone_layer is None
+                       else [self.backbone_layer], "backbone_layer")
 
 
 class _FeatureMethod(Method):
@@ -163,9 +153,10 @@ class _FeatureMethod(Method):
 
 @dataclass(frozen=True, kw_only=True)
 class OCSVMConfig(FeatureConfig):
-    nu: float = 0.1
-    gamma: str = "scale"
-    kernel: str = "rbf"
+    nu: Fraction = 0.1
+    #: a number > 0, or scikit-learn's rules 'scale' (1 / (n_features · Var(X))) and 'auto'
+    gamma: PositiveFloat | Literal["scale", "auto"] = "scale"
+    kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"
 
 
 class OneClassSVMDetector(_FeatureMethod):
@@ -177,7 +168,7 @@ class OneClassSVMDetector(_FeatureMethod):
     def fit(self, train: TaskData, ctx: RunContext) -> OneClassSVMDetector:
         z = self._fit_features(train, ctx)
         self.model_ = OneClassSVM(kernel=self.config.kernel, nu=self.config.nu,
-                                  gamma=_number_or_name(self.config.gamma))
+                                  gamma=self.config.gamma)
         self.model_.fit(z)
         ctx.report(1, 1)
         return self
@@ -188,7 +179,8 @@ class OneClassSVMDetector(_FeatureMethod):
 
 @dataclass(frozen=True, kw_only=True)
 class KDEConfig(FeatureConfig):
-    bandwidth: str = "scott"
+    #: a number > 0, or scikit-learn's rules 'scott' and 'silverman'
+    bandwidth: PositiveFloat | Literal["scott", "silverman"] = "scott"
 
 
 class KDEDetector(_FeatureMethod):
@@ -199,8 +191,7 @@ class KDEDetector(_FeatureMethod):
 
     def fit(self, train: TaskData, ctx: RunContext) -> KDEDetector:
         z = self._fit_features(train, ctx)
-        bandwidth = _number_or_name(self.config.bandwidth)
-        self.model_ = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(z)
+        self.model_ = KernelDensity(kernel="gaussian", bandwidth=self.config.bandwidth).fit(z)
         ctx.report(1, 1)
         return self
 
@@ -210,17 +201,10 @@ class KDEDetector(_FeatureMethod):
 
 @dataclass(frozen=True, kw_only=True)
 class IForestConfig(FeatureConfig):
-    pca_variance: float | None = None
-    n_estimators: int = 100
-    max_samples: int = 256
-    max_features: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_estimators < 1 or self.max_samples < 2:
-            raise ValueError("n_estimators must be >= 1 and max_samples >= 2")
-        if not 0 < self.max_features <= 1:
-            raise ValueError("max_features must be in (0, 1]")
+    pca_variance: Fraction | None = None
+    n_estimators: PositiveInt = 100
+    max_samples: Annotated[int, Range(ge=2)] = 256
+    max_features: Fraction = 1.0
 
 
 class IsolationForestDetector(_FeatureMethod):

@@ -52,6 +52,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.core.config import (
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    require,
+)
 from bench.datasets.base import TaskData
 from bench.methods import _torch as T
 from bench.methods.base import Method, MethodConfig, RunContext, Scores
@@ -120,29 +128,24 @@ def global_contrast_normalization(x: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True, kw_only=True)
 class DSVDDConfig(MethodConfig):
     objective: Objective = "one-class"
-    nu: float = 0.1
-    channels: tuple[int, ...] = (32, 64, 128)
-    rep_dim: int = 128
-    epochs: int = 150
-    lr: float = 1e-4
-    lr_milestones: tuple[int, ...] = (50,)
-    batch_size: int = 200
-    weight_decay: float = 0.5e-6
-    warm_up_epochs: int = 10
-    center_eps: float = 0.1
-    pretrain_epochs: int = 0
-    pretrain_lr: float = 1e-4
-    pretrain_milestones: tuple[int, ...] = (50,)
-    pretrain_weight_decay: float = 0.5e-6
+    nu: Fraction = 0.1
+    channels: tuple[PositiveInt, ...] = (32, 64, 128)
+    rep_dim: PositiveInt = 128
+    epochs: NonNegativeInt = 150
+    lr: PositiveFloat = 1e-4
+    lr_milestones: tuple[PositiveInt, ...] = (50,)
+    batch_size: PositiveInt = 200
+    weight_decay: NonNegativeFloat = 0.5e-6
+    warm_up_epochs: NonNegativeInt = 10
+    center_eps: NonNegativeFloat = 0.1
+    pretrain_epochs: NonNegativeInt = 0
+    pretrain_lr: PositiveFloat = 1e-4
+    pretrain_milestones: tuple[PositiveInt, ...] = (50,)
+    pretrain_weight_decay: NonNegativeFloat = 0.5e-6
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 < self.nu <= 1:
-            raise ValueError("nu must be in (0, 1]")
-        if not self.channels or min(self.channels) < 1 or self.rep_dim < 1:
-            raise ValueError("channels must be a non-empty tuple of widths >= 1, rep_dim >= 1")
-        if self.epochs < 0 or self.pretrain_epochs < 0 or self.batch_size < 1:
-            raise ValueError("epochs and pretrain_epochs must be >= 0, batch_size >= 1")
+        require(bool(self.channels), "channels=[]: name at least one stage width (e.g. [8, 4])")
 
 
 _MNIST = {"image_size": 28, "channels": (8, 4), "rep_dim": 32, "pretrain_epochs": 150,

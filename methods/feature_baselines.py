@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.covariance import LedoitWolf
 
+from bench.core.config import NonNegativeFloat, PositiveFloat, PositiveInt
 from bench.datasets.base import TaskData
 from bench.methods._pretrained import (
     BACKBONE_PERF,
@@ -76,12 +77,7 @@ class _BackboneMethod(Method):
 
 @dataclass(frozen=True, kw_only=True)
 class DN2Config(BackboneConfig):
-    k: int = 2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.k < 1:
-            raise ValueError("k must be at least 1")
+    k: PositiveInt = 2
 
 
 class DN2(_BackboneMethod):
@@ -163,17 +159,12 @@ PADIM_DIMS = {"resnet18": 100, "wide_resnet50_2": 550, "vgg16": 200}
 class PaDiMConfig(BackboneConfig):
     """``n_features=None``: :data:`PADIM_DIMS` for the backbone."""
 
-    n_features: int | None = None
-    epsilon: float = 0.01
-    sigma: float = 4.0
-    position_chunk: int = 256
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_features is not None and self.n_features < 1:
-            raise ValueError("n_features must be at least 1")
-        if self.position_chunk < 1:
-            raise ValueError("position_chunk must be at least 1")
+    n_features: PositiveInt | None = None
+    #: added to every covariance's diagonal
+    epsilon: PositiveFloat = 0.01
+    #: 0: maps not smoothed
+    sigma: NonNegativeFloat = 4.0
+    position_chunk: PositiveInt = 256
 
 
 def padim_embedding(taps: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:

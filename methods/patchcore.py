@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.core.config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt
 from bench.datasets.base import TaskData
 from bench.methods._pretrained import (
     BackboneConfig,
@@ -125,22 +126,15 @@ def _lazy_k_center(x: torch.Tensor, n: int, start: int, block: int,
 
 @dataclass(frozen=True, kw_only=True)
 class PatchCoreConfig(BackboneConfig):
-    coreset_ratio: float = 0.1
-    projection_dim: int = 128
-    pretrain_dim: int = 1024
-    target_dim: int = 1024
-    patch_size: int = 3
-    reweight_neighbors: int = 3
-    sigma: float = 4.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 < self.coreset_ratio <= 1:
-            raise ValueError("coreset_ratio must be in (0, 1]")
-        if min(self.projection_dim, self.pretrain_dim, self.target_dim, self.patch_size) < 1:
-            raise ValueError("projection_dim, pretrain_dim, target_dim, patch_size must be >= 1")
-        if self.reweight_neighbors < 0:
-            raise ValueError("reweight_neighbors must be >= 0")
+    coreset_ratio: Fraction = 0.1
+    projection_dim: PositiveInt = 128
+    pretrain_dim: PositiveInt = 1024
+    target_dim: PositiveInt = 1024
+    patch_size: PositiveInt = 3
+    #: 0 or 1: the image score is the largest patch score, not reweighted
+    reweight_neighbors: NonNegativeInt = 3
+    #: 0: maps not smoothed
+    sigma: NonNegativeFloat = 4.0
 
 
 def patch_features(taps: dict[str, torch.Tensor], layers: tuple[str, ...], *, patch_size: int,

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
+from bench.core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from bench.datasets.base import TaskData
 from bench.methods._pretrained import (
     BACKBONE_PERF,
@@ -44,20 +46,12 @@ STUDENT_SEED_OFFSET = 1_000_003
 
 @dataclass(frozen=True, kw_only=True)
 class STFPMConfig(BackboneConfig):
-    epochs: int = 100
-    lr: float = 0.4
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    eval_every: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.epochs < 1:
-            raise ValueError("epochs must be at least 1")
-        if self.lr <= 0:
-            raise ValueError("lr must be positive")
-        if self.eval_every < 0:
-            raise ValueError("eval_every must be >= 0")
+    epochs: PositiveInt = 100
+    lr: PositiveFloat = 0.4
+    momentum: Annotated[float, Range(ge=0, lt=1)] = 0.9
+    weight_decay: NonNegativeFloat = 1e-4
+    #: 0: no evaluation during training
+    eval_every: NonNegativeInt = 0
 
 
 def level_distances(t: dict[str, torch.Tensor], s: dict[str, torch.Tensor],

@@ -3,6 +3,18 @@
 Configs are frozen, keyword-only dataclasses holding the paper's defaults. Overrides arrive as
 plain values (from YAML) or strings (from ``--set key=value``); :func:`apply_overrides` checks
 every key against the fields and coerces every value to the field's declared type.
+
+What a field allows beyond its type is declared on the field, with ``typing.Annotated``:
+
+- :class:`Range`: the numbers allowed (``nu: Annotated[float, Range(gt=0, le=1)]``; the aliases
+  :data:`PositiveInt`, :data:`PositiveFloat`, :data:`NonNegativeInt`, :data:`NonNegativeFloat`,
+  :data:`Fraction` name the common ones), checked by :func:`check_fields`
+  whenever a config is built;
+- :class:`FileOr`: one of some keywords or the path of an existing file (weights), checked by
+  :func:`check_files` with the data, before a run (the file has to exist where jobs run, not
+  wherever a config is read).
+
+Constraints between fields are plain code calling :func:`require`.
 """
 
 from __future__ import annotations
@@ -10,8 +22,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
@@ -40,6 +54,11 @@ def field_names(cls: type) -> list[str]:
 
 
 def _type_name(tp: Any) -> str:
+    """``int``, ``float or one of ['scale', 'auto']``, ``int or none``."""
+    if get_origin(tp) in (Union, types.UnionType):
+        return " or ".join("none" if a is type(None) else _type_name(a) for a in get_args(tp))
+    if get_origin(tp) is Literal:
+        return f"one of {list(get_args(tp))}"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -62,7 +81,7 @@ def coerce(tp: Any, value: Any, name: str) -> Any:
                 return coerce(arg, value, name)
             except UsageError as exc:
                 errors.append(str(exc))
-        raise UsageError(f"{name}: cannot use {value!r} as {_type_name(tp)}")
+        raise UsageError(f"{name}: cannot use {value!r}; expected {_type_name(tp)}")
     if origin is Literal:
         for choice in args:
             if value == choice or (isinstance(value, str) and str(choice) == value):
@@ -152,3 +171,129 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
+
+
+# ------------------------------------------------------------------------ declared constraints
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`UsageError` with ``message`` unless ``condition`` holds (for constraints
+    between fields; a message names the fields, their values and what is allowed)."""
+    if not condition:
+        raise UsageError(message)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a config field allows, declared on the field::
+
+        nu: Annotated[float, Range(gt=0, le=1)] = 0.1
+
+    Every number of the value is checked (each element of a tuple); ``None`` and names (OCSVM's
+    ``gamma='scale'``) are not numbers and pass.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def allows(self, x: float) -> bool:
+        return ((self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
+                and (self.le is None or x <= self.le) and (self.lt is None or x < self.lt))
+
+    def describe(self, name: str) -> str:
+        """The range as an inequality on ``name``: ``0 < nu <= 1``, ``epochs >= 1``."""
+        low = ((self.ge, "<=") if self.ge is not None
+               else (self.gt, "<") if self.gt is not None else None)
+        high = ((self.le, "<=") if self.le is not None
+                else (self.lt, "<") if self.lt is not None else None)
+        if low and high:
+            return f"{_fmt(low[0])} {low[1]} {name} {high[1]} {_fmt(high[0])}"
+        if low:
+            return f"{name} {'>=' if low[1] == '<=' else '>'} {_fmt(low[0])}"
+        if high:
+            return f"{name} {high[1]} {_fmt(high[0])}"
+        return f"any {name}"
+
+
+#: common ranges, as types to annotate fields with
+PositiveInt = Annotated[int, Range(ge=1)]
+NonNegativeInt = Annotated[int, Range(ge=0)]
+PositiveFloat = Annotated[float, Range(gt=0)]
+NonNegativeFloat = Annotated[float, Range(ge=0)]
+#: a share of something: (0, 1]
+Fraction = Annotated[float, Range(gt=0, le=1)]
+
+
+@dataclass(frozen=True)
+class FileOr:
+    """A field holding one of ``keywords`` or the path of an existing file (``what``)::
+
+        expert_weights: Annotated[str | None, FileOr(("imagenet", "random"), "a state_dict file")]
+
+    ``None`` passes (whether a value is required is the method's own check)."""
+
+    keywords: tuple[str, ...]
+    what: str = "a file"
+
+    def allowed(self) -> str:
+        return ", ".join(repr(k) for k in self.keywords) + f" or the path of {self.what}"
+
+
+def _metadata(tp: Any) -> Iterator[Any]:
+    """Every ``Annotated`` metadata item anywhere in the annotation ``tp``."""
+    if get_origin(tp) is Annotated:
+        yield from tp.__metadata__
+        tp = get_args(tp)[0]
+    for arg in get_args(tp):
+        if not isinstance(arg, (str, int, float, bool)) and arg is not Ellipsis:
+            yield from _metadata(arg)
+
+
+_DECLARED: dict[type, dict[str, tuple[Range | FileOr, ...]]] = {}
+
+
+def declared(cls: type) -> dict[str, tuple[Range | FileOr, ...]]:
+    """Field name -> the constraints declared on it (:class:`Range`, :class:`FileOr`)."""
+    if cls not in _DECLARED:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        _DECLARED[cls] = {f.name: found for f in dataclasses.fields(cls)
+                          if (found := tuple(m for m in _metadata(hints[f.name])
+                                             if isinstance(m, (Range, FileOr))))}
+    return _DECLARED[cls]
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _numbers(v)]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    return []
+
+
+def check_fields(config: object) -> None:
+    """Raise :class:`UsageError` for a field whose value is outside its declared :class:`Range`,
+    naming the field, the value and the range."""
+    for name, constraints in declared(type(config)).items():
+        value = getattr(config, name)
+        for c in constraints:
+            if isinstance(c, Range) and not all(c.allows(x) for x in _numbers(value)):
+                each = "each of " if isinstance(value, (list, tuple)) else ""
+                raise UsageError(f"{name}={to_plain(value)!r} is out of range "
+                                 f"(allowed: {each}{c.describe(name)})")
+
+
+def check_files(config: object) -> None:
+    """Raise :class:`UsageError` for a :class:`FileOr` field whose value is neither a keyword nor
+    an existing file, naming the field, the value and what is allowed."""
+    for name, constraints in declared(type(config)).items():
+        value = getattr(config, name)
+        for c in constraints:
+            if (isinstance(c, FileOr) and value is not None and value not in c.keywords
+                    and not Path(str(value)).expanduser().is_file()):
+                raise UsageError(f"{name}={value!r}: no such file (allowed: {c.allowed()})")

@@ -1,8 +1,9 @@
 """From a suite name and CLI filters to a validated list of jobs.
 
 Everything a user can get wrong is checked here, before any job starts: unknown suite, method,
-dataset or task names; ``--set`` keys that no selected method has; values of the wrong type;
-datasets that are not on disk.
+dataset or task names; ``--set`` keys that no selected method has; values of the wrong type or
+outside what the field allows (each method's config declares it); weight files that do not
+exist; datasets and tasks whose files are not on disk; a selection without jobs.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.core.config import field_names
+from bench.core.config import check_files, field_names
 from bench.core.errors import UsageError
 from bench.datasets import DATASETS
-from bench.methods import METHODS
+from bench.methods import METHODS, MethodConfig
 from bench.run.jobs import Job, expand
 from bench.run.suites import Suite, load_suite
 
@@ -40,6 +41,30 @@ def split_overrides(methods: Sequence[str], overrides: Mapping[str, Any]
     return per_method
 
 
+def _paired_datasets(suite: Suite, methods: Sequence[str], datasets: Sequence[str]) -> list[str]:
+    """The datasets that some block of the suite pairs with a selected method."""
+    return sorted({d for b in suite.blocks for d in b.datasets
+                   if (not datasets or d in datasets)
+                   and any(not methods or m in methods for m in b.methods)})
+
+
+def _no_jobs(suite: Suite, methods: Sequence[str], datasets: Sequence[str],
+             tasks: Sequence[str], tasks_of: Mapping[str, Sequence[str]]) -> UsageError:
+    """Why a selection holds no job, in one line."""
+    where = f"suite {suite.name} ({suite.source})"
+    empty = [d for d in _paired_datasets(suite, methods, datasets) if not tasks_of.get(d)]
+    if empty:
+        return UsageError(f"no job to run in {where}: dataset(s) {', '.join(empty)} have no "
+                          "tasks")
+    asked = [f"{kind} {', '.join(names)}" for kind, names in
+             (("method", methods), ("dataset", datasets), ("task", tasks)) if names]
+    if not asked:
+        return UsageError(f"no job to run in {where}: it pairs no dataset with a method")
+    return UsageError(f"no job of {where} matches the selection ({'; '.join(asked)}): no block "
+                      "of the suite pairs them; see bench run --suite "
+                      f"{suite.name} --all --dry-run")
+
+
 def select_jobs(
     suite_name: str,
     *,
@@ -51,7 +76,13 @@ def select_jobs(
     data_root: Path | None = None,
     check_data: bool = True,
 ) -> tuple[Suite, list[Job]]:
-    """The suite and its selected jobs, every job's config resolved once to validate it."""
+    """The suite and its selected jobs, every job's config resolved once to validate it.
+
+    Raises :class:`UsageError` for bad names and values (each distinct resolved config goes
+    through its method's checks) and for a selection without jobs; with ``check_data``, also
+    for weight files that do not exist, and :class:`~bench.core.errors.DataMissingError` for
+    data that is not on disk (every selected dataset, then every selected task's files).
+    """
     suite = load_suite(suite_name)
     _check_names("method", suite.method_names(), METHODS.names(), f" in suite {suite.name}")
     _check_names("dataset", [d for d in suite.dataset_names() if d not in DATASETS],
@@ -73,17 +104,30 @@ def select_jobs(
     tasks_of = {d: DATASETS.get(d).tasks_in(data_root) for d in selected_datasets}
     jobs = expand(suite, tasks_of, methods=methods or None, datasets=datasets or None,
                   tasks=tasks or None, seeds=seeds or None, extra=extra)
-    seen: set[tuple[str, str, Any]] = set()
+    configs: dict[tuple[str, str, Any], tuple[Job, MethodConfig]] = {}
     for job in jobs:
         family = DATASETS.get(job.dataset).family
         key = (job.method, family, job.overrides)
-        if key not in seen:
-            seen.add(key)
+        if key not in configs:
             try:
-                METHODS.get(job.method).checked_config(family, job.overrides_dict)
+                cfg = METHODS.get(job.method).checked_config(family, job.overrides_dict)
             except UsageError as exc:
                 raise UsageError(f"{job.method} on {job.dataset}: {exc}") from None
+            configs[key] = (job, cfg)
     if check_data:
-        for name in sorted({j.dataset for j in jobs}):
+        for job, cfg in configs.values():
+            try:
+                check_files(cfg)
+            except UsageError as exc:
+                raise UsageError(f"{job.method} on {job.dataset}: {exc}") from None
+        # the jobs' datasets, and those asked for that yield no job for want of tasks (a folder
+        # without categories)
+        empty = {d for d in _paired_datasets(suite, methods, datasets) if not tasks_of.get(d)}
+        for name in sorted({j.dataset for j in jobs} | empty):
             DATASETS.get(name).check_available(data_root)
+        for name in sorted({j.dataset for j in jobs}):
+            DATASETS.get(name).check_tasks(data_root, sorted({j.task for j in jobs
+                                                              if j.dataset == name}))
+    if not jobs:
+        raise _no_jobs(suite, methods, datasets, tasks, tasks_of)
     return suite, jobs

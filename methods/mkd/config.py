@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from bench.core.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    require,
+)
+from bench.methods.backbones import WEIGHTS
 from bench.methods.base import MethodConfig
 from bench.methods.mkd.nets import CRITICAL_LAYERS, OFFICIAL_SCORE_LAYERS, pool_number
 
@@ -38,36 +47,36 @@ class MKDConfig(MethodConfig):
 
     expert: Literal["vgg16"] = "vgg16"
     #: ``imagenet`` | a state_dict path | ``random``; None is an error telling how to choose
-    expert_weights: str | None = None
+    expert_weights: Annotated[str | None, WEIGHTS] = None
     layers: tuple[Layer, ...] = CRITICAL_LAYERS  # type: ignore[assignment]
     #: ``official``: pool3–pool5 among the trained layers (all trained layers if none of them);
     #: ``trained``: every trained layer
     score_layers: Literal["official", "trained"] = "official"
     cloner: Literal["compact", "equal"] = "compact"
     #: weight of the MSE ("value") term, as in the code (0.01; MVTec 0.5)
-    lamda: float = 0.01
+    lamda: NonNegativeFloat = 0.01
     loss_terms: Literal["total", "direction", "value"] = "total"
     #: passes run (the official loop runs num_epochs + 1)
-    epochs: int = 202
-    batch_size: int = 64
-    lr: float = 1e-3
+    epochs: PositiveInt = 202
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 1e-3
     normalize: Literal["none", "imagenet"] = "none"
-    crop: int | None = None
+    crop: Annotated[int | None, Range(ge=8)] = None
     interpolation: Literal["bilinear", "lanczos"] = "bilinear"
     #: evaluate on the test set every N epochs (and at the last); 0 = final only
-    eval_every: int = 0
+    eval_every: NonNegativeInt = 0
     localization: Literal["gradients", "smoothgrad", "gbp", "none"] = "gradients"
-    smoothgrad_samples: int = 50
+    smoothgrad_samples: PositiveInt = 50
     #: None: 0.15 (standard) or 0.05 (official)
-    smoothgrad_noise: float | None = None
+    smoothgrad_noise: PositiveFloat | None = None
     #: standard: std = noise · (x_max − x_min); official: std = (noise / (x_max − x_min))²
     smoothgrad_noise_mode: Literal["standard", "official"] = "standard"
-    gaussian_sigma: float = 4.0
+    gaussian_sigma: NonNegativeFloat = 4.0
     opening: bool = True
     augment: Literal["none", "headct"] = "none"
     expert_cache: Literal["auto", "on", "off"] = "auto"
     #: None: half the free GPU memory, or a quarter of the available RAM on the CPU
-    cache_budget_mb: int | None = None
+    cache_budget_mb: NonNegativeInt | None = None
     amp: bool = False
     channels_last: bool = False
     #: compile the expert and the cloner with ``torch.compile`` (CPU and CUDA; the first batch of
@@ -76,25 +85,15 @@ class MKDConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.layers:
-            raise ValueError("layers needs at least one of pool2..pool5")
-        if len(set(self.layers)) != len(self.layers):
-            raise ValueError(f"layers has duplicates: {list(self.layers)}")
-        for name in ("epochs", "batch_size", "smoothgrad_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.eval_every < 0:
-            raise ValueError("eval_every must be >= 0 (0 = final epoch only)")
-        if self.lr <= 0 or self.lamda < 0 or self.gaussian_sigma < 0:
-            raise ValueError("lr must be > 0, lamda and gaussian_sigma >= 0")
-        if self.smoothgrad_noise is not None and self.smoothgrad_noise <= 0:
-            raise ValueError("smoothgrad_noise must be > 0")
-        if self.cache_budget_mb is not None and self.cache_budget_mb < 0:
-            raise ValueError("cache_budget_mb must be >= 0")
-        if self.crop is not None and self.image_size is not None and self.crop > self.image_size:
-            raise ValueError("crop must not exceed image_size")
-        if self.augment != "none" and self.expert_cache == "on":
-            raise ValueError("augment changes every batch, so the expert cache cannot be 'on'")
+        require(bool(self.layers), "layers=[]: name at least one of pool2, pool3, pool4, pool5")
+        require(len(set(self.layers)) == len(self.layers),
+                f"layers={list(self.layers)!r} has duplicates; name each layer once")
+        require(self.crop is None or self.image_size is None or self.crop <= self.image_size,
+                f"crop={self.crop} exceeds image_size={self.image_size}; a centre crop must "
+                "fit in the resized image")
+        require(self.augment == "none" or self.expert_cache != "on",
+                f"augment={self.augment!r} changes every batch, so expert_cache cannot be 'on' "
+                "(use 'auto' or 'off')")
 
     @property
     def trained_layers(self) -> tuple[str, ...]:

@@ -160,7 +160,7 @@ def test_layer_defaults_and_clear_errors():
         METHODS.get("dn2").build("", {**RANDOM_R18, "backbone_weights": None})
     with pytest.raises(UsageError, match="unknown backbone"):
         METHODS.get("padim").build("", {"backbone": "alexnet"})
-    with pytest.raises(UsageError, match="crop needs an image_size"):
+    with pytest.raises(UsageError, match="crop=224 needs an image_size.*image_size=None"):
         METHODS.get("padim").build("", {"image_size": None})  # crop 224 of an unknown size
 
 

@@ -61,11 +61,19 @@ def _block(raw: Mapping[str, Any], where: str) -> Block:
     methods = raw.get("methods") or {}
     if not isinstance(datasets, Mapping) or not isinstance(methods, Mapping):
         raise UsageError(f"{where}: 'datasets' and 'methods' must be mappings")
+    for key, value, example in (("datasets", datasets, "{<dataset>: all}"),
+                                ("methods", methods, "{<method>: {}}")):
+        if not value:
+            raise UsageError(f"{where}: '{key}' is empty, so the suite has no jobs; name at "
+                             f"least one: {key}: {example}")
     ds: dict[str, Any] = {}
     for name, tasks in datasets.items():
         if tasks in (None, "all"):
             ds[str(name)] = "all"
         elif isinstance(tasks, (list, tuple)):
+            if not tasks:
+                raise UsageError(f"{where}: dataset {name!r} lists no tasks; name some, or "
+                                 "write 'all'")
             ds[str(name)] = [str(t) for t in tasks]
         else:
             ds[str(name)] = [str(tasks)]
@@ -75,10 +83,12 @@ def _block(raw: Mapping[str, Any], where: str) -> Block:
             variants = [{}]
         elif isinstance(variants, Mapping):
             variants = [dict(variants)]
-        elif isinstance(variants, list) and all(isinstance(v, Mapping) for v in variants):
+        elif (isinstance(variants, list) and variants
+              and all(isinstance(v, Mapping) for v in variants)):
             variants = [dict(v) for v in variants]
         else:
-            raise UsageError(f"{where}: method {name!r} needs a mapping or a list of mappings")
+            raise UsageError(f"{where}: method {name!r} needs a mapping or a non-empty list of "
+                             "mappings (one per variant; {} for the defaults)")
         ms[str(name)] = variants
     return Block(ds, ms)
 
@@ -95,6 +105,8 @@ def parse_suite(raw: Any, source: str) -> Suite:
         seeds = tuple(int(s) for s in (seeds_raw if isinstance(seeds_raw, list) else [seeds_raw]))
     except (TypeError, ValueError):
         raise UsageError(f"{source}: 'seeds' must be a list of integers") from None
+    if not seeds:
+        raise UsageError(f"{source}: 'seeds' is empty, so the suite has no jobs; e.g. seeds: [0]")
     blocks = []
     if raw.get("datasets") or raw.get("methods"):
         blocks.append(_block(raw, source))
