@@ -142,9 +142,11 @@ def test_duplicate_baseline_key_is_refused_with_both_lines(cli, results, pinned)
     # an appended row for a pinned key must not silently replace the pinned value
     lines.append(lines[1].rpartition(",")[0] + ",0.100000")
     base.write_text("\n".join(lines) + "\n")
+    before = _tree(results)
     res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base))
     assert res.exit_code == 2, res.output
     _one_error_line(res)
+    assert _tree(results) == before
     assert "duplicate" in res.output and f"lines 2, {len(lines)}" in res.output
     assert "PASS" not in res.output
 

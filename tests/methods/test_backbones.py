@@ -89,6 +89,7 @@ def test_checkpoint_with_code_objects_is_one_line_without_torchs_advice(tmp_path
     res = invoke(cli, results, "run", "--suite", "demo", "--method", "ocsvm", "--dataset",
                  "digits", "--task", "0", "--seeds", "0", "--set", "features=backbone",
                  "--set", f"backbone_weights={path}")
+    assert res.exit_code == 1 and "1 job(s) failed" in res.output
     assert "weights_only" not in res.output and "Traceback" not in res.output
     (record,) = (results / "runs" / "demo").glob("*.json")
     error = json.loads(record.read_text())["error"]
