@@ -8,7 +8,10 @@
   after checking **every** member first: an absolute path, a ``..`` component, a symbolic or
   hard link, or a device file refuses the whole archive before anything is written. Members go
   to a staging folder beside the target and are moved in at the end, so a failure midway leaves
-  the target as it was.
+  the target as it was. The member list is also held to :class:`ExtractLimits` (total size,
+  member count, compression ratio) before anything is written, against compression bombs.
+- :func:`url_filename` names the file a download is saved as, and refuses a URL without one
+  before any network access.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlparse
 
 from bench.core.errors import DataCorruptError, DataMissingError, UsageError
 
@@ -80,6 +84,19 @@ def check_file(path: Path, archive: Archive) -> str:
         raise DataCorruptError(f"{path}: {algo} is {got}, expected {digest} (corrupted or "
                                "incomplete file; delete it and fetch again)")
     return f"{algo} ok"
+
+
+def url_filename(url: str) -> str:
+    """The name a download from ``url`` is saved as: the last segment of its path, decoded.
+
+    Raises :class:`UsageError` when that is no usable file name (empty, ``.``, ``..``, or a
+    segment that decodes to a path), so a bad address is refused before any network access.
+    """
+    name = unquote(urlparse(url).path.rpartition("/")[2])
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise UsageError(f"{url}: no file name to save the download as (the path ends in "
+                         f"{name!r}); give the address of the archive file itself")
+    return name
 
 
 def download(url: str, dest: Path, archive: Archive, *, progress: ProgressFn | None = None,
@@ -166,6 +183,51 @@ def reachable(url: str, *, timeout: float = 15.0) -> Reachability:
     raise AssertionError("unreachable")
 
 
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,.0f} bytes"
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """What :func:`extract` refuses to unpack, judged from the member list before writing:
+    files adding up to more than ``max_bytes``, more than ``max_members`` members, or more than
+    ``max_ratio`` times the compressed size (each zip member; a tar archive as a whole).
+
+    The defaults are far above the real datasets (the largest, MVTec AD and Retinal-OCT, unpack
+    to about 6 GB each; Retinal-OCT has about 85,000 files; images hardly compress). The sizes
+    are the archive's own (zip's directory, tar's headers), which the readers then hold each
+    member to, so they bound what is written.
+    """
+
+    max_bytes: int = 64 * 2**30
+    max_members: int = 1_000_000
+    max_ratio: float = 1000.0
+
+    def check(self, archive: Path, members: int, size: int, ratio: float = 0.0,
+              what: str = "the archive") -> None:
+        """Raise :class:`DataCorruptError` (one line naming the archive, the limit and the
+        option that raises it) if ``members`` members of ``size`` bytes in all, the largest
+        expanding ``ratio`` times (``what``), break a limit."""
+        if members > self.max_members:
+            over = f"it has more than {self.max_members:,} members", "--max-members"
+        elif size > self.max_bytes:
+            over = f"its files add up to more than {_size(self.max_bytes)}", "--max-extract-gib"
+        elif ratio > self.max_ratio:
+            over = (f"{what} expands {ratio:,.0f} times, more than {self.max_ratio:g} times",
+                    "--max-ratio")
+        else:
+            return
+        raise DataCorruptError(f"{archive}: refusing to unpack: {over[0]} (a compression bomb? "
+                               f"raise the limit with {over[1]} if you trust the archive); "
+                               "nothing was extracted")
+
+
+DEFAULT_LIMITS = ExtractLimits()
+
+
 def _safe_name(name: str, archive: Path) -> PurePosixPath:
     """The member's path if it stays inside the target; raises otherwise."""
     posix = PurePosixPath(name.replace("\\", "/"))
@@ -176,24 +238,33 @@ def _safe_name(name: str, archive: Path) -> PurePosixPath:
     return posix
 
 
-def _check_tar(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
-    members = tf.getmembers()
-    for m in members:
+def _check_tar(tf: tarfile.TarFile, archive: Path,
+               limits: ExtractLimits) -> list[tarfile.TarInfo]:
+    packed = max(archive.stat().st_size, 1)
+    count = size = 0
+    for m in tf:  # header by header, so that a limit stops the reading early
         _safe_name(m.name, archive)
         if m.issym() or m.islnk():
             raise DataCorruptError(f"{archive}: refusing link member {m.name!r} -> {m.linkname!r}")
         if not (m.isfile() or m.isdir()):
             raise DataCorruptError(f"{archive}: refusing special member {m.name!r}")
-    return members
+        count, size = count + 1, size + m.size
+        limits.check(archive, count, size, size / packed)
+    return tf.getmembers()
 
 
-def _check_zip(zf: zipfile.ZipFile, archive: Path) -> list[zipfile.ZipInfo]:
+def _check_zip(zf: zipfile.ZipFile, archive: Path,
+               limits: ExtractLimits) -> list[zipfile.ZipInfo]:
     members = zf.infolist()
     for m in members:
         _safe_name(m.filename, archive)
         mode = m.external_attr >> 16
         if mode and stat.S_ISLNK(mode):
             raise DataCorruptError(f"{archive}: refusing link member {m.filename!r}")
+    largest = max(members, key=lambda m: m.file_size / max(m.compress_size, 1), default=None)
+    limits.check(archive, len(members), sum(m.file_size for m in members),
+                 0.0 if largest is None else largest.file_size / max(largest.compress_size, 1),
+                 f"member {largest.filename!r}" if largest is not None else "")
     return members
 
 
@@ -202,9 +273,9 @@ def is_archive(path: Path) -> bool:
     return name.endswith((".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".zip"))
 
 
-def extract(archive: Path, target: Path) -> list[Path]:
-    """Unpack ``archive`` into ``target`` after checking every member; returns the top-level
-    entries it added. Existing entries of the same name are replaced."""
+def extract(archive: Path, target: Path, limits: ExtractLimits = DEFAULT_LIMITS) -> list[Path]:
+    """Unpack ``archive`` into ``target`` after checking every member and the ``limits``;
+    returns the top-level entries it added. Existing entries of the same name are replaced."""
     if not archive.is_file():
         raise DataMissingError(f"archive not found: {archive}")
     if not is_archive(archive):
@@ -215,14 +286,14 @@ def extract(archive: Path, target: Path) -> list[Path]:
         if archive.name.lower().endswith(".zip"):
             try:
                 with zipfile.ZipFile(archive) as zf:
-                    _check_zip(zf, archive)
+                    _check_zip(zf, archive, limits)
                     zf.extractall(staging)
             except zipfile.BadZipFile as exc:
                 raise DataCorruptError(f"{archive}: not a valid zip file: {exc}") from None
         else:
             try:
                 with tarfile.open(archive) as tf:
-                    members = _check_tar(tf, archive)
+                    members = _check_tar(tf, archive, limits)
                     if hasattr(tarfile, "data_filter"):  # defence in depth where available
                         tf.extractall(staging, members=members, filter="data")
                     else:  # pragma: no cover - Python without extraction filters

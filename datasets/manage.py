@@ -13,11 +13,20 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from bench.core.errors import BenchError, DataCorruptError, DataMissingError, UsageError
 from bench.datasets.base import DatasetProtocol
-from bench.datasets.download import Archive, ProgressFn, check_file, download, extract
+from bench.datasets.download import (
+    DEFAULT_LIMITS,
+    Archive,
+    ExtractLimits,
+    ProgressFn,
+    check_file,
+    download,
+    extract,
+    is_archive,
+    url_filename,
+)
 from bench.datasets.stored import StoredDataset, read_stamp
 
 log = logging.getLogger(__name__)
@@ -86,12 +95,13 @@ def _known_archive(ds: StoredDataset, filename: str, sha256: str | None) -> Arch
     return Archive(filename)
 
 
-def install_archive(ds: StoredDataset, root: Path, archive_path: Path, archive: Archive) -> str:
+def install_archive(ds: StoredDataset, root: Path, archive_path: Path, archive: Archive,
+                    limits: ExtractLimits = DEFAULT_LIMITS) -> str:
     """Check ``archive_path`` against ``archive``'s checksum, unpack it into the dataset's
-    location, and check that the expected layout is now there."""
+    location (within ``limits``), and check that the expected layout is now there."""
     checked = check_file(archive_path, archive)
     target = ds.location(root)
-    extract(archive_path, target)
+    extract(archive_path, target, limits)
     if ds.find(root) is None:
         raise DataMissingError(f"{archive_path} was unpacked into {target}, but the expected "
                                f"layout {ds.layout} was not found there")
@@ -100,7 +110,8 @@ def install_archive(ds: StoredDataset, root: Path, archive_path: Path, archive: 
 
 def fetch(ds: DatasetProtocol, root: Path, *, archive: Path | None = None, url: str | None = None,
           sha256: str | None = None, accept_license: bool = False, keep_archive: bool = False,
-          progress: ProgressFn | None = None) -> FetchResult:
+          progress: ProgressFn | None = None,
+          limits: ExtractLimits = DEFAULT_LIMITS) -> FetchResult:
     """Obtain a dataset (see the module docstring); returns what was done or what to do."""
     if ds.embedded or not isinstance(ds, StoredDataset):
         return FetchResult(True, Path("-"), f"{ds.name} ships with the code: nothing to fetch")
@@ -109,7 +120,8 @@ def fetch(ds: DatasetProtocol, root: Path, *, archive: Path | None = None, url: 
                          f"(put them in {ds.location(root)})")
     loc = ds.location(root)
     if archive is not None:
-        checked = install_archive(ds, root, archive, _known_archive(ds, archive.name, sha256))
+        checked = install_archive(ds, root, archive, _known_archive(ds, archive.name, sha256),
+                                  limits)
         note = "" if "unknown" not in checked else "; the archive checksum is unknown, " \
             f"so check the counts: bench data verify {ds.name}"
         return FetchResult(True, loc, f"{ds.name}: {archive.name} {checked}, unpacked into "
@@ -122,7 +134,10 @@ def fetch(ds: DatasetProtocol, root: Path, *, archive: Path | None = None, url: 
         source = url or (known.url if known else None)
         if not source:
             raise UsageError(f"{ds.name}: no archive URL is known; pass --url")
-        filename = Path(urlparse(source).path).name or f"{ds.name}.archive"
+        filename = url_filename(source)
+        if not is_archive(Path(filename)):
+            raise UsageError(f"{source}: {filename!r} is not a .tar(.gz|.xz|.bz2) or .zip "
+                             "archive; give the address of the archive file itself")
         target = _known_archive(ds, filename, sha256)
         if target.checksum is None:
             raise UsageError(f"{ds.name}: no checksum is known for {filename}; pass --sha256 so "
@@ -130,7 +145,7 @@ def fetch(ds: DatasetProtocol, root: Path, *, archive: Path | None = None, url: 
         dest = loc / filename
         download(source, dest, target, progress=progress)
         try:
-            checked = install_archive(ds, root, dest, target)
+            checked = install_archive(ds, root, dest, target, limits)
         except (DataCorruptError, DataMissingError):
             dest.unlink(missing_ok=True)
             raise

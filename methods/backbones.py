@@ -6,7 +6,8 @@ One helper builds a frozen feature extractor from a name and a weight choice:
   that is ``vgg16-397923af.pth``, the file the official MKD code uses). Loaded from
   ``$TORCH_HOME/hub/checkpoints`` (``~/.cache/torch/hub/checkpoints`` by default), downloaded
   there with its SHA-256 prefix checked when the network allows.
-- a path: a ``state_dict`` saved with ``torch.save``, loaded with ``weights_only=True``; a full
+- a path: a ``state_dict`` saved with ``torch.save``, loaded with ``weights_only=True`` (a
+  checkpoint that needs code objects is refused, in one line naming what it needs); a full
   model's keys (``features.0.weight``) and bare feature keys (``0.weight``) both work; a file of
   another architecture is a clear error.
 - ``random``: only when asked. VGG: Xavier-uniform conv weights, as the official code's
@@ -23,6 +24,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import pickle
+import re
 import urllib.error
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,8 +152,20 @@ def _read_state(path: str, mtime_ns: int) -> tuple[dict[str, torch.Tensor], str]
         state = torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"weights file not found: {p}") from None
-    except Exception as exc:  # a pickle that is not a plain state dict, or a damaged file
-        raise WeightsError(f"cannot load weights from {p}: {type(exc).__name__}: {exc}") from None
+    except pickle.UnpicklingError as exc:  # refused by the weights-only unpickler
+        # torch's message is many lines of advice, among them to load with weights_only=False,
+        # which would run the file's code: keep only the name of what the file needs
+        needs = re.search(r"GLOBAL (\S+)", str(exc))
+        if needs:
+            raise WeightsError(f"{p} is not a plain state dict (it needs {needs.group(1)}): a "
+                               "checkpoint with code objects is refused for safety; save the "
+                               "model's state_dict() with torch.save instead") from None
+        raise WeightsError(f"cannot load weights from {p}: not a state dict of tensors, or a "
+                           "damaged file") from None
+    except Exception as exc:  # a damaged file
+        reason = str(exc).strip().splitlines()[:1] or [""]
+        raise WeightsError(f"cannot load weights from {p}: {type(exc).__name__}: "
+                           f"{reason[0]}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -1,4 +1,5 @@
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -106,3 +107,83 @@ def test_compare_pure():
     with pytest.raises(UsageError):
         Tolerances.parse(["x=abc"])
     assert baseline_frame(pd.DataFrame(columns=[*cols, "status"])).empty
+
+
+def _one_error_line(res) -> str:
+    """The single ``bench: error:`` line of a refused command (and no traceback)."""
+    errors = [line for line in res.output.splitlines() if line.startswith("bench: error:")]
+    assert len(errors) == 1, res.output
+    assert "Traceback" not in res.output
+    return errors[0]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("value", ["nan", "abc", "inf", ""])
+def test_non_numeric_baseline_value_is_refused_with_its_line(cli, results, pinned, value):
+    suite, base = pinned
+    lines = base.read_text().splitlines()
+    lines[3] = lines[3].rpartition(",")[0] + "," + value
+    base.write_text("\n".join(lines) + "\n")
+    before = _tree(results)
+    res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base))
+    assert res.exit_code == 2
+    line = _one_error_line(res)
+    assert str(base) in line and "line 4" in res.output and "value" in res.output
+    assert _tree(results) == before
+
+
+def test_duplicate_baseline_key_is_refused_with_both_lines(cli, results, pinned):
+    suite, base = pinned
+    lines = base.read_text().splitlines()
+    # an appended row for a pinned key must not silently replace the pinned value
+    lines.append(lines[1].rpartition(",")[0] + ",0.100000")
+    base.write_text("\n".join(lines) + "\n")
+    before = _tree(results)
+    res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base))
+    assert res.exit_code == 2, res.output
+    _one_error_line(res)
+    assert _tree(results) == before
+    assert "duplicate" in res.output and f"lines 2, {len(lines)}" in res.output
+    assert "PASS" not in res.output
+
+
+def test_baseline_problems_one_line_each(tmp_path):
+    base = tmp_path / "b.csv"
+    base.write_text("method,overrides,dataset,task,seed,metric,value\n"
+                    "m,{},d,1,0,image_auroc,nan\n"
+                    "m,{},d,1,x,image_auroc,0.5\n"
+                    "m,{},d,2,0,image_auroc,0.5\n"
+                    "m,{},d,2,0,image_auroc,0.6\n"
+                    ",{},d,3,0,image_auroc,0.6\n")
+    with pytest.raises(UsageError) as info:
+        read_baseline(base)
+    problems = str(info.value).splitlines()[1:]
+    assert len(problems) == 4, str(info.value)
+    assert any("line 2" in p and "value" in p for p in problems)
+    assert any("line 3" in p and "seed" in p for p in problems)
+    assert any("lines 4, 5" in p and "duplicate" in p for p in problems)
+    assert any("line 6" in p and "method" in p for p in problems)
+
+
+def test_baseline_without_a_column_is_refused(cli, results, pinned):
+    suite, base = pinned
+    text = base.read_text().replace("metric,value", "metric,score")
+    base.write_text(text)
+    res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base))
+    assert res.exit_code == 2
+    assert "value" in _one_error_line(res)
+
+
+def test_unreadable_record_is_reported_once(cli, results, pinned, caplog):
+    suite, base = pinned
+    bad = _records(results)[0]  # a job's record: read by load, summary and plan
+    bad.write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base))
+    assert res.exit_code == 1 and "missing" in res.output, res.output
+    warned = [r for r in caplog.records if bad.name in r.getMessage()]
+    assert len(warned) == 1, caplog.text

@@ -3,6 +3,8 @@
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -38,17 +40,41 @@ def test_local_cluster_with_two_workers_runs_a_suite(cli, results):
     assert status.exit_code == 0 and "demo" in status.output
 
 
+def _listening_ports() -> set[int]:
+    import psutil
+
+    return {c.laddr.port for c in psutil.Process().net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN}
+
+
+def test_local_cluster_opens_no_dashboard_on_port_8787():
+    """The scheduler always serves HTTP (health, metrics); a LocalCluster of a run puts it on a
+    free loopback port, never on the dashboard's 8787, and serves no dashboard there."""
+    from bench.run.backends.dask import dask_client
+
+    with dask_client(None, 1) as client:
+        ports = _listening_ports()
+        server = client.cluster.scheduler.http_server
+        base = f"http://127.0.0.1:{server.port}"
+        with urllib.request.urlopen(f"{base}/health", timeout=10) as resp:
+            assert resp.read() == b"ok"
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"{base}/status", timeout=10)
+    assert 8787 not in ports and server.port != 8787 and server.address == "127.0.0.1"
+
+
 def test_existing_scheduler_and_timeout_inside_dask_workers(tmp_path):
     """``--scheduler``: jobs go to a running cluster; job subprocesses start in its workers.
 
     The job was claimed by a worker of that cluster on another host, which the scheduler lost:
     its fresh claim is taken over at once.
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from bench.run.backends.dask import local_cluster
 
     job = Job.make("dk", "kde", "digits", "4", 0)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+    with local_cluster(1) as cluster:
         with Client(cluster) as client:
             scheduler_id = client.scheduler_info()["id"]
         claim = Claims(Store(tmp_path)).path(job)

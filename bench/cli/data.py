@@ -12,7 +12,7 @@ from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
 from bench.datasets import DATASETS
-from bench.datasets.download import Reachability, reachable
+from bench.datasets.download import DEFAULT_LIMITS, ExtractLimits, Reachability, reachable
 from bench.datasets.manage import fetch, status
 from bench.datasets.stored import StoredDataset
 from bench.methods import backbones
@@ -49,10 +49,24 @@ def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
 @click.option("--url", default=None, help="Download the archive from this URL instead.")
 @click.option("--sha256", default=None, help="Expected sha256 of --url/--archive, if not known.")
 @click.option("--keep-archive", is_flag=True, help="Keep the downloaded archive after unpacking.")
+@click.option("--max-extract-gib", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_LIMITS.max_bytes / 2**30, show_default=True,
+              help="Refuse an archive whose files add up to more GiB.")
+@click.option("--max-members", type=click.IntRange(min=1), default=DEFAULT_LIMITS.max_members,
+              show_default=True, help="Refuse an archive with more members.")
+@click.option("--max-ratio", type=click.FloatRange(min=1), default=DEFAULT_LIMITS.max_ratio,
+              show_default=True,
+              help="Refuse a zip member, or a tar archive, that expands more times.")
 @pass_settings
 def fetch_cmd(settings: Settings, name: str, archive: Path | None, accept_license: bool,
-              url: str | None, sha256: str | None, keep_archive: bool) -> None:
-    """Get dataset NAME into the data root, or print the manual steps it needs."""
+              url: str | None, sha256: str | None, keep_archive: bool, max_extract_gib: float,
+              max_members: int, max_ratio: float) -> None:
+    """Get dataset NAME into the data root, or print the manual steps it needs.
+
+    Archives are unpacked only after checking every member: no absolute path, no `..`, no
+    link, and within the --max-* limits (against compression bombs; the defaults are far
+    above every supported dataset).
+    """
     ds = DATASETS.get(name)
     bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                    TransferSpeedColumn(), console=settings.err, disable=settings.quiet)
@@ -67,7 +81,8 @@ def fetch_cmd(settings: Settings, name: str, archive: Path | None, accept_licens
     try:
         result = fetch(ds, settings.data_root, archive=archive, url=url, sha256=sha256,
                        accept_license=accept_license, keep_archive=keep_archive,
-                       progress=progress)
+                       progress=progress,
+                       limits=ExtractLimits(int(max_extract_gib * 2**30), max_members, max_ratio))
     finally:
         bar.stop()
     settings.console.print(result.message, highlight=False, soft_wrap=True)

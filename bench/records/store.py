@@ -31,6 +31,15 @@ from bench.records.key import Job, check_suite_name, variant_label
 from bench.records.record import Record, RecordError, Status
 
 log = logging.getLogger(__name__)
+#: record files already warned about in this process (a command reads the store several times)
+_reported: set[Path] = set()
+
+
+def _warn_once(path: Path, message: str, exc: Exception) -> None:
+    if path not in _reported:
+        _reported.add(path)
+        log.warning(message, path, exc)
+
 
 #: columns of the tidy (long) frame returned by :meth:`Store.load`
 ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task", "seed",
@@ -96,12 +105,12 @@ class Store:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:  # ValueError: bad JSON, bytes that are not UTF-8
-            log.warning("ignoring unreadable record %s: %s", path, exc)
+            _warn_once(path, "ignoring unreadable record %s: %s", exc)
             return None
         try:
             return Record.from_json(data)
         except RecordError as exc:
-            log.warning("ignoring malformed record %s: %s", path, exc)
+            _warn_once(path, "ignoring malformed record %s: %s", exc)
             return None
 
     def status(self, job: Job) -> Status | None:

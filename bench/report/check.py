@@ -8,7 +8,9 @@ it returns a frame classifying every pinned value as ``ok``, ``regression``, ``i
 
 from __future__ import annotations
 
+import csv
 import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.core.errors import BenchError, UsageError
+from bench.core.errors import UsageError
 from bench.core.metrics import METRIC_NAMES
 
 KEY = ["method", "overrides", "dataset", "task", "seed", "metric"]
@@ -24,6 +26,8 @@ COLUMNS = [*KEY, "value"]
 #: metrics pinned by default (history-derived ones vary with eval settings and are left out)
 DEFAULT_METRICS = METRIC_NAMES
 DEFAULT_TOLERANCE = 0.01
+#: problems of a baseline listed in its error (the count says how many more)
+MAX_PROBLEMS = 20
 
 
 @dataclass(frozen=True)
@@ -73,21 +77,62 @@ def write_baseline(frame: pd.DataFrame) -> str:
 
 
 def read_baseline(path: str | Path) -> pd.DataFrame:
+    """The baseline at ``path``, checked: the columns of :data:`COLUMNS`, every key cell
+    filled, an integer seed, a finite value and each key once. Any problem is a
+    :class:`UsageError` listing every problem with its CSV line number(s)."""
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"baseline file not found: {p} (create it with "
                          "`bench baseline update --suite SUITE`)")
     try:
-        frame = pd.read_csv(p, dtype={"task": str, "overrides": str, "method": str,
-                                      "dataset": str, "metric": str},
-                            keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise BenchError(f"cannot read baseline {p}: {exc}") from None
-    missing = [c for c in COLUMNS if c not in frame.columns]
+        with p.open(encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            rows = [(reader.line_num, row) for row in reader if row]
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read baseline {p}: {exc}") from None
+    missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise BenchError(f"baseline {p} lacks column(s): {', '.join(missing)}")
-    frame["seed"] = frame["seed"].astype(int)
-    return frame[COLUMNS]
+        raise UsageError(f"baseline {p} lacks column(s): {', '.join(missing)} (expected "
+                         f"{','.join(COLUMNS)})")
+    problems = [f"line {n}: {len(row)} field(s), expected {len(header)}"
+                for n, row in rows if len(row) != len(header)]
+    parsed: list[dict[str, object]] = []
+    keys: dict[tuple[object, ...], list[int]] = {}
+    for n, row in rows:
+        if len(row) != len(header):
+            continue
+        cells = dict(zip(header, row, strict=True))
+        problems += [f"line {n}: empty {c}" for c in KEY if c != "seed" and not cells[c].strip()]
+        seed, value = _number(cells["seed"], int), _number(cells["value"], float)
+        if seed is None:
+            problems.append(f"line {n}: seed {cells['seed']!r} is not an integer")
+        if value is None:
+            problems.append(f"line {n}: value {cells['value']!r} is not a finite number")
+        parsed.append({**cells, "seed": seed, "value": value})
+        if seed is not None:
+            keys.setdefault((cells["method"], cells["overrides"], cells["dataset"],
+                             cells["task"], seed, cells["metric"]), []).append(n)
+    problems += [f"lines {', '.join(map(str, ns))}: duplicate key {m} {o} {d}/{t} seed {s} {x}"
+                 for (m, o, d, t, s, x), ns in keys.items() if len(ns) > 1]
+    if problems:
+        shown = problems[:MAX_PROBLEMS] + (
+            [f"... and {len(problems) - MAX_PROBLEMS} more"] if len(problems) > MAX_PROBLEMS
+            else [])
+        raise UsageError(f"baseline {p} is invalid ({len(problems)} problem(s); fix it, or "
+                         "rewrite it with `bench baseline update`):\n"
+                         + "\n".join(f"  {x}" for x in shown))
+    frame = pd.DataFrame(parsed, columns=COLUMNS)
+    return frame.astype({"seed": int, "value": float})
+
+
+def _number(text: str, kind: type[int] | type[float]) -> int | float | None:
+    """``text`` as a finite ``kind``, or None."""
+    try:
+        number = kind(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: Tolerances,

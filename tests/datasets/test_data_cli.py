@@ -126,6 +126,54 @@ def test_corrupted_mvtec_download_is_rejected(cli, results, tmp_path, mvtec_site
     assert [p for p in (root / "mvtec").rglob("*")] == []
 
 
+@pytest.mark.parametrize("path", ["/a/..", "/a/.", "/", "/a/%2e%2e"])
+@pytest.mark.parametrize("sha", [[], ["--sha256", "0" * 64]])
+def test_fetch_refuses_a_url_without_a_file_name(cli, results, tmp_path, monkeypatch, path, sha):
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the URL was opened")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    root = tmp_path / "data"
+    with serve(tmp_path) as url:
+        res = invoke(cli, results, "data", "fetch", "mvtec", "--accept-license", "--url",
+                     url + path, *sha, data_root=root)
+    assert res.exit_code == 2
+    line = _one_line(res)
+    assert "file name" in line and url + path in line
+    assert not root.exists() and not results.exists()
+
+
+@pytest.mark.parametrize("option,flag", [
+    (["--max-members", "3"], "--max-members"),
+    (["--max-extract-gib", "0.000001"], "--max-extract-gib"),
+    (["--max-ratio", "1.01"], "--max-ratio"),
+])
+def test_fetch_refuses_an_archive_over_the_limits(cli, results, tmp_path, mvtec_site, option,
+                                                  flag):
+    root = tmp_path / "data"
+    res = invoke(cli, results, "data", "fetch", "mvtec", "--accept-license", *option,
+                 data_root=root)
+    assert res.exit_code == 1
+    line = _one_line(res)
+    assert flag in line and "mvtec_anomaly_detection.tar.xz" in line
+    assert [p for p in (root / "mvtec").rglob("*")] == []  # the download is deleted too
+    help_text = invoke(cli, results, "data", "fetch", "--help").output
+    assert flag in help_text
+
+
+def test_fetch_refuses_a_local_zip_bomb(cli, results, tmp_path):
+    bomb = tmp_path / "head-ct-hemorrhage.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_BZIP2) as zf:
+        zf.writestr("labels.csv", bytes(8 << 20))
+    root = tmp_path / "data"
+    res = invoke(cli, results, "data", "fetch", "headct", "--archive", str(bomb), data_root=root)
+    assert res.exit_code == 1
+    assert "--max-ratio" in _one_line(res) and str(bomb) in _one_line(res)
+    assert [p for p in root.rglob("*") if p.is_file()] == []
+
+
 def test_fetch_local_zip_with_unknown_checksum(cli, results, tmp_path):
     src = tmp_path / "src"
     fake_headct(src, n_normal=15, n_hemorrhage=5)

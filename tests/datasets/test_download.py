@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.core.errors import DataCorruptError, DataMissingError
-from bench.datasets.download import Archive, check_file, download, extract
+from bench.core.errors import DataCorruptError, DataMissingError, UsageError
+from bench.datasets.download import (
+    Archive,
+    ExtractLimits,
+    check_file,
+    download,
+    extract,
+    url_filename,
+)
 from tests.datasets.loopback import serve
 
 
@@ -157,6 +164,58 @@ def test_zip_traversal_and_symlink_are_refused(tmp_path):
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(DataCorruptError, match="link"):
         extract(link, tmp_path / "t2")
+
+
+def _zip(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("limits,flag", [
+    (ExtractLimits(max_bytes=100_000), "--max-extract-gib"),
+    (ExtractLimits(max_members=2), "--max-members"),
+    (ExtractLimits(max_ratio=10), "--max-ratio"),
+])
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_extraction_limits_refuse_before_writing(tmp_path, limits, flag, kind):
+    members = {"top/a.bin": bytes(150_000), "top/b.bin": bytes(150_000), "top/c.txt": b"c"}
+    archive = tmp_path / f"zeros.{kind}"
+    if kind == "zip":
+        _zip(archive, members)
+    else:
+        archive.write_bytes(_tar_bytes(members))
+    target = tmp_path / "target"
+    with pytest.raises(DataCorruptError, match=flag) as info:
+        extract(archive, target, limits)
+    message = str(info.value)
+    assert "\n" not in message and str(archive) in message and "nothing was extracted" in message
+    assert _leftovers(target) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in extract(archive, target)] == ["top"]  # the defaults allow it
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.xz"])
+def test_compression_bomb_is_refused_by_default(tmp_path, kind):
+    zeros = bytes(8 << 20)
+    archive = tmp_path / f"bomb.{kind}"
+    if kind == "zip":
+        _zip(archive, {"fine.txt": b"ok", "zeros.bin": zeros}, zipfile.ZIP_BZIP2)
+    else:
+        archive.write_bytes(_tar_bytes({"fine.txt": b"ok", "zeros.bin": zeros}, "w:xz"))
+    assert archive.stat().st_size < len(zeros) // 1000
+    with pytest.raises(DataCorruptError, match="--max-ratio"):
+        extract(archive, tmp_path / "t")
+    assert _leftovers(tmp_path / "t") == []
+
+
+@pytest.mark.parametrize("url", ["http://h/a/..", "http://h/a/.", "http://h/", "http://h",
+                                 "http://h/a/%2e%2E", "http://h/a/%2F", "http://h/a/"])
+def test_url_without_a_file_name_is_refused(url):
+    with pytest.raises(UsageError, match="file name"):
+        url_filename(url)
+    assert url_filename("http://h/x/mvtec%20ad.tar.xz?download=1") == "mvtec ad.tar.xz"
 
 
 def test_not_an_archive(tmp_path):

@@ -1,5 +1,6 @@
 import hashlib
 import http.server
+import json
 import threading
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import torch
 
 from bench.core.errors import UsageError
 from bench.methods import backbones as B
+from tests.conftest import invoke
 
 
 def test_random_is_seeded_and_recorded():
@@ -67,6 +69,31 @@ def test_wrong_architecture_missing_file_and_bad_pickle(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(B.WeightsError, match="cannot load"):
         B.FeatureExtractor("vgg16", str(bad), ["pool5"])
+
+
+class Payload:
+    """Stands for code a checkpoint would run when unpickled."""
+
+
+def test_checkpoint_with_code_objects_is_one_line_without_torchs_advice(tmp_path, cli):
+    path = tmp_path / "pickled_model.pth"
+    torch.save({"features.0.weight": torch.zeros(1), "extra": Payload()}, path)
+    with pytest.raises(B.WeightsError) as info:
+        B.FeatureExtractor("vgg16", str(path), ["pool5"])
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert "not a plain state dict" in message and "Payload" in message
+    assert "refused for safety" in message and "weights_only" not in message
+    # where a user meets it: the job fails with that line as its error, and the run says so
+    results = tmp_path / "results"
+    res = invoke(cli, results, "run", "--suite", "demo", "--method", "ocsvm", "--dataset",
+                 "digits", "--task", "0", "--seeds", "0", "--set", "features=backbone",
+                 "--set", f"backbone_weights={path}")
+    assert res.exit_code == 1 and "1 job(s) failed" in res.output
+    assert "weights_only" not in res.output and "Traceback" not in res.output
+    (record,) = (results / "runs" / "demo").glob("*.json")
+    error = json.loads(record.read_text())["error"]
+    assert error.endswith(message) and "\n" not in error
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

@@ -38,7 +38,7 @@ def _dask_worker(job: Job, options: RunOptions, planned: str | None, regs: dict[
 def dask_client(scheduler: str | None, n_workers: int) -> Iterator[Any]:
     """A ``distributed.Client`` on ``scheduler``, or on a LocalCluster of ``n_workers``."""
     try:
-        from distributed import Client, LocalCluster  # optional dependency
+        from distributed import Client  # optional dependency
     except ImportError:
         raise UsageError("--backend dask needs dask and distributed: "
                          "pip install 'bench-mkd[dist]'") from None
@@ -50,9 +50,21 @@ def dask_client(scheduler: str | None, n_workers: int) -> Iterator[Any]:
         with client:
             yield client
         return
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with local_cluster(n_workers) as cluster, Client(cluster) as client:
         yield client
+
+
+def local_cluster(n_workers: int) -> Any:
+    """A ``LocalCluster`` of ``n_workers`` single-threaded worker processes, without a dashboard.
+
+    The scheduler always runs an HTTP server (health and metrics routes); ``dashboard_address``
+    None does not stop it, it only makes it take the dashboard's port 8787 (or warn and take
+    another when that is busy). So it goes to a free port on loopback, with no dashboard.
+    """
+    from distributed import LocalCluster  # optional dependency
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                        dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
 
 
 def run_dask(todo: Sequence[Job], options: RunOptions, client: Any, n_jobs: int,
