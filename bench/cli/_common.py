@@ -69,7 +69,7 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, BenchError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return str(exc) or type(exc).__name__  # a BenchError may list details on lines below
 
 
 def configure_logging(debug: bool) -> None:
