@@ -60,7 +60,8 @@ RESNET_TAPS = ("layer1", "layer2", "layer3", "layer4")
 BACKBONES = tuple(IMAGENET_WEIGHTS)
 
 #: what a weights field allows (``Annotated[str | None, WEIGHTS]``): the file must exist
-WEIGHTS = FileOr(("imagenet", "random"), "a state_dict file")
+WEIGHTS = FileOr(("imagenet", "random"), "a state_dict file",
+                 validate=lambda path: check_state_file(path))
 
 
 def taps(backbone: str) -> tuple[str, ...]:
@@ -171,6 +172,12 @@ def _read_state(path: str, mtime_ns: int) -> tuple[dict[str, torch.Tensor], str]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{p} does not hold a state_dict of tensors")
     return state, _file_sha256(p)[:12]
+
+
+def check_state_file(path: Path) -> None:
+    """Raise a one-line :class:`WeightsError` unless ``path`` holds a plain state dict of tensors
+    (read once per process and kept for the job that loads it)."""
+    _read_state(str(path), path.stat().st_mtime_ns)
 
 
 def _load_into(trunk: nn.Module, name: str, path: Path) -> str:

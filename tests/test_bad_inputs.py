@@ -160,3 +160,99 @@ def test_records_artifacts_and_claims_honour_the_umask(cli, results, umask):
         Claims(Store(results)).release(claim)
     finally:
         os.umask(old)
+
+
+# ------------------------------------------------------------------ the whole list, one table
+
+BASELINE_HEAD = "method,overrides,dataset,task,seed,metric,value\n"
+BASELINE_ROW = "ocsvm,{},digits,3,0,image_auroc,%s\n"
+
+
+def _suite(tmp: Path, text: str) -> str:
+    path = tmp / "suite.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _baseline(tmp: Path, *values: str) -> str:
+    path = tmp / "baseline.csv"
+    path.write_text(BASELINE_HEAD + "".join(BASELINE_ROW % v for v in values))
+    return str(path)
+
+
+def _zip_bomb(tmp: Path) -> str:
+    import zipfile
+
+    path = tmp / "head-ct-hemorrhage.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.bin", b"\0" * (20 * 2**20))  # 20 MiB of zeros, ~20 KiB packed
+    return str(path)
+
+
+def _not_plain_weights(tmp: Path) -> str:
+    import torch
+
+    path = tmp / "expert.pth"
+    torch.save({"model": _Payload()}, path)
+    return str(path)
+
+
+class _Payload:
+    """Not a tensor: a weights-only loader refuses to unpickle it."""
+
+
+DEMO_JOB = ["run", "--suite", "demo", "--dataset", "digits", "--task", "3"]
+
+#: (issue item, what, CLI arguments (``{tmp}`` helpers applied), exit code, words of the line)
+CASES = [
+    ("3", "suite name with ..", lambda t: ["run", "--suite", _suite(
+        t, "name: ../x\ndatasets: {digits: ['3']}\nmethods: {ocsvm: {}}\n"), "--all"],
+     2, "not a plain name"),
+    ("3", "absolute suite name", lambda t: ["run", "--suite", _suite(
+        t, "name: /tmp/x\ndatasets: {digits: ['3']}\nmethods: {ocsvm: {}}\n"), "--all"],
+     2, "not a plain name"),
+    ("5", "baseline value nan", lambda t: ["check", "--suite", "ci", "--baseline",
+                                           _baseline(t, "nan")], 2, "baseline"),
+    ("5", "baseline value abc", lambda t: ["check", "--suite", "ci", "--baseline",
+                                           _baseline(t, "abc")], 2, "baseline"),
+    ("5", "baseline duplicate key", lambda t: ["check", "--suite", "ci", "--baseline",
+                                               _baseline(t, "0.9422", "0.99")], 2, "baseline"),
+    ("6", "nu out of range", lambda t: [*DEMO_JOB, "--method", "ocsvm", "--set", "nu=2"],
+     2, "nu"),
+    ("6", "gamma not a number", lambda t: [*DEMO_JOB, "--method", "ocsvm", "--set",
+                                           "gamma=abc"], 2, "gamma"),
+    ("6", "missing expert weights file", lambda t: [*DEMO_JOB, "--method", "mkd", "--set",
+                                                    f"expert_weights={t}/none.pth"],
+     2, "expert_weights"),
+    ("6", "weights file that is not a plain state dict", lambda t: [
+        *DEMO_JOB, "--method", "mkd", "--set", f"expert_weights={_not_plain_weights(t)}"],
+     1, "not a plain state dict"),
+    ("6", "empty folder dataset", lambda t: ["run", "--method", "padim", "--dataset",
+                                             f"folder:{(t / 'empty').as_posix()}",
+                                             "--suite", _suite(t, "name: mine\ndatasets: "
+                                             f"{{'folder:{t}/empty': all}}\n"
+                                             "methods: {padim: {}}\n")], 1, "empty"),
+    ("6", "suite without methods", lambda t: ["run", "--suite", _suite(
+        t, "name: empty\ndatasets: {digits: all}\nmethods: {}\n"), "--all"], 2, "method"),
+    ("9", "download address without a file name", lambda t: [
+        "data", "fetch", "mvtec", "--accept-license", "--url", "http://127.0.0.1:9/a/.."],
+     2, "file name"),
+    ("9", "compression bomb", lambda t: ["data", "fetch", "headct", "--archive", _zip_bomb(t)],
+     1, "ratio"),
+]
+
+
+@pytest.mark.parametrize(("item", "what", "args", "code", "words"), CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_every_bad_input_ends_in_one_line(cli, results, tmp_path, item, what, args, code, words):
+    (tmp_path / "empty").mkdir()
+    data = tmp_path / "data"
+    data.mkdir()
+    argv = args(tmp_path)
+    assert invoke(cli, results, *ONE_JOB).exit_code == 0  # a finished result to keep
+    before, data_before = snapshot(results), snapshot(data)
+    res = invoke(cli, results, *argv, data_root=data)
+    line = assert_one_line_error(res, before, results, code=code)
+    assert words.lower() in line.lower(), line
+    assert snapshot(data) == data_before or item == "9"  # a refused archive leaves no files
+    assert not [p for p in data.rglob("*") if p.is_file()]

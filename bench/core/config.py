@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -240,6 +240,9 @@ class FileOr:
 
     keywords: tuple[str, ...]
     what: str = "a file"
+    #: reads an existing file and raises a one-line error if its content will not do (a weights
+    #: file that is not a plain state dict): checked with the data, before any job runs
+    validate: Callable[[Path], None] | None = field(default=None, compare=False)
 
     def allowed(self) -> str:
         return ", ".join(repr(k) for k in self.keywords) + f" or the path of {self.what}"
@@ -294,6 +297,10 @@ def check_files(config: object) -> None:
     for name, constraints in declared(type(config)).items():
         value = getattr(config, name)
         for c in constraints:
-            if (isinstance(c, FileOr) and value is not None and value not in c.keywords
-                    and not Path(str(value)).expanduser().is_file()):
+            if not isinstance(c, FileOr) or value is None or value in c.keywords:
+                continue
+            path = Path(str(value)).expanduser()
+            if not path.is_file():
                 raise UsageError(f"{name}={value!r}: no such file (allowed: {c.allowed()})")
+            if c.validate is not None:
+                c.validate(path)
