@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.core.config import (
     FileOr,
@@ -76,7 +77,7 @@ def test_bad_values_stop_the_run_before_any_job(cli, results, args, needle):
 
 def test_an_existing_weights_file_passes_selection(tmp_path):
     weights = tmp_path / "expert.pth"
-    weights.write_bytes(b"not checked before the job: only that the file exists")
+    torch.save({"any.weight": torch.zeros(1)}, weights)  # whether it fits is the job's to find
     _, jobs = select_jobs("demo", methods=["mkd"], datasets=["digits"], tasks=["3"],
                           overrides={"expert_weights": str(weights)})
     assert len(jobs) == 1
