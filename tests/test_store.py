@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.records.record import SCHEMA_VERSION, Record, RecordError
-from bench.records.store import Store
+from bench.records.store import ResultsWriteError, Store
 from bench.run.jobs import Job
 
 
@@ -53,7 +53,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(ResultsWriteError, match="disk full"):
         store.write(record(job))
     assert list((tmp_path / "runs" / "s").iterdir()) == []
 
