@@ -385,6 +385,16 @@ def test_table_refuses_a_missing_cell_and_drops_it_on_request(cli, results):
     assert ok.exit_code == 0 and "dropped for a missing cell (3" in ok.output
 
 
+def test_versus_says_where_the_reference_has_no_column(tmp_path):
+    recs = [r for r in stat_records() if not (r["job"]["method"] == "mkd"
+                                              and r["job"]["dataset"] == "textures")]
+    df = write_all(tmp_path, recs).load()
+    mats = stats.matrices(df, "image_auroc", ["digits"]) + stats.matrices(
+        df, "image_auroc", ["textures"])
+    [t] = versus_tables(mats, "mkd")
+    assert t.title.startswith("digits") and "no column 'mkd' in textures" in t.caption
+
+
 def test_table_refuses_one_method(cli, results):
     write_all(results, [r for r in stat_records() if r["job"]["method"] == "kde"])
     one_line_error(invoke(cli, results, "table", "--suite", "st", "--ranks"),

@@ -138,6 +138,11 @@ def versus_tables(mats: Sequence[Matrix], reference: str, digits: int = 1) -> li
         raise UsageError(skipped[0])
     if len(untested) == len(out):
         raise UsageError(untested[0])
+    if skipped:  # say which scopes have no comparison, rather than leave them out silently
+        note = "no comparison elsewhere: " + "; ".join(skipped)
+        for t in out:
+            t.caption = t.caption[:-1] + f"; {note}."
+            t.data = t.data.assign(caption=t.caption)
     return out
 
 
