@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pandas as pd
 
 from bench.cli._common import Settings, pass_settings
 from bench.cli.table import check_metric, load_records, task_orders, write_or_echo
 from bench.core.errors import UsageError
 from bench.records.store import Store
-from bench.report import figures
+from bench.report import figures, stats
 from bench.report.html import build_report
 from bench.report.reference import load_reference
+from bench.run.suites import load_suite
 
 F = Callable[..., Any]
 
@@ -120,6 +122,31 @@ def curves_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
     _save(settings, named, suites, out_dir, image_format, dpi)
 
 
+@plot.command("cd")
+@_common
+@_metric_option
+@click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
+@click.option("--posthoc", type=click.Choice(stats.POSTHOCS), default="nemenyi",
+              show_default=True,
+              help="The post-hoc test whose non-significant pairs the bars join.")
+@click.option("--drop-incomplete", is_flag=True,
+              help="Drop tasks a column lacks (the title says how many) instead of refusing.")
+@pass_settings
+def cd_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None, image_format: str,
+           dpi: int, metric: str, datasets: tuple[str, ...], posthoc: str,
+           drop_incomplete: bool) -> None:
+    """Critical-difference diagrams of average ranks, per dataset and over all datasets."""
+    df = load_records(settings, suites)
+    check_metric(df, metric)
+    names = list(datasets) or sorted(df["dataset"].unique())
+    named, skipped = figures.cd(df, metric, names, task_orders(names), posthoc, drop_incomplete)
+    if not named:
+        raise UsageError(f"no critical-difference diagram: {skipped[0]}")
+    for line in skipped:
+        settings.console.print(f"no diagram for {line}", highlight=False, soft_wrap=True)
+    _save(settings, named, suites, out_dir, image_format, dpi)
+
+
 def _job_options(f: F) -> F:
     for deco in reversed([
         click.option("--job", "job_id", default=None, help="A job id (see `bench run --dry-run`)."),
@@ -169,12 +196,32 @@ def overlays_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | Non
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: results/report-<suite>.html).")
 @click.option("--dpi", type=click.IntRange(50, 300), default=90, show_default=True)
+@click.option("--versus", default=None, metavar="METHOD",
+              help="The method (or column title) the Statistics section compares every other "
+                   "column with (default: the method of the published paper numbers if it has "
+                   "records, else the suite's first method).")
 @pass_settings
-def report(settings: Settings, suite: str, output: str | None, dpi: int) -> None:
+def report(settings: Settings, suite: str, output: str | None, dpi: int,
+           versus: str | None) -> None:
     """One self-contained HTML page with the suite's tables and figures."""
     store = Store(settings.results_root)
     df = load_records(settings, (suite,))
+    reference = load_reference(settings.results_root)
+    if versus is None:
+        versus = stats.default_reference(suite_methods(suite, df), reference)
     text = build_report(store, suite, task_orders=task_orders(sorted(df["dataset"].unique())),
-                        reference=load_reference(settings.results_root), dpi=dpi)
+                        reference=reference, dpi=dpi, versus=versus)
     path = output or str(settings.results_root / f"report-{suite}.html")
     write_or_echo(settings, text, path)
+
+
+def suite_methods(suite: str, df: pd.DataFrame) -> list[str]:
+    """The methods with records, in the order the suite's file lists them (a suite without a
+    file: alphabetical)."""
+    recorded = sorted(str(m) for m in df["method"].dropna().unique())
+    try:
+        order = [m for block in load_suite(suite).blocks for m in block.methods]
+    except UsageError:  # records of a suite file that is not at hand
+        order = []
+    listed = [m for m in dict.fromkeys(order) if m in recorded]
+    return listed + [m for m in recorded if m not in listed]

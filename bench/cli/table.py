@@ -11,9 +11,13 @@ from bench.cli._common import Settings, pass_settings
 from bench.core.errors import UsageError
 from bench.datasets import DATASETS
 from bench.records.store import Store
+from bench.report import stats
 from bench.report.aggregate import ablation_factors, build_tables
+from bench.report.intervals import with_auroc_intervals
 from bench.report.reference import load_reference
 from bench.report.render import FORMATS, render
+from bench.report.render_stats import render_stats
+from bench.report.stat_tables import StatTable, ranks_table, versus_tables
 
 
 def task_orders(names: list[str]) -> dict[str, list[str]]:
@@ -60,11 +64,24 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
               help="Add independent re-runs of MKD by others (different protocols).")
 @click.option("--ablation", "factor", default=None, metavar="FIELD",
               help="Columns = the levels of this config field (e.g. layers, loss_terms, lamda).")
+@click.option("--ranks", is_flag=True,
+              help="Instead of scores: each column's average rank over tasks per dataset and "
+                   "over all, with the Friedman test and Nemenyi's critical difference.")
+@click.option("--versus", default=None, metavar="METHOD",
+              help="Instead of scores: every other column against this method (or column "
+                   "title): median difference and Holm-corrected Wilcoxon p over tasks.")
+@click.option("--drop-incomplete", is_flag=True,
+              help="With --ranks/--versus: drop tasks a column lacks (the caption lists them) "
+                   "instead of refusing.")
+@click.option("--ci", "ci", type=click.FloatRange(50, 99.9), default=None, metavar="LEVEL",
+              help="Add a LEVEL% bootstrap interval of the image AUROC to single-seed cells "
+                   "(from the saved test scores), e.g. --ci 95.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of the terminal.")
 @pass_settings
 def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...], metric: str,
-          fmt: str, digits: int, paper: bool, reruns: bool, factor: str | None,
+          fmt: str, digits: int, paper: bool, reruns: bool, factor: str | None, ranks: bool,
+          versus: str | None, drop_incomplete: bool, ci: float | None,
           output: str | None) -> None:
     """One table per dataset: tasks as rows (plus a recomputed Mean), methods as columns."""
     df = load_records(settings, suites)
@@ -72,6 +89,18 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
     if factor and (paper or reruns):
         raise UsageError("--paper/--reruns apply to method tables, not to --ablation")
     names = list(datasets) or sorted(df["dataset"].unique())
+    if ranks or versus is not None:
+        if factor or paper or reruns or ci is not None:
+            raise UsageError("--ranks/--versus compare the columns of method tables: not with "
+                             "--ablation, --paper, --reruns or --ci")
+        write_or_echo(settings, render_stats(statistics(df, metric, names, ranks, versus,
+                                                        drop_incomplete, digits), fmt), output)
+        return
+    if drop_incomplete:
+        raise UsageError("--drop-incomplete applies to --ranks and --versus")
+    if ci is not None and (factor or metric != "image_auroc"):
+        raise UsageError("--ci is an interval of the image AUROC of method tables: use it with "
+                         "--metric image_auroc and without --ablation")
     kinds = [k for k, on in (("paper", paper), ("rerun", reruns)) if on]
     reference = load_reference(settings.results_root) if kinds else None
     tables = build_tables(df, metric, datasets=names, task_orders=task_orders(names),
@@ -82,4 +111,14 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
             raise UsageError(f"no records vary {factor!r} for {', '.join(names)}; factors "
                              f"varied in these records: {', '.join(found) or 'none'}")
         raise UsageError(f"no successful records with {metric} for {', '.join(names)}")
+    if ci is not None:
+        tables = with_auroc_intervals(Store(settings.results_root), df, tables, ci)
     write_or_echo(settings, render(tables, fmt, digits), output)
+
+
+def statistics(df: pd.DataFrame, metric: str, names: list[str], ranks: bool,
+               versus: str | None, drop_incomplete: bool, digits: int) -> list[StatTable]:
+    """The ranks table and/or the comparisons against ``versus``, per dataset and over all."""
+    mats = stats.matrices(df, metric, names, task_orders(names), drop_incomplete)
+    out = [ranks_table(mats)] if ranks else []
+    return out + (versus_tables(mats, versus, digits) if versus is not None else [])

@@ -58,7 +58,8 @@ class Table:
 
     ``provenance`` holds table-wide facts (seeds, suites, pixel protocol); ``column_provenance``
     the expert weights and checkpoint policy of each measured column; ``notes`` go into the
-    caption (sources of published numbers, what an ablation held fixed).
+    caption (sources of published numbers, what an ablation held fixed, how an interval was
+    computed); ``ci_low``/``ci_high``, when set, hold a confidence interval per cell.
     """
 
     dataset: str
@@ -72,6 +73,9 @@ class Table:
     column_methods: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     title: str = ""
+    #: optional per-cell confidence interval (fractions), shown next to single-seed cells
+    ci_low: pd.DataFrame | None = None
+    ci_high: pd.DataFrame | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -89,7 +93,7 @@ class Table:
         return self.mean.empty
 
 
-def _task_order(tasks: Sequence[str], order: Sequence[str] | None) -> list[str]:
+def order_tasks(tasks: Sequence[str], order: Sequence[str] | None) -> list[str]:
     def natural(t: str) -> tuple[int, int, str]:
         return (0, int(t), "") if t.isdigit() else (1, 0, t)
 
@@ -117,7 +121,7 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
     mean = grouped.mean().unstack("column")
     std = grouped.std(ddof=0).unstack("column")
     n = grouped.count().unstack("column")
-    rows = _task_order(list(mean.index), task_order)
+    rows = order_tasks(list(mean.index), task_order)
     cols = list(column_order) if column_order else sorted(mean.columns)
     mean, std, n = (x.reindex(index=rows, columns=cols) for x in (mean, std, n))
     # the Mean row: the mean over tasks of the per-task means (NaN if any task is missing)
@@ -149,6 +153,13 @@ def _mean_row_std(per_seed: pd.Series, rows: list[str]) -> pd.Series:
     return seed_means.groupby(level="column").std(ddof=0)
 
 
+def column_labels(sel: pd.DataFrame) -> list[str]:
+    """Each row's column title (method and variant, see :func:`short_labels`), so that tables,
+    statistics and intervals built from the same rows name their columns alike."""
+    pairs = list(zip(sel["method"], sel["variant"], strict=True))
+    return short_labels(pairs, list(sel["overrides"]))
+
+
 def method_table(df: pd.DataFrame, dataset: str, metric: str,
                  task_order: Sequence[str] | None = None) -> Table:
     """Per task and method: mean and std over seeds; a Mean row recomputed from the tasks."""
@@ -156,9 +167,7 @@ def method_table(df: pd.DataFrame, dataset: str, metric: str,
     if sel.empty:
         empty = pd.DataFrame()
         return Table(dataset, metric, empty, empty, empty, title=f"{dataset} — {metric}")
-    pairs = list(zip(sel["method"], sel["variant"], strict=True))
-    sel = sel.assign(column=short_labels(pairs, list(sel["overrides"])))
-    return _build(sel, dataset, metric, task_order)
+    return _build(sel.assign(column=column_labels(sel)), dataset, metric, task_order)
 
 
 # ----------------------------------------------------------------------------- ablations

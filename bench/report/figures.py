@@ -18,7 +18,7 @@ from bench.core.errors import UsageError
 from bench.records.key import variant_label
 from bench.records.record import Record
 from bench.records.store import Store
-from bench.report import plots
+from bench.report import plots, stats
 from bench.report.aggregate import (
     MEAN_ROW,
     ablation_tables,
@@ -78,6 +78,41 @@ def curves(store: Store, suites: Sequence[str] | None, metric: str,
         out.append((_stem("curves", dataset, metric),
                     plots.training_curves(h.assign(metric=metric), metric, str(dataset))))
     return out
+
+
+def cd(df: pd.DataFrame, metric: str, datasets: Sequence[str],
+       task_orders: dict[str, list[str]], test: str = "nemenyi",
+       drop_incomplete: bool = False) -> tuple[Named, list[str]]:
+    """Critical-difference diagrams per dataset and over all of them, and why a scope has none.
+
+    Refuses (UsageError) a missing cell in any scope, like the statistics tables; a scope too
+    small for the test is skipped, with the reason returned.
+    """
+    named: Named = []
+    skipped: list[str] = []
+    for m in stats.matrices(df, metric, datasets, task_orders, drop_incomplete):
+        try:
+            fr = stats.friedman(m)
+            p = stats.posthoc(m, test)
+        except UsageError as exc:
+            skipped.append(f"{m.scope}: {exc}")
+            continue
+        ranks = stats.average_ranks(m)
+        if test == "nemenyi":
+            line = (f"Nemenyi at α = {stats.ALPHA} (critical difference "
+                    f"{stats.critical_difference(fr.n_methods, fr.n_tasks):.2f})")
+        else:
+            line = f"pairwise Wilcoxon signed-rank, Holm-corrected, α = {stats.ALPHA}"
+        title = (f"{m.scope} — {metric}: average rank over {m.n_tasks} tasks "
+                 f"(seeds {','.join(m.seeds)} averaged per task); Friedman p = "
+                 f"{fr.pvalue:.3g}, Iman–Davenport p = {fr.f_pvalue:.3g}; bars join columns "
+                 f"not significantly different by {line}")
+        if m.dropped:
+            title += f"; {len(m.dropped)} task(s) dropped for a missing cell"
+        scope = "all" if m.scope == stats.ALL else m.scope
+        named.append((_stem("cd", scope, metric, "" if test == "nemenyi" else test),
+                      plots.cd_diagram(ranks, p, title)))
+    return named, skipped
 
 
 @dataclass(frozen=True)

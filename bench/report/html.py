@@ -3,9 +3,11 @@
 Figures are embedded as base64 PNG and the style sheet is inline, so the page has no external
 reference at all (no ``src=http``, no ``<link>``, no script) and can be mailed or archived as one
 file. The page holds: a summary of the records (counts, versions, commits), every metric's tables
-(with published columns where they exist), per-task bars, a method × dataset heatmap, one table
-and plot per ablated config field, training curves, ROC curves and localization overlays of one
-task per dataset. Building returns a string; only the CLI writes it.
+(with published columns where they exist), per-task bars, a method × dataset heatmap, a Statistics
+section (average ranks with the Friedman test, critical-difference diagrams, paired comparisons
+against a reference column that the caller names), one table and plot per ablated config field,
+training curves, ROC curves and localization overlays of one task per dataset. Building returns a
+string; only the CLI writes it.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from bench.core.errors import UsageError
 from bench.core.metrics import METRIC_NAMES, uses_method_maps
 from bench.records.record import Record
 from bench.records.store import Store
-from bench.report import figures
+from bench.report import figures, stats
 from bench.report.aggregate import ablation_factors, ablation_tables, build_tables
 from bench.report.render import to_html
+from bench.report.render_stats import stats_html
+from bench.report.stat_tables import ranks_table, versus_tables
 
 METRICS = METRIC_NAMES
 #: the AUROCs (image, pixel, and the pixel protocols that take a method's own maps) get bars
@@ -97,8 +101,9 @@ def _meta(store: Store, suite: str, df: pd.DataFrame) -> str:
 
 def build_report(store: Store, suite: str, *, task_orders: dict[str, list[str]],
                  reference: pd.DataFrame | None = None, metrics: Sequence[str] = METRICS,
-                 dpi: int = 90) -> str:
-    """The whole page for ``suite`` as one HTML string."""
+                 dpi: int = 90, versus: str | None = None) -> str:
+    """The whole page for ``suite`` as one HTML string; ``versus`` names the column the
+    Statistics section compares the others with (none: no paired comparisons)."""
     df = store.load(suite)
     if df.empty:
         raise UsageError(f"no records for suite {suite!r} under {store.root / 'runs'}")
@@ -119,6 +124,8 @@ def build_report(store: Store, suite: str, *, task_orders: dict[str, list[str]],
             page.figures(figures.bars(df, metric, task_orders, reference))
         if metric == "image_auroc":
             page.figures(figures.heatmap(df, metric, task_orders))
+    if present:
+        _statistics(page, df, present[0], task_orders, versus)
     for factor in factors:
         for metric in present[:1] + [m for m in present[1:] if m in BAR_METRICS]:
             tables = [t for d in sorted(df["dataset"].unique())
@@ -137,6 +144,36 @@ def build_report(store: Store, suite: str, *, task_orders: dict[str, list[str]],
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>bench report: {html.escape(suite)}</title><style>{CSS}</style></head>"
             f"<body>\n{body}\n</body></html>\n")
+
+
+def _statistics(page: _Page, df: pd.DataFrame, metric: str,
+                task_orders: dict[str, list[str]], versus: str | None) -> None:
+    """Average ranks, critical-difference diagrams and comparisons against ``versus``; a
+    statistic that cannot be computed honestly says why instead."""
+    page.heading(f"Statistics: {metric}")
+    ok = df[(df["status"] == "ok") & (df["metric"] == metric)]
+    datasets = sorted(ok["dataset"].dropna().unique())
+    try:
+        mats = stats.matrices(df, metric, datasets, task_orders)
+    except UsageError as exc:
+        page.add(_note(f"Not computed: {exc}."))
+        return
+    page.add(stats_html([ranks_table(mats)]))
+    named, skipped = figures.cd(df, metric, datasets, task_orders)
+    page.figures(named)
+    for line in skipped:
+        page.add(_note(f"No critical-difference diagram for {line}."))
+    if versus is None:
+        page.add(_note("No paired comparisons: no reference column was named."))
+        return
+    try:
+        page.add(stats_html(versus_tables(mats, versus)))
+    except UsageError as exc:
+        page.add(_note(f"No paired comparisons against {versus}: {exc}."))
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
 
 
 def _job_figures(page: _Page, store: Store, suite: str, df: pd.DataFrame,

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import scikit_posthocs as sp
 import seaborn as sns
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
@@ -232,4 +233,30 @@ def training_curves(history: pd.DataFrame, metric: str, title: str) -> Figure:
         if ax.get_legend() is not None:
             ax.legend(fontsize=6, ncols=2)
     fig.suptitle(f"{title}: {describe_metric(metric)}", fontsize=9)
+    return fig
+
+
+def cd_diagram(ranks: pd.Series, pvalues: pd.DataFrame, title: str) -> Figure:
+    """Critical-difference diagram (scikit_posthocs.critical_difference_diagram): average ranks
+    on the axis (1 = best, left), a bar joining columns whose post-hoc p-value is ≥ 0.05 (the
+    library's level, :data:`bench.report.stats.ALPHA`).
+
+    The library writes the labels beside the axes, outside them, so the margins are sized here
+    from the longest label (a constrained layout would not see them).
+    """
+    order = ranks.sort_values()
+    k = len(order)
+    label_in = 0.075 * max(len(f"{c} (0.00)") for c in order.index) + 0.15
+    width, height = 4.0 + 2 * label_in, 1.5 + 0.25 * k
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=label_in / width, right=1 - label_in / width,
+                        top=1 - 0.75 / height, bottom=0.15 / height)
+    ax = fig.add_subplot()
+    colors = sns.color_palette(PALETTE if k <= 10 else "husl", k).as_hex()
+    sp.critical_difference_diagram(order, pvalues, ax=ax,
+                                   label_fmt_left="{label} ({rank:.2f})",
+                                   label_fmt_right="({rank:.2f}) {label}",
+                                   label_props={"fontsize": 8},
+                                   color_palette=dict(zip(order.index, colors, strict=True)))
+    fig.suptitle("\n".join(textwrap.wrap(title, int(14 * width))), fontsize=8)
     return fig

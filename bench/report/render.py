@@ -2,8 +2,9 @@
 
 Numbers are AUROC-style fractions shown as percentages with ``digits`` decimals; the best measured
 value of each row is bold; mean ± std is shown when a cell has more than one seed (or a published
-std); Δ columns are signed percentage points; a missing cell is shown as ``–`` (never as a blank
-that could be mistaken for a zero). Every table carries a caption that says what produced it:
+std), a confidence interval ``[low, high]`` when the table holds one for a single-seed cell; Δ
+columns are signed percentage points; a missing cell is shown as ``–`` (never as a blank that
+could be mistaken for a zero). Every table carries a caption that says what produced it:
 metric and protocol, expert weights, checkpoint policy, seeds, suite and the sources of
 published numbers.
 """
@@ -114,8 +115,26 @@ def _format(table: Table, digits: int, style: _Style) -> pd.DataFrame:
             s = table.std.at[r, c]
             if not is_missing(s) and (kind != MEASURED or (not is_missing(n) and n > 1)):
                 text += f"{style.pm}{100 * s:.{digits}f}"
+            elif kind == MEASURED and (ci := _interval(table, r, c)) is not None:
+                text += f" [{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
             out.at[r, c] = style.bold(text) if best.at[r, c] else text
     return out
+
+
+def _interval(table: Table, row: object, column: str) -> tuple[float, float] | None:
+    """The cell's confidence interval, if the table has one for it."""
+    if table.ci_low is None or table.ci_high is None:
+        return None
+    try:
+        lo, hi = table.ci_low.at[row, column], table.ci_high.at[row, column]
+    except KeyError:
+        return None
+    return None if is_missing(lo) or is_missing(hi) else (float(lo), float(hi))
+
+
+def _ci(table: Table, row: object, column: str, end: int) -> float:
+    ci = _interval(table, row, column)
+    return float("nan") if ci is None else ci[end]
 
 
 # ----------------------------------------------------------------------------- Markdown
@@ -141,7 +160,8 @@ def to_markdown(tables: Sequence[Table], digits: int = 1) -> str:
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}"}
-_LATEX_UNICODE = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "λ": r"$\lambda$",
+_LATEX_UNICODE = {"χ²": r"$\chi^2$", "α": r"$\alpha$", "<": r"$<$", ">": r"$>$",
+                  "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "λ": r"$\lambda$",
                   "σ": r"$\sigma$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$",
                   "–": "--", "—": "---", "→": r"$\rightarrow$", "…": r"\ldots{}"}
 
@@ -204,10 +224,12 @@ def to_csv(tables: Sequence[Table]) -> str:
                              "n_seeds": t.n_seeds.at[r, c], "kind": t.kind(c),
                              "expert": ";".join(prov.get("expert") or []),
                              "checkpoint_policy": ";".join(prov.get("checkpoint_policy") or []),
+                             "ci_low": _ci(t, r, c, 0), "ci_high": _ci(t, r, c, 1),
                              "table": t.title, "caption": cap})
     buf = io.StringIO()
     pd.DataFrame(rows, columns=["dataset", "metric", "task", "method", "mean", "std", "n_seeds",
-                                "kind", "expert", "checkpoint_policy", "table", "caption"]
+                                "kind", "expert", "checkpoint_policy", "ci_low", "ci_high", "table",
+                                "caption"]
                  ).to_csv(buf, index=False, float_format="%.6f")
     return buf.getvalue()
 
