@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
 from bench.core.errors import BenchError, UsageError
+from bench.core.registry import Registry
 from bench.datasets import DATASETS
 from bench.methods import METHODS
 from bench.records.store import Store
@@ -20,23 +24,33 @@ from bench.run.suites import load_suite, suite_names
 @click.argument("what", type=click.Choice(["methods", "datasets", "suites"]))
 @pass_settings
 def list_cmd(settings: Settings, what: str) -> None:
-    """List registered methods, datasets or shipped suites."""
+    """List registered methods, datasets (plugins included) or shipped suites.
+
+    A plugin that cannot be loaded is left out with a warning saying why.
+    """
     out = RichTable(show_header=True, header_style="bold")
+    registry: Registry[Any] | None = None
     if what == "methods":
+        registry = METHODS
+        names = METHODS.names()
         out.add_column("method")
         out.add_column("class")
         out.add_column("variant")
         out.add_column("summary")
-        for name in METHODS.names():
+        plugins = _plugin_column(out, METHODS, names)
+        for name in names:
             spec = METHODS.get(name)
             variant = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
-            out.add_row(name, spec.cls.__name__, variant, spec.summary)
+            out.add_row(name, spec.cls.__name__, variant, spec.summary, *plugins(name))
     elif what == "datasets":
+        registry = DATASETS
+        names = DATASETS.names()
         out.add_column("dataset")
         out.add_column("tasks")
         out.add_column("masks")
         out.add_column("source")
-        for name in DATASETS.names():
+        plugins = _plugin_column(out, DATASETS, names)
+        for name in names:
             ds = DATASETS.get(name)
             try:
                 tasks = ds.tasks_in(settings.data_root)
@@ -44,7 +58,8 @@ def list_cmd(settings: Settings, what: str) -> None:
                 tasks = []
             shown = ", ".join(tasks[:6]) + (f", … ({len(tasks)})" if len(tasks) > 6 else "")
             shown = shown or "(its sub-folders)"
-            out.add_row(name, shown, "yes" if ds.has_masks else "no", ds.info.source)
+            out.add_row(name, shown, "yes" if ds.has_masks else "no", ds.info.source,
+                        *plugins(name))
     else:
         out.add_column("suite")
         out.add_column("seeds")
@@ -55,6 +70,22 @@ def list_cmd(settings: Settings, what: str) -> None:
             out.add_row(name, ",".join(map(str, s.seeds)), ", ".join(s.method_names()),
                         ", ".join(s.dataset_names()))
     settings.console.print(out)
+    for err in registry.plugin_errors() if registry is not None else []:
+        settings.err.print(f"warning: {err.message}", highlight=False, soft_wrap=True)
+
+
+def _plugin_column(out: RichTable, registry: Registry[Any],
+                   names: list[str]) -> Callable[[str], tuple[str, ...]]:
+    """A last column "plugin" (distribution and version) when some name comes from one."""
+    if not any(registry.origin(n) for n in names):
+        return lambda name: ()
+    out.add_column("plugin")
+
+    def cell(name: str) -> tuple[str, ...]:
+        origin = registry.origin(name)
+        return (origin.label() if origin else "built-in",)
+
+    return cell
 
 
 def _duration(seconds: float | None) -> str:
