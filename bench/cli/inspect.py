@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table as RichTable
 
-from bench.cli._common import Settings, pass_settings
+from bench.cli._common import Settings, pass_settings, suite_refs
 from bench.core.errors import BenchError, UsageError
 from bench.core.registry import Registry
 from bench.datasets import DATASETS
 from bench.methods import METHODS
 from bench.records.store import Store
+from bench.run.adhoc import stored_adhoc
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
 from bench.run.select import select_jobs
 from bench.run.status import SuiteTime, suite_progress, time_by_method
@@ -24,7 +26,8 @@ from bench.run.suites import load_suite, suite_names
 @click.argument("what", type=click.Choice(["methods", "datasets", "suites"]))
 @pass_settings
 def list_cmd(settings: Settings, what: str) -> None:
-    """List registered methods, datasets (plugins included) or shipped suites.
+    """List registered methods, datasets (plugins included) or suites (shipped, then the
+    ad-hoc suites of the results folder, latest first).
 
     A plugin that cannot be loaded is left out with a warning saying why.
     """
@@ -65,9 +68,10 @@ def list_cmd(settings: Settings, what: str) -> None:
         out.add_column("seeds")
         out.add_column("methods")
         out.add_column("datasets")
-        for name in suite_names():
-            s = load_suite(name)
-            out.add_row(name, ",".join(map(str, s.seeds)), ", ".join(s.method_names()),
+        refs: list[str | Path] = [*suite_names(), *stored_adhoc(settings.results_root)]
+        for ref in refs:
+            s = load_suite(ref)  # shipped, then the ad-hoc runs under --results (latest first)
+            out.add_row(s.name, ",".join(map(str, s.seeds)), ", ".join(s.method_names()),
                         ", ".join(s.dataset_names()))
     settings.console.print(out)
     for err in registry.plugin_errors() if registry is not None else []:
@@ -99,7 +103,9 @@ def _duration(seconds: float | None) -> str:
 
 
 @click.command()
-@click.option("--suite", "suites", multiple=True, help="Suite(s) to report (default: all).")
+@click.option("--suite", "suites", multiple=True, callback=suite_refs,
+              help="Suite(s) to report: names, YAML files, adhoc (default: all, ad-hoc ones "
+                   "included).")
 @click.option("--workers", "n_workers", type=click.IntRange(min=1), default=None,
               help="Workers the ETA divides the work by (default: jobs running now, at least 1).")
 @click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True),
@@ -118,7 +124,7 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
     (falling back to the same method and dataset, the same method, then the whole suite).
     """
     store = Store(settings.results_root)
-    names = list(suites) or suite_names()
+    names = list(suites) or [*suite_names(), *map(str, stored_adhoc(settings.results_root))]
     workers: set[int] = set()
     out = RichTable(show_header=True, header_style="bold")
     for col in ("suite", "jobs", "done", "failed", "running", "pending", "time", "ETA"):

@@ -76,7 +76,7 @@ def _no_jobs(suite: Suite, methods: Sequence[str], datasets: Sequence[str],
 
 
 def select_jobs(
-    suite_name: str,
+    suite_name: str | Path | Suite,
     *,
     methods: Sequence[str] = (),
     datasets: Sequence[str] = (),
@@ -86,14 +86,15 @@ def select_jobs(
     data_root: Path | None = None,
     check_data: bool = True,
 ) -> tuple[Suite, list[Job]]:
-    """The suite and its selected jobs, every job's config resolved once to validate it.
+    """The suite (a name, a YAML path, or a :class:`Suite`) and its selected jobs, every job's
+    config resolved once to validate it.
 
     Raises :class:`UsageError` for bad names and values (each distinct resolved config goes
     through its method's checks) and for a selection without jobs; with ``check_data``, also
     for weight files that do not exist, and :class:`~bench.core.errors.DataMissingError` for
     data that is not on disk (every selected dataset, then every selected task's files).
     """
-    suite = load_suite(suite_name)
+    suite = suite_name if isinstance(suite_name, Suite) else load_suite(suite_name)
     _check_usable(METHODS, suite.method_names(), f" (in suite {suite.name})")
     _check_usable(DATASETS, suite.dataset_names(), f" (in suite {suite.name})")
     _check_names("method", [m for m in suite.method_names() if m not in METHODS],
