@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
@@ -194,6 +194,17 @@ def plugin_label(plugin: Mapping[str, Any] | None) -> str | None:
     if not dist:
         return str(plugin.get("object"))
     return f"{dist} {version}" if version else str(dist)
+
+
+def plugin_labels(records: Iterable[Record]) -> dict[str, str]:
+    """Method name -> its plugin's ``distribution version`` in these records (versions joined
+    when they differ), for the methods that come from a plugin."""
+    seen: dict[str, set[str]] = {}
+    for rec in records:
+        label = rec.plugin_label()
+        if label is not None:
+            seen.setdefault(rec.job.method, set()).add(label)
+    return {m: ", ".join(sorted(labels)) for m, labels in seen.items()}
 
 
 #: written only when known (a job that failed early has no config, data, artifacts, ...)
