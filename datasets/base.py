@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.core.errors import DataCorruptError, UsageError
+from bench.core.errors import ContractError, DataCorruptError, UsageError
 
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
 
@@ -310,17 +310,18 @@ def protocol_problems(ds: DatasetProtocol) -> list[str]:
 
 def as_protocol(name: str, obj: object) -> DatasetProtocol:
     """The protocol a plugin provides under ``name``: a :class:`DatasetProtocol` instance, or a
-    subclass built without arguments. Raises ``TypeError`` naming what breaks the contract."""
+    subclass built without arguments. Raises :class:`~bench.core.errors.ContractError` naming
+    what breaks the contract."""
     if isinstance(obj, type) and issubclass(obj, DatasetProtocol):
         if inspect.isabstract(obj):
             missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
-            raise TypeError(f"{obj.__name__} does not implement {missing}")
+            raise ContractError(f"{obj.__name__} does not implement {missing}")
         obj = obj()
     if not isinstance(obj, DatasetProtocol):
         what = obj.__name__ if isinstance(obj, type) else type(obj).__name__
-        raise TypeError(f"{what} is neither a DatasetProtocol subclass nor an instance "
+        raise ContractError(f"{what} is neither a DatasetProtocol subclass nor an instance "
                         "(bench.datasets.base)")
     problems = protocol_problems(obj)
     if problems:
-        raise TypeError("; ".join(problems))
+        raise ContractError("; ".join(problems))
     return obj

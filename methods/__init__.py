@@ -90,4 +90,5 @@ register("stfpm", STFPM, "student-teacher feature pyramid matching (Wang et al. 
 register("stfpm_r18", STFPM, "STFPM, paper setting ResNet-18", backbone="resnet18",
          test_overrides=_ST_TINY)
 
-__all__ = ["GROUP", "METHODS", "Method", "MethodConfig", "MethodSpec", "RunContext", "Scores", "register"]
+__all__ = ["GROUP", "METHODS", "Method", "MethodConfig", "MethodSpec", "RunContext", "Scores",
+           "register"]

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from bench.core.config import Range, apply_overrides, check_fields
+from bench.core.errors import ContractError
 from bench.core.metrics import OWN_MAP_METRICS
 from bench.datasets.base import InputSpec, TaskData
 
@@ -266,8 +267,9 @@ def declaration_problems(cls: type[Method]) -> list[str]:
 def as_method_spec(name: str, obj: object) -> MethodSpec:
     """The :class:`MethodSpec` a plugin provides under ``name``: a :class:`Method` subclass (its
     defaults, the first line of its docstring as summary) or a :class:`MethodSpec` (a variant,
-    with its own summary and ``test_overrides``). Raises ``TypeError``/``UsageError`` naming
-    what breaks the contract."""
+    with its own summary and ``test_overrides``). Raises
+    :class:`~bench.core.errors.ContractError` (or ``UsageError``) naming what breaks the
+    contract."""
     if isinstance(obj, MethodSpec):
         spec = dataclasses.replace(obj, name=name)
     elif isinstance(obj, type) and issubclass(obj, Method):
@@ -275,11 +277,11 @@ def as_method_spec(name: str, obj: object) -> MethodSpec:
         spec = MethodSpec(name=name, cls=obj, defaults={}, summary=doc[0] if doc else "")
     else:
         what = obj.__name__ if isinstance(obj, type) else type(obj).__name__
-        raise TypeError(f"{what} is neither a Method subclass nor a MethodSpec "
+        raise ContractError(f"{what} is neither a Method subclass nor a MethodSpec "
                         "(bench.methods.base)")
     problems = declaration_problems(spec.cls)
     if problems:
-        raise TypeError("; ".join(problems))
+        raise ContractError("; ".join(problems))
     spec.config()  # the defaults, the presets and the test settings are valid configs
     for family in spec.cls.presets:
         spec.config("" if family == ANY_FAMILY else family)

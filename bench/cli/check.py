@@ -120,7 +120,7 @@ def _diff_lines(rows: pd.DataFrame, title: str, plugins: dict[str, str] | None =
         if r.get("error"):
             line += f" — {r['error']}"
         if (plugins or {}).get(r["method"]):
-            line += f" [plugin {(plugins or {})[r['method']]}]"
+            line += f" (plugin {(plugins or {})[r['method']]})"
         lines.append(line)
     return "\n".join(lines)
 

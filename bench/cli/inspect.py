@@ -36,7 +36,7 @@ def list_cmd(settings: Settings, what: str) -> None:
     if what == "methods":
         registry = METHODS
         names = METHODS.names()
-        out.add_column("method")
+        out.add_column("method", no_wrap=True)
         out.add_column("class")
         out.add_column("variant")
         out.add_column("summary")
@@ -48,7 +48,7 @@ def list_cmd(settings: Settings, what: str) -> None:
     elif what == "datasets":
         registry = DATASETS
         names = DATASETS.names()
-        out.add_column("dataset")
+        out.add_column("dataset", no_wrap=True)
         out.add_column("tasks")
         out.add_column("masks")
         out.add_column("source")
@@ -83,7 +83,7 @@ def _plugin_column(out: RichTable, registry: Registry[Any],
     """A last column "plugin" (distribution and version) when some name comes from one."""
     if not any(registry.origin(n) for n in names):
         return lambda name: ()
-    out.add_column("plugin")
+    out.add_column("plugin", overflow="fold")
 
     def cell(name: str) -> tuple[str, ...]:
         origin = registry.origin(name)

@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from bench.core.errors import UsageError
+from bench.core.errors import ContractError, UsageError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -310,4 +310,6 @@ def _dist_version(ep: metadata.EntryPoint) -> str | None:
 
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
+    if isinstance(exc, (ContractError, UsageError)) and text:
+        return text  # the message is the reason
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -94,7 +94,7 @@ def record_definition(results_root: Path, suite: Suite, jobs: Sequence[Job],
         for job in jobs:
             if job.method == m and job.overrides_dict not in variants:
                 variants.append(job.overrides_dict)
-        methods[m] = sorted(variants, key=lambda v: json.dumps(v, sort_keys=True))
+        methods[m] = sorted(variants, key=lambda v: (len(v), json.dumps(v, sort_keys=True)))
     raw.update(datasets=datasets, methods=methods)
     text = yaml.safe_dump(raw, sort_keys=False, default_flow_style=None)
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
