@@ -171,7 +171,9 @@ def test_bench_list_shows_plugins_and_warns_about_broken_ones(cli, results, fake
     assert res.exit_code == 0 and "fake_blobs" in res.output and "fakeplug 1.2.3" in res.output
 
 
-def test_without_plugins_the_listing_is_as_before(cli, results):
+def test_without_plugins_the_listing_is_as_before(cli, results, isolated_path, monkeypatch):
+    monkeypatch.setattr("bench.core.registry.metadata.entry_points", lambda group: [])
+    reload_registries()  # as if no plugin were installed (CI installs the example's)
     res = invoke(cli, results, "list", "methods")
     assert res.exit_code == 0 and "plugin" not in res.output and "warning" not in res.output
 
@@ -326,3 +328,9 @@ def test_check_dataset_command(cli, results, fakeplug):
     res = invoke(cli, results, "check-dataset", "mvtec", data_root=results / "nowhere")
     assert res.exit_code == 1 and "data available" in res.output and "mvtec not found" in \
         " ".join(res.output.split())
+
+
+def test_folder_names_are_never_import_names():
+    assert "write folder:/absolute/path" in str(DATASETS.unavailable("folder:parts"))
+    assert DATASETS.unavailable("folder:/data/parts") is None
+    assert DATASETS.unavailable("digits") is None and METHODS.unavailable("nope") is None
