@@ -334,3 +334,14 @@ def test_folder_names_are_never_import_names():
     assert "write folder:/absolute/path" in str(DATASETS.unavailable("folder:parts"))
     assert DATASETS.unavailable("folder:/data/parts") is None
     assert DATASETS.unavailable("digits") is None and METHODS.unavailable("nope") is None
+
+
+def test_plugins_reach_dask_workers(cli, results, fakeplug):
+    pytest.importorskip("distributed")
+    res = invoke(cli, results, "run", "--backend", "dask", "--jobs", "2", "--method",
+                 "fake_mean", "--dataset", "fake_blobs", "--dataset", "digits", "--task", "3",
+                 "--task", "blobs")
+    assert res.exit_code == 0, res.output
+    recs = Store(results).records()
+    assert len(recs) == 2 and all(r.ok and r.runner["backend"] == "dask" for r in recs)
+    assert all(r.plugin is not None and r.plugin["distribution"] == "fakeplug" for r in recs)
