@@ -60,6 +60,7 @@ GOOD = textwrap.dedent('''
 ''')
 BROKEN = textwrap.dedent('''
     from bench.methods.base import Method
+    from bench.testing import Synthetic
 
 
     class NoScore(Method):
@@ -68,6 +69,13 @@ BROKEN = textwrap.dedent('''
 
 
     NOT_A_METHOD = 42
+
+
+    class Crashy(Synthetic):
+        name = "fake_crashy"
+
+        def tasks_in(self, root):
+            raise RuntimeError("a bug")
 ''')
 
 
@@ -119,7 +127,8 @@ def fakeplug(tmp_path: Path, isolated_path: None) -> str:
         "bench.methods": {"fake_noimport": "brokenplug_missing:Thing",
                           "fake_noscore": "brokenplug_mod:NoScore",
                           "fake_number": "brokenplug_mod:NOT_A_METHOD",
-                          "mkd": f"{good}:Mean"}})
+                          "mkd": f"{good}:Mean"},
+        "bench.datasets": {"fake_crashy": "brokenplug_mod:Crashy"}})
     sys.path.insert(0, str(site))
     reload_registries()
     return good
@@ -169,6 +178,7 @@ def test_bench_list_shows_plugins_and_warns_about_broken_ones(cli, results, fake
     assert len(warnings) == 4 and all("brokenplug 0.1" in w for w in warnings)
     res = invoke(cli, results, "list", "datasets")
     assert res.exit_code == 0 and "fake_blobs" in res.output and "fakeplug 1.2.3" in res.output
+    assert "(cannot list them: RuntimeError: a bug)" in res.output and "digits" in res.output
 
 
 def test_without_plugins_the_listing_is_as_before(cli, results, isolated_path, monkeypatch):

@@ -55,12 +55,15 @@ def list_cmd(settings: Settings, what: str) -> None:
         plugins = _plugin_column(out, DATASETS, names)
         for name in names:
             ds = DATASETS.get(name)
+            broken = ""
             try:
                 tasks = ds.tasks_in(settings.data_root)
             except BenchError:  # folder datasets list what is on disk
                 tasks = []
+            except Exception as exc:  # a plugin's bug must not hide the other datasets
+                tasks, broken = [], f"(cannot list them: {type(exc).__name__}: {exc})"
             shown = ", ".join(tasks[:6]) + (f", … ({len(tasks)})" if len(tasks) > 6 else "")
-            shown = shown or "(its sub-folders)"
+            shown = shown or broken or "(its sub-folders)"
             out.add_row(name, shown, "yes" if ds.has_masks else "no", ds.info.source,
                         *plugins(name))
     else:
