@@ -1,7 +1,10 @@
 """Dataset protocols, registered explicitly by name in :data:`DATASETS`.
 
 Besides the registered names, ``DATASETS.get("folder:/abs/path")`` gives the ``folder`` dataset
-reading that path (see :mod:`datasets.folder`).
+reading that path (see :mod:`datasets.folder`). Plugins add names too: installed distributions
+declaring ``[project.entry-points."bench.datasets"]`` (a :class:`~datasets.base.DatasetProtocol`
+subclass or instance per entry point), and ``package.module:Class`` names (see
+:mod:`bench.core.registry`).
 
 This package is installed as ``bench.datasets`` (never as a top-level ``datasets``), so it
 coexists with Hugging Face's ``datasets`` in one environment.
@@ -9,7 +12,7 @@ coexists with Hugging Face's ``datasets`` in one environment.
 
 from __future__ import annotations
 
-from bench.datasets.base import DatasetProtocol, InputSpec, TaskData
+from bench.datasets.base import DatasetProtocol, InputSpec, TaskData, as_protocol
 from bench.datasets.digits import Digits
 from bench.datasets.folder import DatasetRegistry, Folder
 from bench.datasets.medical import BrainMRI, HeadCT
@@ -18,7 +21,9 @@ from bench.datasets.retinal_oct import RetinalOCT
 from bench.datasets.textures import Textures
 from bench.datasets.torchvision_sets import CIFAR10, MNIST, FashionMNIST
 
-DATASETS = DatasetRegistry("dataset")
+#: the entry-point group of dataset plugins
+GROUP = "bench.datasets"
+DATASETS = DatasetRegistry("dataset", group=GROUP, adapt=as_protocol)
 DATASETS.add("digits", Digits())
 DATASETS.add("textures", Textures())
 DATASETS.add("mnist", MNIST())
@@ -30,4 +35,4 @@ DATASETS.add("headct", HeadCT())
 DATASETS.add("brainmri", BrainMRI())
 DATASETS.add("folder", Folder())
 
-__all__ = ["DATASETS", "DatasetProtocol", "InputSpec", "TaskData"]
+__all__ = ["DATASETS", "GROUP", "DatasetProtocol", "InputSpec", "TaskData"]

@@ -10,6 +10,7 @@ size the method asks for (:class:`InputSpec`) and kept as ``uint8`` tensors, exa
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.core.errors import DataCorruptError, UsageError
+from bench.core.errors import ContractError, DataCorruptError, UsageError
 
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
 
@@ -285,3 +286,42 @@ class DatasetProtocol(abc.ABC):
         if self.embedded or root is None:
             return None
         return Path(root) / self.name
+
+
+def protocol_problems(ds: DatasetProtocol) -> list[str]:
+    """What is wrong with what a dataset protocol declares, each in a few words (empty:
+    nothing): cheap, structural checks made when a plugin is loaded (and by
+    :func:`bench.testing.check_dataset`)."""
+    out: list[str] = []
+    cls = type(ds)
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        out.append(f"does not implement {missing}")
+    for attr, kind in (("name", str), ("family", str), ("default_size", int),
+                       ("has_masks", bool), ("embedded", bool), ("info", DatasetInfo)):
+        value = getattr(ds, attr, None)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            out.append(f"{attr} is {value!r}, not a {kind.__name__}")
+    size = getattr(ds, "default_size", None)
+    if isinstance(size, int) and size < 1:
+        out.append(f"default_size is {size}, not >= 1")
+    return out
+
+
+def as_protocol(name: str, obj: object) -> DatasetProtocol:
+    """The protocol a plugin provides under ``name``: a :class:`DatasetProtocol` instance, or a
+    subclass built without arguments. Raises :class:`~bench.core.errors.ContractError` naming
+    what breaks the contract."""
+    if isinstance(obj, type) and issubclass(obj, DatasetProtocol):
+        if inspect.isabstract(obj):
+            missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+            raise ContractError(f"{obj.__name__} does not implement {missing}")
+        obj = obj()
+    if not isinstance(obj, DatasetProtocol):
+        what = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+        raise ContractError(f"{what} is neither a DatasetProtocol subclass nor an instance "
+                        "(bench.datasets.base)")
+    problems = protocol_problems(obj)
+    if problems:
+        raise ContractError("; ".join(problems))
+    return obj

@@ -152,3 +152,12 @@ class DatasetRegistry(Registry[DatasetProtocol]):
         if isinstance(name, str) and name.startswith(PREFIX):
             return Path(name[len(PREFIX):]).is_absolute()
         return super().__contains__(name)
+
+    def unavailable(self, name: str) -> str | None:
+        if name.startswith(PREFIX):  # never an import name: the folder's own message
+            try:
+                folder_at(name)
+            except UsageError as exc:
+                return str(exc)
+            return None
+        return super().unavailable(name)

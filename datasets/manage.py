@@ -61,8 +61,15 @@ def summarize_counts(counts: dict[str, int]) -> str:
 
 def status(name: str, ds: DatasetProtocol, root: Path) -> Status:
     """Found or missing, where, how many files, and the last verification (cheap: no decoding)."""
-    if ds.embedded or not isinstance(ds, StoredDataset):
+    if ds.embedded:
         return Status(name, "embedded", "-", ds.info.size, "ships with the code")
+    if not isinstance(ds, StoredDataset):  # a plugin's: it says itself whether its data is there
+        where = str(ds.location(root) or "-")
+        try:
+            ds.check_available(root)
+        except BenchError as exc:
+            return Status(name, "missing", where, str(exc), "-")
+        return Status(name, "found", where, ds.info.size, "no manifest: not verified")
     base = ds.find(root)
     if base is None:
         return Status(name, "missing", str(ds.location(root)), ds.fetch_hint(), "-")

@@ -2,6 +2,10 @@
 
 Each name maps to a :class:`~methods.base.MethodSpec`: a method class plus the config values that
 make the variant ("variants are data"). Higher scores always mean more anomalous.
+
+Plugins add names too: installed distributions declaring ``[project.entry-points."bench.methods"]``
+(a :class:`~methods.base.Method` subclass or a :class:`~methods.base.MethodSpec` per entry
+point), and ``package.module:Class`` names (see :mod:`bench.core.registry`).
 """
 
 from __future__ import annotations
@@ -10,7 +14,14 @@ from typing import Any
 
 from bench.core.registry import Registry
 from bench.methods.autoencoder import ConvAutoencoderDetector
-from bench.methods.base import Method, MethodConfig, MethodSpec, RunContext, Scores
+from bench.methods.base import (
+    Method,
+    MethodConfig,
+    MethodSpec,
+    RunContext,
+    Scores,
+    as_method_spec,
+)
 from bench.methods.classic import IsolationForestDetector, KDEDetector, OneClassSVMDetector
 from bench.methods.dsvdd import DeepSVDDDetector
 from bench.methods.feature_baselines import DN2, GaussianAD, PaDiM
@@ -18,7 +29,9 @@ from bench.methods.mkd import MKD
 from bench.methods.patchcore import PatchCore
 from bench.methods.stfpm import STFPM
 
-METHODS: Registry[MethodSpec] = Registry("method")
+#: the entry-point group of method plugins
+GROUP = "bench.methods"
+METHODS: Registry[MethodSpec] = Registry("method", group=GROUP, adapt=as_method_spec)
 
 
 def register(name: str, cls: type[Method], summary: str, *,
@@ -77,4 +90,5 @@ register("stfpm", STFPM, "student-teacher feature pyramid matching (Wang et al. 
 register("stfpm_r18", STFPM, "STFPM, paper setting ResNet-18", backbone="resnet18",
          test_overrides=_ST_TINY)
 
-__all__ = ["METHODS", "Method", "MethodConfig", "MethodSpec", "RunContext", "Scores", "register"]
+__all__ = ["GROUP", "METHODS", "Method", "MethodConfig", "MethodSpec", "RunContext", "Scores",
+           "register"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 
 from bench.core.config import Range, apply_overrides, check_fields
+from bench.core.errors import ContractError
+from bench.core.metrics import OWN_MAP_METRICS
 from bench.datasets.base import InputSpec, TaskData
 
 M = TypeVar("M", bound="Method")
@@ -208,3 +211,79 @@ class MethodSpec:
 
     def fields(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.cls.Config)]
+
+
+def declaration_problems(cls: type[Method]) -> list[str]:
+    """What is wrong with what a method class declares, each in a few words (empty: nothing).
+
+    Cheap, structural checks made when a plugin is loaded (and by
+    :func:`bench.testing.check_method`): the class implements ``fit`` and ``score``; ``Config``
+    is a frozen dataclass deriving from :class:`MethodConfig` whose defaults build;
+    ``localizes`` is a bool; ``presets`` maps family names to config values;
+    ``extra_map_protocols`` feeds metrics that take a method's own maps; ``perf_profile`` names
+    config fields; ``preset`` is the base class's.
+    """
+    out: list[str] = []
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        out.append(f"does not implement {missing}")
+    config = getattr(cls, "Config", None)
+    if not (isinstance(config, type) and issubclass(config, MethodConfig)
+            and dataclasses.is_dataclass(config)):
+        out.append("Config is not a dataclass deriving from MethodConfig")
+        return out
+    if not config.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        out.append("Config is not frozen (@dataclass(frozen=True, kw_only=True))")
+    fields = {f.name for f in dataclasses.fields(config)}
+    if not isinstance(cls.localizes, bool):
+        out.append(f"localizes is {cls.localizes!r}, not True or False")
+    if not isinstance(cls.presets, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, Mapping) for k, v in cls.presets.items()):
+        out.append("presets is not a mapping of family name -> config values")
+    else:
+        for family, values in cls.presets.items():
+            unknown = sorted(set(values) - fields)
+            if unknown:
+                out.append(f"presets[{family!r}] sets unknown field(s) {', '.join(unknown)}")
+    if not isinstance(cls.extra_map_protocols, Mapping):
+        out.append("extra_map_protocols is not a mapping of map name -> metric")
+    else:
+        bad = sorted(str(m) for m in cls.extra_map_protocols.values() if m not in OWN_MAP_METRICS)
+        if bad:
+            out.append(f"extra_map_protocols feeds {', '.join(bad)}; metrics that take a "
+                       f"method's own maps: {', '.join(OWN_MAP_METRICS)}")
+    profile = cls.perf_profile
+    if not isinstance(profile, PerfProfile):
+        out.append("perf_profile is not a PerfProfile")
+    else:
+        unknown = sorted((set(profile.flags) | set(profile.offline)) - fields)
+        if unknown:
+            out.append(f"perf_profile names unknown config field(s) {', '.join(unknown)}")
+    if getattr(cls.preset, "__func__", None) is not Method.preset.__func__:  # type: ignore[attr-defined]
+        out.append("overrides preset(): declare the presets table instead")
+    return out
+
+
+def as_method_spec(name: str, obj: object) -> MethodSpec:
+    """The :class:`MethodSpec` a plugin provides under ``name``: a :class:`Method` subclass (its
+    defaults, the first line of its docstring as summary) or a :class:`MethodSpec` (a variant,
+    with its own summary and ``test_overrides``). Raises
+    :class:`~bench.core.errors.ContractError` (or ``UsageError``) naming what breaks the
+    contract."""
+    if isinstance(obj, MethodSpec):
+        spec = dataclasses.replace(obj, name=name)
+    elif isinstance(obj, type) and issubclass(obj, Method):
+        doc = (inspect.getdoc(obj) or "").strip().splitlines()
+        spec = MethodSpec(name=name, cls=obj, defaults={}, summary=doc[0] if doc else "")
+    else:
+        what = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+        raise ContractError(f"{what} is neither a Method subclass nor a MethodSpec "
+                        "(bench.methods.base)")
+    problems = declaration_problems(spec.cls)
+    if problems:
+        raise ContractError("; ".join(problems))
+    spec.config()  # the defaults, the presets and the test settings are valid configs
+    for family in spec.cls.presets:
+        spec.config("" if family == ANY_FAMILY else family)
+    spec.config(overrides=spec.test_overrides)
+    return spec

@@ -167,7 +167,10 @@ def test_readme_command_2_is_what_ci_runs():
     assert test_lines == ["python -m pytest"], "the test command of .ci/run changed"
     assert second.rstrip().endswith("&& python -m pytest"), second
     installs = [ln.strip() for ln in ci.splitlines() if ln.strip().startswith("pip install")]
-    assert len(installs) == 1
+    # the README's install, then the example plugin its tests run (tests/test_plugin_example.py)
+    assert [w for w in shlex.split(installs[1]) if w != "-q"] == [
+        "pip", "install", "./examples/bench-plugin-example"]
+    assert len(installs) == 2
     ci_install = [w for w in shlex.split(installs[0]) if w != "-q"]  # .ci/run is quiet
     assert ci_install == ["pip", "install", "-e", ".[test]"]
     assert "pip install -e '.[test]'" in second

@@ -33,6 +33,7 @@ def main(ctx: click.Context, results: str | None, data_root: str | None, debug: 
 _data_root = data_root
 
 from bench.cli import check as _check  # noqa: E402
+from bench.cli import contract as _contract  # noqa: E402
 from bench.cli import data as _data  # noqa: E402
 from bench.cli import inspect as _inspect  # noqa: E402
 from bench.cli import perf as _perf  # noqa: E402
@@ -52,6 +53,8 @@ COMMANDS = [
     _check.baseline,
     _data.data,
     _perf.perf_cmd,
+    _contract.check_method_cmd,
+    _contract.check_dataset_cmd,
 ]
 for _cmd in COMMANDS:
     main.add_command(_cmd)

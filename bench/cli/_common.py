@@ -13,6 +13,8 @@ import click
 from rich.console import Console
 
 from bench.core.errors import BenchError
+from bench.core.paths import results_root
+from bench.run.adhoc import ADHOC, suite_name, suite_ref
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,3 +77,41 @@ def one_line(exc: BaseException) -> str:
 def configure_logging(debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+# ------------------------------------------------------------------ --suite values
+def _results(ctx: click.Context) -> Path:
+    settings = ctx.find_object(Settings)
+    return settings.results_root if settings is not None else results_root()
+
+
+def _each(value: Any, convert: Callable[[str], str]) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(convert(v) for v in value)
+    return convert(value)
+
+
+def _note_adhoc(ctx: click.Context, value: Any) -> None:
+    """Say which suite ``adhoc`` stands for (on stderr: stdout may be a table)."""
+    if value == ADHOC or (isinstance(value, tuple) and ADHOC in value):
+        click.echo(f"bench: --suite adhoc: {suite_name(ADHOC, _results(ctx))} (the latest "
+                   "ad-hoc run)", err=True)
+
+
+def suite_names(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """``--suite`` callback of the commands that read records: a suite file's ``name``, the
+    latest ad-hoc suite's for ``adhoc``, other names as given."""
+    out = _each(value, lambda v: suite_name(v, _results(ctx)))
+    _note_adhoc(ctx, value)
+    return out
+
+
+def suite_refs(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """``--suite`` callback of the commands that expand a suite's jobs (status, check): a file
+    or a shipped name as given, an ad-hoc suite (``adhoc``: the latest) as its stored
+    definition."""
+    out = _each(value, lambda v: suite_ref(v, _results(ctx)))
+    _note_adhoc(ctx, value)
+    return out

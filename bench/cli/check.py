@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.cli._common import Settings, pass_settings
+from bench.cli._common import Settings, pass_settings, suite_refs
 from bench.core.errors import UsageError
 from bench.records.key import variant_label
+from bench.records.record import plugin_labels
 from bench.records.store import Store
 from bench.report.check import (
     DEFAULT_METRICS,
@@ -37,7 +38,7 @@ def _failed_rows(store: Store, suite: str) -> pd.DataFrame:
 
 
 @click.command()
-@click.option("--suite", default="ci", show_default=True)
+@click.option("--suite", default="ci", show_default=True, callback=suite_refs)
 @click.option("--baseline", type=click.Path(dir_okay=False), default=None,
               help="Baseline CSV (default: results/baselines/<suite>.csv).")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]T",
@@ -77,15 +78,20 @@ def check(settings: Settings, suite: str, baseline: str | None, tolerances: tupl
     bad = result[result["status"].isin(["failed", "missing", "regression"])]
     better = result[result["status"] == "improvement"]
     new = result[result["status"] == "new"]
+    plugins = plugin_labels(store.records(the_suite.name))  # a plugin's version, beside its rows
     if len(bad):
-        con.print(_diff_lines(bad.head(show), "regressions, missing and failed (worst first)"),
-                  highlight=False, soft_wrap=True)
+        con.print(_diff_lines(bad.head(show), "regressions, missing and failed (worst first)",
+                              plugins), highlight=False, soft_wrap=True)
     if len(better):
         con.print(_diff_lines(better.sort_values("delta", ascending=False).head(show),
-                              "improvements (consider `bench baseline update`)"),
+                              "improvements (consider `bench baseline update`)", plugins),
                   highlight=False, soft_wrap=True)
     if len(new):
         con.print(f"{len(new)} value(s) have no baseline yet (not checked)")
+    if plugins:
+        con.print("plugins in these records: " + "; ".join(f"{m}: {v}" for m, v in
+                                                          sorted(plugins.items())),
+                  highlight=False, soft_wrap=True)
     summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in
                         ("ok", "regression", "missing", "failed", "improvement", "new"))
     ok = verdict(result)
@@ -96,7 +102,7 @@ def check(settings: Settings, suite: str, baseline: str | None, tolerances: tupl
         sys.exit(1)
 
 
-def _diff_lines(rows: pd.DataFrame, title: str) -> str:
+def _diff_lines(rows: pd.DataFrame, title: str, plugins: dict[str, str] | None = None) -> str:
     """One plain line per value (greppable in CI logs, never truncated by a narrow terminal)."""
 
     def fmt(x: object) -> str:
@@ -113,6 +119,8 @@ def _diff_lines(rows: pd.DataFrame, title: str) -> str:
                 f"{r['metric']}: {fmt(r['baseline'])} -> {fmt(r['current'])}{change}")
         if r.get("error"):
             line += f" — {r['error']}"
+        if (plugins or {}).get(r["method"]):
+            line += f" (plugin {(plugins or {})[r['method']]})"
         lines.append(line)
     return "\n".join(lines)
 
@@ -123,7 +131,7 @@ def baseline() -> None:
 
 
 @baseline.command("update")
-@click.option("--suite", default="ci", show_default=True)
+@click.option("--suite", default="ci", show_default=True, callback=suite_refs)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Baseline CSV to write (default: results/baselines/<suite>.csv).")
 @click.option("--metric", "metrics", multiple=True,

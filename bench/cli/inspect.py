@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import click
 from rich.table import Table as RichTable
 
-from bench.cli._common import Settings, pass_settings
+from bench.cli._common import Settings, pass_settings, suite_refs
 from bench.core.errors import BenchError, UsageError
+from bench.core.registry import Registry
 from bench.datasets import DATASETS
 from bench.methods import METHODS
 from bench.records.store import Store
+from bench.run.adhoc import stored_adhoc
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
 from bench.run.select import select_jobs
 from bench.run.status import SuiteTime, suite_progress, time_by_method
@@ -20,41 +26,73 @@ from bench.run.suites import load_suite, suite_names
 @click.argument("what", type=click.Choice(["methods", "datasets", "suites"]))
 @pass_settings
 def list_cmd(settings: Settings, what: str) -> None:
-    """List registered methods, datasets or shipped suites."""
+    """List registered methods, datasets (plugins included) or suites (shipped, then the
+    ad-hoc suites of the results folder, latest first).
+
+    A plugin that cannot be loaded is left out with a warning saying why.
+    """
     out = RichTable(show_header=True, header_style="bold")
+    registry: Registry[Any] | None = None
     if what == "methods":
-        out.add_column("method")
+        registry = METHODS
+        names = METHODS.names()
+        out.add_column("method", no_wrap=True)
         out.add_column("class")
         out.add_column("variant")
         out.add_column("summary")
-        for name in METHODS.names():
+        plugins = _plugin_column(out, METHODS, names)
+        for name in names:
             spec = METHODS.get(name)
             variant = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
-            out.add_row(name, spec.cls.__name__, variant, spec.summary)
+            out.add_row(name, spec.cls.__name__, variant, spec.summary, *plugins(name))
     elif what == "datasets":
-        out.add_column("dataset")
+        registry = DATASETS
+        names = DATASETS.names()
+        out.add_column("dataset", no_wrap=True)
         out.add_column("tasks")
         out.add_column("masks")
         out.add_column("source")
-        for name in DATASETS.names():
+        plugins = _plugin_column(out, DATASETS, names)
+        for name in names:
             ds = DATASETS.get(name)
+            broken = ""
             try:
                 tasks = ds.tasks_in(settings.data_root)
             except BenchError:  # folder datasets list what is on disk
                 tasks = []
+            except Exception as exc:  # a plugin's bug must not hide the other datasets
+                tasks, broken = [], f"(cannot list them: {type(exc).__name__}: {exc})"
             shown = ", ".join(tasks[:6]) + (f", … ({len(tasks)})" if len(tasks) > 6 else "")
-            shown = shown or "(its sub-folders)"
-            out.add_row(name, shown, "yes" if ds.has_masks else "no", ds.info.source)
+            shown = shown or broken or "(its sub-folders)"
+            out.add_row(name, shown, "yes" if ds.has_masks else "no", ds.info.source,
+                        *plugins(name))
     else:
         out.add_column("suite")
         out.add_column("seeds")
         out.add_column("methods")
         out.add_column("datasets")
-        for name in suite_names():
-            s = load_suite(name)
-            out.add_row(name, ",".join(map(str, s.seeds)), ", ".join(s.method_names()),
+        refs: list[str | Path] = [*suite_names(), *stored_adhoc(settings.results_root)]
+        for ref in refs:
+            s = load_suite(ref)  # shipped, then the ad-hoc runs under --results (latest first)
+            out.add_row(s.name, ",".join(map(str, s.seeds)), ", ".join(s.method_names()),
                         ", ".join(s.dataset_names()))
     settings.console.print(out)
+    for err in registry.plugin_errors() if registry is not None else []:
+        settings.err.print(f"warning: {err.message}", highlight=False, soft_wrap=True)
+
+
+def _plugin_column(out: RichTable, registry: Registry[Any],
+                   names: list[str]) -> Callable[[str], tuple[str, ...]]:
+    """A last column "plugin" (distribution and version) when some name comes from one."""
+    if not any(registry.origin(n) for n in names):
+        return lambda name: ()
+    out.add_column("plugin", overflow="fold")
+
+    def cell(name: str) -> tuple[str, ...]:
+        origin = registry.origin(name)
+        return (origin.label() if origin else "built-in",)
+
+    return cell
 
 
 def _duration(seconds: float | None) -> str:
@@ -68,7 +106,9 @@ def _duration(seconds: float | None) -> str:
 
 
 @click.command()
-@click.option("--suite", "suites", multiple=True, help="Suite(s) to report (default: all).")
+@click.option("--suite", "suites", multiple=True, callback=suite_refs,
+              help="Suite(s) to report: names, YAML files, adhoc (default: all, ad-hoc ones "
+                   "included).")
 @click.option("--workers", "n_workers", type=click.IntRange(min=1), default=None,
               help="Workers the ETA divides the work by (default: jobs running now, at least 1).")
 @click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True),
@@ -87,7 +127,7 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
     (falling back to the same method and dataset, the same method, then the whole suite).
     """
     store = Store(settings.results_root)
-    names = list(suites) or suite_names()
+    names = list(suites) or [*suite_names(), *map(str, stored_adhoc(settings.results_root))]
     workers: set[int] = set()
     out = RichTable(show_header=True, header_style="bold")
     for col in ("suite", "jobs", "done", "failed", "running", "pending", "time", "ETA"):

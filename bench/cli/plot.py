@@ -9,7 +9,7 @@ from typing import Any
 import click
 import pandas as pd
 
-from bench.cli._common import Settings, pass_settings
+from bench.cli._common import Settings, pass_settings, suite_names
 from bench.cli.table import check_metric, load_records, task_orders, write_or_echo
 from bench.core.errors import UsageError
 from bench.records.store import Store
@@ -24,7 +24,8 @@ F = Callable[..., Any]
 def _common(f: F) -> F:
     """Options every ``bench plot`` command shares."""
     for deco in reversed([
-        click.option("--suite", "suites", multiple=True, help="Suite(s) (default: all)."),
+        click.option("--suite", "suites", multiple=True, callback=suite_names,
+                     help="Suite(s): names, YAML files, adhoc (default: all)."),
         click.option("--out-dir", type=click.Path(file_okay=False), default=None,
                      help="Folder for the images (default: results/figures/<suite>)."),
         click.option("--image-format", "image_format", type=click.Choice(["png", "pdf", "svg"]),
@@ -192,7 +193,8 @@ def overlays_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | Non
 
 
 @click.command()
-@click.option("--suite", required=True, help="The suite to report on.")
+@click.option("--suite", required=True, callback=suite_names,
+              help="The suite to report on: a name, a YAML file, adhoc.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: results/report-<suite>.html).")
 @click.option("--dpi", type=click.IntRange(50, 300), default=90, show_default=True)

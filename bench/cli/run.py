@@ -13,6 +13,7 @@ from bench.core.config import parse_set
 from bench.core.environment import resolve_device
 from bench.core.errors import UsageError
 from bench.records.record import JobSummary
+from bench.run.adhoc import ADHOC, adhoc_suite, record_definition, suite_ref
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
 from bench.run.runner import BACKENDS, RunOptions, RunReport
 from bench.run.runner import run as run_jobs
@@ -30,8 +31,10 @@ def _seeds(text: str | None) -> list[int]:
 
 @click.command()
 @click.option("--all", "all_", is_flag=True, help="Run every job of the suite.")
-@click.option("--suite", default="paper", show_default=True,
-              help="A shipped suite name or a YAML file.")
+@click.option("--suite", default=None,
+              help="A shipped suite name, a YAML file, an ad-hoc suite's name, or adhoc: a "
+                   "one-off suite of --method x --dataset. Default: paper, or adhoc when "
+                   "--method and --dataset are given without --all.")
 @click.option("--method", "methods", multiple=True, help="Only this method (repeatable).")
 @click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
 @click.option("--task", "tasks", multiple=True, help="Only this task / class (repeatable).")
@@ -61,12 +64,16 @@ def _seeds(text: str | None) -> list[int]:
                    "this long (claims of dead processes on the same host are taken at once).")
 @click.option("--dry-run", is_flag=True, help="List the jobs that would run, run nothing.")
 @pass_settings
-def run(settings: Settings, all_: bool, suite: str, methods: tuple[str, ...],
+def run(settings: Settings, all_: bool, suite: str | None, methods: tuple[str, ...],
         datasets: tuple[str, ...], tasks: tuple[str, ...], seeds: str | None,
         sets: tuple[str, ...], n_jobs: int, backend: str, scheduler: str | None, device: str,
         deterministic: bool, retry_failed: bool, timeout: float | None, claim_timeout: float,
         dry_run: bool) -> None:
     """Run the jobs of a suite (``--all``, or narrowed by --method/--dataset/--task).
+
+    Without --suite, --method and --dataset (and no --all) make an ad-hoc suite of that
+    selection, named adhoc-<hash of the methods and datasets>; `bench table --suite adhoc`
+    shows the latest one.
 
     Several runners may work on one suite at once (on one machine, or on several sharing the
     results folder): each job is claimed before it runs and recorded once.
@@ -76,9 +83,16 @@ def run(settings: Settings, all_: bool, suite: str, methods: tuple[str, ...],
     if scheduler and backend != "dask":
         raise UsageError("--scheduler needs --backend dask")
     overrides = parse_set(sets)
-    the_suite, jobs = select_jobs(suite, methods=methods, datasets=datasets, tasks=tasks,
-                                  seeds=_seeds(seeds), overrides=overrides,
-                                  data_root=settings.data_root, check_data=not dry_run)
+    adhoc = suite == ADHOC or (suite is None and bool(methods) and bool(datasets) and not all_)
+    if adhoc:
+        the_suite, jobs = select_jobs(adhoc_suite(methods, datasets, _seeds(seeds)), tasks=tasks,
+                                      overrides=overrides, data_root=settings.data_root,
+                                      check_data=not dry_run)
+    else:
+        the_suite, jobs = select_jobs(suite_ref(suite or "paper", settings.results_root),
+                                      methods=methods, datasets=datasets, tasks=tasks,
+                                      seeds=_seeds(seeds), overrides=overrides,
+                                      data_root=settings.data_root, check_data=not dry_run)
     resolve_device(device, check_here=not scheduler)  # a cluster's GPUs are not visible here
     con = settings.console
     if dry_run:
@@ -90,8 +104,15 @@ def run(settings: Settings, all_: bool, suite: str, methods: tuple[str, ...],
                          device=device, n_jobs=n_jobs, deterministic=deterministic,
                          retry_failed=retry_failed, backend=backend, scheduler=scheduler,
                          timeout=timeout, claim_timeout=claim_timeout)
+    if adhoc:
+        record_definition(settings.results_root, the_suite, jobs,
+                          {d: not tasks for d in datasets})
     report = run_jobs(jobs, options, console=con, quiet=settings.quiet)
     _summarize(settings, the_suite.name, report)
+    if adhoc:
+        con.print(f"ad-hoc suite {the_suite.name} ({', '.join(the_suite.method_names())} on "
+                  f"{', '.join(the_suite.dataset_names())}); its table: bench table --suite "
+                  f"{the_suite.name}", highlight=False, soft_wrap=True)
     if not report.ok:
         sys.exit(1)
 

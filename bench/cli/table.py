@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.cli._common import Settings, pass_settings
+from bench.cli._common import Settings, pass_settings, suite_names
 from bench.core.errors import UsageError
 from bench.datasets import DATASETS
 from bench.records.store import Store
@@ -50,7 +50,8 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
 
 
 @click.command()
-@click.option("--suite", "suites", multiple=True, help="Suite(s) to tabulate (default: all).")
+@click.option("--suite", "suites", multiple=True, callback=suite_names,
+              help="Suite(s) to tabulate: names, YAML files, adhoc (default: all).")
 @click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
 @click.option("--metric", default="image_auroc", show_default=True,
               help="image_auroc, image_ap, pixel_auroc, pixel_aupro, pixel_auroc_mkd, or a "

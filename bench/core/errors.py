@@ -21,3 +21,7 @@ class DataMissingError(BenchError):
 
 class DataCorruptError(BenchError):
     """A file exists but cannot be read or fails its checksum."""
+
+
+class ContractError(TypeError):
+    """A method or dataset (a plugin's) that breaks its contract; the message says how."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
@@ -60,6 +60,11 @@ class Record:
     expert: str | None = None
     #: which model produced ``metrics`` (``final``: the last epoch)
     checkpoint_policy: str | None = None
+    #: the method's plugin, ``{"distribution", "version", "object"}``; None (absent) when the
+    #: method is built in
+    plugin: dict[str, Any] | None = None
+    #: the dataset's plugin, the same way
+    dataset_plugin: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     pixel_protocol: dict[str, Any] | None = None
@@ -154,7 +159,7 @@ class Record:
             if f.name in ("job", "host") or f.name not in data:
                 continue
             values[f.name] = data[f.name]
-        for name in ("versions", "runner", "timing_s"):
+        for name in ("versions", "runner", "timing_s", "plugin", "dataset_plugin"):
             if not isinstance(values.get(name) or {}, Mapping):
                 raise RecordError(f"its '{name}' is not an object")
         values.update(metrics={str(k): None if v is None else float(v)
@@ -166,6 +171,10 @@ class Record:
                                              or k in _NULLABLE})
 
     # ------------------------------------------------------------------ views
+    def plugin_label(self) -> str | None:
+        """``distribution version`` of the method's plugin (None: a built-in method)."""
+        return plugin_label(self.plugin)
+
     def summary(self) -> JobSummary:
         """What a worker hands back to the runner about this job."""
         return JobSummary(id=self.id, label=self.job.label(), method=self.job.method,
@@ -176,11 +185,34 @@ class Record:
                           total_s=float(self.timing_s.get("total", 0.0)))
 
 
+def plugin_label(plugin: Mapping[str, Any] | None) -> str | None:
+    """A record's ``plugin`` field in words: ``bench-plugin-example 0.1.0``, or the imported
+    object for code that is not installed; None for none."""
+    if not plugin:
+        return None
+    dist, version = plugin.get("distribution"), plugin.get("version")
+    if not dist:
+        return str(plugin.get("object"))
+    return f"{dist} {version}" if version else str(dist)
+
+
+def plugin_labels(records: Iterable[Record]) -> dict[str, str]:
+    """Method name -> its plugin's ``distribution version`` in these records (versions joined
+    when they differ), for the methods that come from a plugin."""
+    seen: dict[str, set[str]] = {}
+    for rec in records:
+        label = rec.plugin_label()
+        if label is not None:
+            seen.setdefault(rec.job.method, set()).add(label)
+    return {m: ", ".join(sorted(labels)) for m, labels in seen.items()}
+
+
 #: written only when known (a job that failed early has no config, data, artifacts, ...)
-_OPTIONAL_KEYS = ("config", "data", "artifacts", "traceback")
+_OPTIONAL_KEYS = ("config", "data", "artifacts", "traceback", "plugin", "dataset_plugin")
 #: may be stored as null and read back as None
 _NULLABLE = ("error", "error_kind", "traceback", "git", "config", "expert", "checkpoint_policy",
-             "data", "pixel_protocol", "artifacts", "peak_rss_mb", "peak_gpu_mb")
+             "data", "pixel_protocol", "artifacts", "peak_rss_mb", "peak_gpu_mb", "plugin",
+             "dataset_plugin")
 
 
 @dataclass(frozen=True)

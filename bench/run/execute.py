@@ -23,6 +23,7 @@ import torch
 from bench.core import environment as env
 from bench.core.config import to_plain
 from bench.core.metrics import evaluate
+from bench.core.registry import Origin
 from bench.datasets import DATASETS
 from bench.datasets.base import TaskData
 from bench.methods import METHODS
@@ -106,6 +107,10 @@ def score_metrics(test: TaskData, scores: Scores,
     return evaluate(test.labels, image, masks, scores.maps, metric_maps)
 
 
+def _origin(origin: Origin | None) -> dict[str, Any] | None:
+    return None if origin is None else origin.as_record()
+
+
 def error_kind(exc: BaseException) -> ErrorKind:
     """``out_of_memory`` (host or GPU), ``timeout`` or ``exception``."""
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
@@ -170,6 +175,8 @@ def run_job(
         with memory:
             spec = METHODS.get(job.method)
             dataset = DATASETS.get(job.dataset)
+            done.update(plugin=_origin(METHODS.origin(job.method)),
+                        dataset_plugin=_origin(DATASETS.origin(job.dataset)))
             dataset.check_task(job.task)
             method = spec.build(dataset.family, job.overrides_dict)
             done.update(config=to_plain(method.config), host=env.host_info(dev))

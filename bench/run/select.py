@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.core.config import check_files, field_names
 from bench.core.errors import UsageError
+from bench.core.registry import Registry
 from bench.datasets import DATASETS
 from bench.methods import METHODS, MethodConfig
 from bench.run.jobs import Job, expand
@@ -24,6 +25,15 @@ def _check_names(kind: str, wanted: Iterable[str], known: Sequence[str], where: 
     for name in wanted:
         if name not in known:
             raise UsageError(f"unknown {kind} {name!r}{where}; choose from: {', '.join(known)}")
+
+
+def _check_usable(registry: Registry[Any], wanted: Iterable[str], where: str) -> None:
+    """A plugin left out (it fails to import, breaks the contract, reuses a name) or a
+    ``package.module:Class`` that does not import: its own one-line reason."""
+    for name in wanted:
+        reason = registry.unavailable(name)
+        if reason is not None:
+            raise UsageError(f"{reason}{where}")
 
 
 def split_overrides(methods: Sequence[str], overrides: Mapping[str, Any]
@@ -66,7 +76,7 @@ def _no_jobs(suite: Suite, methods: Sequence[str], datasets: Sequence[str],
 
 
 def select_jobs(
-    suite_name: str,
+    suite_name: str | Path | Suite,
     *,
     methods: Sequence[str] = (),
     datasets: Sequence[str] = (),
@@ -76,15 +86,19 @@ def select_jobs(
     data_root: Path | None = None,
     check_data: bool = True,
 ) -> tuple[Suite, list[Job]]:
-    """The suite and its selected jobs, every job's config resolved once to validate it.
+    """The suite (a name, a YAML path, or a :class:`Suite`) and its selected jobs, every job's
+    config resolved once to validate it.
 
     Raises :class:`UsageError` for bad names and values (each distinct resolved config goes
     through its method's checks) and for a selection without jobs; with ``check_data``, also
     for weight files that do not exist, and :class:`~bench.core.errors.DataMissingError` for
     data that is not on disk (every selected dataset, then every selected task's files).
     """
-    suite = load_suite(suite_name)
-    _check_names("method", suite.method_names(), METHODS.names(), f" in suite {suite.name}")
+    suite = suite_name if isinstance(suite_name, Suite) else load_suite(suite_name)
+    _check_usable(METHODS, suite.method_names(), f" (in suite {suite.name})")
+    _check_usable(DATASETS, suite.dataset_names(), f" (in suite {suite.name})")
+    _check_names("method", [m for m in suite.method_names() if m not in METHODS],
+                 METHODS.names(), f" in suite {suite.name}")
     _check_names("dataset", [d for d in suite.dataset_names() if d not in DATASETS],
                  DATASETS.names(), f" in suite {suite.name}")
     _check_names("method", methods, suite.method_names(), f" in suite {suite.name}")

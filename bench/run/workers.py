@@ -17,16 +17,20 @@ threads, and an unconfined worker shares the machine with every worker thread of
 
 Methods and datasets registered at run time (a user's own method in a script, a test's) exist in
 the runner's process only; :func:`registrations` ships them with the job and :func:`adopt` adds
-the missing ones in the worker.
+the missing ones in the worker. Plugins (entry points, ``package.module:Class`` names) are found
+by the worker itself, in the same registries; a worker started before a plugin was installed
+(loky reuses its workers) gets it, and its origin, the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
+import cloudpickle
 import torch
 from threadpoolctl import threadpool_limits
 
@@ -142,16 +146,27 @@ def _dask_workers() -> set[str] | None:
 
 
 # ------------------------------------------------------------------ registrations
-def registrations(job: Job) -> dict[str, tuple[str, Any]]:
-    """The job's method spec and dataset protocol, to travel with it to a fresh process."""
-    return {"method": (job.method, METHODS.get(job.method)),
-            "dataset": (job.dataset, DATASETS.get(job.dataset))}
+def registrations(job: Job) -> dict[str, Any]:
+    """What a fresh process needs to build the job's method and dataset: each object pickled
+    (cloudpickle: code defined in a script travels by value) with its name and plugin origin,
+    and this process's import path (``package.module:Class`` names and plugins installed in a
+    folder added to the path at run time import there too)."""
+    out: dict[str, Any] = {"sys_path": list(sys.path)}
+    for kind, registry, name in (("method", METHODS, job.method),
+                                 ("dataset", DATASETS, job.dataset)):
+        out[kind] = (name, cloudpickle.dumps(registry.get(name)), registry.origin(name))
+    return out
 
 
-def adopt(regs: dict[str, tuple[str, Any]]) -> None:
-    """Register what the runner had and this process lacks (names it has are kept)."""
+def adopt(regs: dict[str, Any]) -> None:
+    """Make the runner's registrations available here: its import path (folders this process
+    lacks are appended), then the method and dataset this process does not find itself
+    (built in, an installed plugin, an import name), with their origin."""
+    for folder in regs.get("sys_path", ()):
+        if folder not in sys.path:
+            sys.path.append(folder)
     for kind, registry in (("method", METHODS), ("dataset", DATASETS)):
         if kind in regs:
-            name, obj = regs[kind]
+            name, blob, origin = regs[kind]
             if name not in registry:
-                registry.add(name, obj)
+                registry.add(name, cloudpickle.loads(blob), origin)
