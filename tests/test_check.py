@@ -187,3 +187,20 @@ def test_unreadable_record_is_reported_once(cli, results, pinned, caplog):
     assert res.exit_code == 1 and "missing" in res.output, res.output
     warned = [r for r in caplog.records if bad.name in r.getMessage()]
     assert len(warned) == 1, caplog.text
+
+
+def test_a_variant_in_brackets_is_printed_as_written(cli, results, tmp_path):
+    """rich must not read ``ocsvm[nu=0.3]`` as a markup tag and drop the variant."""
+    suite = tmp_path / "variant.yaml"
+    suite.write_text("name: variant\nseeds: [0]\ndatasets: {digits: ['3']}\n"
+                     "methods: {ocsvm: {nu: 0.3}}\n")
+    assert invoke(cli, results, "run", "--suite", str(suite), "--all").exit_code == 0
+    base = tmp_path / "variant.csv"
+    assert invoke(cli, results, "baseline", "update", "--suite", str(suite),
+                  "-o", str(base)).exit_code == 0
+    (path,) = (results / "runs" / "variant").glob("*.json")
+    rec = json.loads(path.read_text())
+    rec["metrics"]["image_auroc"] -= 0.05
+    path.write_text(json.dumps(rec))
+    res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base))
+    assert res.exit_code == 1 and "ocsvm[nu=0.3]" in res.output, res.output

@@ -81,11 +81,11 @@ def check(settings: Settings, suite: str, baseline: str | None, tolerances: tupl
     plugins = plugin_labels(store.records(the_suite.name))  # a plugin's version, beside its rows
     if len(bad):
         con.print(_diff_lines(bad.head(show), "regressions, missing and failed (worst first)",
-                              plugins), highlight=False, soft_wrap=True)
+                              plugins), highlight=False, soft_wrap=True, markup=False)
     if len(better):
         con.print(_diff_lines(better.sort_values("delta", ascending=False).head(show),
                               "improvements (consider `bench baseline update`)", plugins),
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
     if len(new):
         con.print(f"{len(new)} value(s) have no baseline yet (not checked)")
     if plugins:
