@@ -107,3 +107,47 @@ def test_with_reference_is_pure(tmp_path):
     t2 = with_reference(t, load_reference())
     assert t.columns == ["mkd"] and t2.columns == ["mkd", "MKD (paper)", "Δ mkd"]
     assert t2.mean.loc["3", "MKD (paper)"] == pytest.approx(0.7702)
+
+
+HISTORY_METRICS = {"image_auroc_converged_mean": "converged mean",
+                   "image_auroc_converged_std": "converged std",
+                   "image_auroc_converged_n": "converged n",
+                   "image_auroc_best_on_test_optimistic": "best on test, optimistic"}
+
+
+@pytest.fixture
+def history_df(tmp_path):
+    from bench.run.execute import summarize_history
+    recs = []
+    for task, base in (("bottle", 0.9), ("screw", 0.7)):
+        hist = [{"epoch": e, "image_auroc": base - 0.1 + 0.02 * e} for e in range(0, 10, 2)]
+        recs.append(record("h", "mkd", "mvtec", task, 0,
+                           {"image_auroc": base, **summarize_history(hist)},
+                           expert="vgg16:random:0", history=hist))
+        recs.append(record("h", "ocsvm", "mvtec", task, 0,
+                           {"image_auroc": base - 0.1, **summarize_history(hist)}))
+    return write_all(tmp_path, recs).load()
+
+
+@pytest.mark.parametrize("metric", sorted(HISTORY_METRICS))
+def test_history_metric_captions_and_headers_state_its_policy(history_df, metric):
+    policy = HISTORY_METRICS[metric]
+    (t,) = build_tables(history_df, metric, reference=load_reference())
+    cap = caption(t)
+    assert "final (last epoch)" not in cap  # the record's checkpoint is not what is shown
+    assert f"checkpoint: {policy}" in cap
+    for fmt in ("markdown", "html", "latex"):
+        text = render([t], fmt)
+        assert f"mkd ({policy})" in text and f"ocsvm ({policy})" in text, fmt
+    if metric.endswith(("_converged_mean", "_best_on_test_optimistic")):  # compared with the paper
+        head = t.header("Δ mkd")
+        assert head == f"Δ mkd ({policy}) − MKD (paper) (mean after convergence)"
+        assert f"Δ = ours ({policy}) − MKD (paper) (mean after convergence)" in cap
+    else:
+        assert "Δ mkd" not in t.columns
+
+
+def test_final_checkpoint_metric_keeps_plain_titles_and_names_the_policies(history_df):
+    (t,) = build_tables(history_df, "image_auroc", reference=load_reference())
+    assert t.header("mkd") == "mkd" and "checkpoint: final (last epoch)" in caption(t)
+    assert t.header("Δ mkd") == "Δ mkd (final) − MKD (paper) (mean after convergence)"

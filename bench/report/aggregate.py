@@ -28,6 +28,35 @@ from bench.report.reference import reference_columns
 MEAN_ROW = "Mean"
 MEASURED, REFERENCE, DELTA = "measured", "reference", "delta"
 
+#: history-derived metrics: the suffix and the policy it stands for, short (column titles)
+HISTORY_POLICIES = {
+    "_converged_mean": "converged mean",
+    "_converged_std": "converged std",
+    "_converged_n": "converged n",
+    "_best_on_test_optimistic": "best on test, optimistic",
+}
+
+
+def history_policy(metric: str) -> str | None:
+    """The short policy of a history-derived metric (``converged mean``), else ``None``: such a
+    value is not the record's checkpoint, and tables say so instead of the checkpoint policy."""
+    for suffix, text in HISTORY_POLICIES.items():
+        if metric.endswith(suffix):
+            return text
+    return None
+
+
+def published_policy(protocol: str) -> str:
+    """How a published column chose its model, short, from its ``protocol`` text."""
+    text = protocol.lower()
+    if "best test-set" in text or "optimistic" in text:
+        return "best on test, optimistic"
+    if "after convergence" in text:
+        return "mean after convergence"
+    if "checkpoint not stated" in text:
+        return "checkpoint not stated"
+    return "policy not stated"
+
 
 #: override keys left out of column titles: the caption names every column's weights
 WEIGHT_KEYS = ("expert_weights", "backbone_weights")
@@ -73,6 +102,9 @@ class Table:
     column_methods: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     title: str = ""
+    #: display titles of columns where they differ from the key (a history metric's policy,
+    #: what a Δ column compares); see :meth:`header`
+    headers: dict[str, str] = field(default_factory=dict)
     #: optional per-cell confidence interval (fractions), shown next to single-seed cells
     ci_low: pd.DataFrame | None = None
     ci_high: pd.DataFrame | None = None
@@ -87,6 +119,10 @@ class Table:
 
     def kind(self, column: str) -> str:
         return self.kinds.get(column, MEASURED)
+
+    def header(self, column: str) -> str:
+        """The column's printed title: its key, plus the policy of a history-derived metric."""
+        return self.headers.get(column, column)
 
     @property
     def empty(self) -> bool:
@@ -142,8 +178,11 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
         for c, g in sel.groupby("column")
     }
     methods = {str(c): str(g["method"].iloc[0]) for c, g in sel.groupby("column")}
+    policy = history_policy(metric)
+    headers = {str(c): f"{c} ({policy})" for c in cols} if policy else {}
     return Table(dataset, metric, mean, std, n, provenance, column_provenance,
-                 dict.fromkeys(cols, MEASURED), methods, title=f"{dataset} — {metric}")
+                 dict.fromkeys(cols, MEASURED), methods, title=f"{dataset} — {metric}",
+                 headers=headers)
 
 
 def _mean_row_std(per_seed: pd.Series, rows: list[str]) -> pd.Series:
@@ -268,7 +307,8 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
     rows = table.tasks
     mean, std, n = table.mean.copy(), table.std.copy(), table.n_seeds.copy()
     kinds_out, notes = dict(table.kinds), list(table.notes)
-    paper_col: tuple[str, str] | None = None
+    headers = dict(table.headers)
+    paper_col: tuple[str, str, str] | None = None
     for ref in reference_columns(reference, table.dataset, table.metric, rows, kinds):
         if not ref.has_values:
             notes.append(f"{ref.label}: {ref.note} ({ref.status}; {ref.source})")
@@ -284,7 +324,7 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
                      + (f"; protocol: {ref.protocol}" if ref.protocol else "")
                      + (f"; {ref.partial_note}" if ref.partial_note else ""))
         if ref.kind == "paper" and paper_col is None:
-            paper_col = (label, ref.method)
+            paper_col = (label, ref.method, published_policy(ref.protocol))
     if not any(k == REFERENCE for k in kinds_out.values()) and "paper" in kinds:
         others = reference_columns(reference, table.dataset, None, rows, kinds)
         metrics = sorted({r.metric for r in others if r.has_values})
@@ -294,18 +334,23 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
         elif not others:
             notes.append(f"no published MKD numbers for {table.dataset}")
     if delta and paper_col is not None:
-        label, ref_method = paper_col
+        label, ref_method, their_policy = paper_col
         ours = [c for c in table.columns
                 if table.kind(c) == MEASURED and table.column_methods.get(c) == ref_method]
         for c in ours:
             d = f"Δ {c}"
+            ckpt = ", ".join(table.column_provenance.get(c, {}).get("checkpoint_policy") or [])
+            our_policy = history_policy(table.metric) or ckpt or "checkpoint unknown"
+            headers[d] = f"Δ {c} ({our_policy}) − {label} ({their_policy})"
             mean[d] = mean[c] - mean[label]
             std[d] = np.nan
             n[d] = np.nan
             kinds_out[d] = DELTA
-        notes.append(f"Δ = ours − {label}, in percentage points" if ours else
+        notes.append(f"Δ = ours ({history_policy(table.metric) or 'checkpoint as stated'}) − "
+                     f"{label} ({their_policy}), in percentage points" if ours else
                      f"no Δ: no {ref_method} column in this table")
-    return replace(table, mean=mean, std=std, n_seeds=n, kinds=kinds_out, notes=notes)
+    return replace(table, mean=mean, std=std, n_seeds=n, kinds=kinds_out, notes=notes,
+                   headers=headers)
 
 
 # ----------------------------------------------------------------------------- helpers

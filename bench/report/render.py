@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.report.aggregate import DELTA, MEAN_ROW, MEASURED, Table, best_per_row, is_missing
+from bench.report.aggregate import (
+    DELTA,
+    MEAN_ROW,
+    MEASURED,
+    Table,
+    best_per_row,
+    history_policy,
+    is_missing,
+)
 
 MISSING = "–"
 
@@ -35,6 +43,7 @@ METRIC_TEXT = {
 HISTORY_SUFFIXES = {
     "_converged_mean": "mean over the evaluations of the second half of training",
     "_converged_std": "std over the evaluations of the second half of training",
+    "_converged_n": "number of evaluations in the second half of training",
     "_best_on_test_optimistic": ("best evaluation during training, chosen on the test set "
                                  "(optimistic: test labels select the epoch)"),
 }
@@ -69,8 +78,13 @@ def caption(table: Table) -> str:
                  "rows shown (– if any row is missing)"
                  + ("; best measured value per row in bold" if measured > 1 else ""))
     parts.append("expert weights: " + _per_column(table, "expert", "none"))
-    ckpt = _per_column(table, "checkpoint_policy", "unknown")
-    parts.append("checkpoint: " + CHECKPOINT_TEXT.get(ckpt, ckpt))
+    if history_policy(table.metric):
+        # a value from the training history is no checkpoint's: say which policy chose it
+        parts.append(f"checkpoint: {history_policy(table.metric)} over the training history's "
+                     "evaluations, not the record's final checkpoint")
+    else:
+        ckpt = _per_column(table, "checkpoint_policy", "unknown")
+        parts.append("checkpoint: " + CHECKPOINT_TEXT.get(ckpt, ckpt))
     if table.metric.startswith("pixel"):
         res = ", ".join(p.get("pixel_resolution") or []) or "unknown"
         if table.metric.startswith("pixel_auroc_mkd"):
@@ -118,6 +132,7 @@ def _format(table: Table, digits: int, style: _Style) -> pd.DataFrame:
             elif kind == MEASURED and (ci := _interval(table, r, c)) is not None:
                 text += f" [{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
             out.at[r, c] = style.bold(text) if best.at[r, c] else text
+    out.columns = [table.header(str(c)) for c in out.columns]
     return out
 
 
