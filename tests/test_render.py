@@ -151,3 +151,39 @@ def test_final_checkpoint_metric_keeps_plain_titles_and_names_the_policies(histo
     (t,) = build_tables(history_df, "image_auroc", reference=load_reference())
     assert t.header("mkd") == "mkd" and "checkpoint: final (last epoch)" in caption(t)
     assert t.header("Δ mkd") == "Δ mkd (final) − MKD (paper) (mean after convergence)"
+
+
+@pytest.fixture
+def unequal_seeds_df(tmp_path):
+    recs = [record("u", "mkd", "mvtec", "bottle", s, {"image_auroc": 0.9 + 0.02 * s})
+            for s in (0, 1, 2)]
+    recs.append(record("u", "mkd", "mvtec", "screw", 0, {"image_auroc": 0.7}))
+    recs += [record("u", "ocsvm", "mvtec", t, 0, {"image_auroc": 0.6}) for t in ("bottle", "screw")]
+    return write_all(tmp_path, recs).load()
+
+
+def test_mean_over_unequal_seed_counts_is_missing_unless_asked(unequal_seeds_df):
+    (t,) = build_tables(unequal_seeds_df, "image_auroc")
+    assert pd.isna(t.mean.loc["Mean", "mkd"])  # 3 seeds on bottle, 1 on screw
+    assert t.mean.loc["Mean", "ocsvm"] == pytest.approx(0.6)  # equal counts: shown
+    cap = caption(t)
+    assert "Mean – where tasks have unequal seed counts (mkd: 1–3 seeds per task)" in cap
+    assert "seeds 0 (ocsvm); 0,1,2 (mkd)" in cap  # seeds per column where they differ
+    mean_row = next(ln for ln in render([t], "markdown").splitlines() if ln.startswith("| Mean"))
+    assert [c.strip() for c in mean_row.strip("|").split("|")][1] == "–"
+    (shown,) = build_tables(unequal_seeds_df, "image_auroc", allow_unequal_seeds=True)
+    assert shown.mean.loc["Mean", "mkd"] == pytest.approx((0.92 + 0.7) / 2)
+    assert "Mean over tasks with unequal seed counts (mkd: 1–3 seeds per task), shown as asked" \
+        in caption(shown)
+
+
+def test_cli_allow_unequal_seeds(unequal_seeds_df, tmp_path):
+    from click.testing import CliRunner
+
+    from bench.cli import main
+    args = ["--results", str(tmp_path), "table", "--suite", "u"]
+    plain = CliRunner().invoke(main, args)
+    assert plain.exit_code == 0, plain.output
+    assert "unequal seed counts" in plain.output and "| Mean   | –" in plain.output
+    asked = CliRunner().invoke(main, [*args, "--allow-unequal-seeds"])
+    assert asked.exit_code == 0 and "shown as asked" in asked.output

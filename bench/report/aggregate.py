@@ -149,8 +149,13 @@ def _values(x: Any) -> list[str]:
 
 
 def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[str] | None,
-           column_order: Sequence[str] | None = None) -> Table:
-    """Mean/std/n over seeds per (task, column) of ``sel`` (which has a ``column`` field)."""
+           column_order: Sequence[str] | None = None, allow_unequal_seeds: bool = False) -> Table:
+    """Mean/std/n over seeds per (task, column) of ``sel`` (which has a ``column`` field).
+
+    A column whose tasks have different numbers of seeds gets a missing Mean (its Mean would
+    weigh tasks of different precision alike) unless ``allow_unequal_seeds``; either way the
+    caption says so.
+    """
     # one value per (column, task, seed): the same job recorded in two suites counts once
     per_seed = sel.groupby(["column", "task", "seed"])["value"].mean()
     grouped = per_seed.groupby(level=["task", "column"])
@@ -166,6 +171,7 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
     n.loc[MEAN_ROW] = n.loc[rows].min(axis=0)
     for x in (mean, std, n):
         x.columns.name = None
+    notes = _unequal_seed_notes(mean, std, n, rows, allow_unequal_seeds)
     provenance = {
         "seeds": sorted({str(x) for x in sel["seed"].unique()}, key=int),
         "suite": _values(sel["suite"]),
@@ -174,15 +180,35 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
     }
     column_provenance = {
         str(c): {"expert": _values(g["expert"]),
-                 "checkpoint_policy": _values(g["checkpoint_policy"])}
+                 "checkpoint_policy": _values(g["checkpoint_policy"]),
+                 "seeds": [",".join(sorted({str(x) for x in g["seed"].unique()}, key=int))]}
         for c, g in sel.groupby("column")
     }
     methods = {str(c): str(g["method"].iloc[0]) for c, g in sel.groupby("column")}
     policy = history_policy(metric)
     headers = {str(c): f"{c} ({policy})" for c in cols} if policy else {}
     return Table(dataset, metric, mean, std, n, provenance, column_provenance,
-                 dict.fromkeys(cols, MEASURED), methods, title=f"{dataset} — {metric}",
-                 headers=headers)
+                 dict.fromkeys(cols, MEASURED), methods, notes=notes,
+                 title=f"{dataset} — {metric}", headers=headers)
+
+
+def _unequal_seed_notes(mean: pd.DataFrame, std: pd.DataFrame, n: pd.DataFrame,
+                        rows: list[str], allow: bool) -> list[str]:
+    """Blank (or, with ``allow``, keep) the Mean of columns whose tasks have unequal seed
+    counts; the caption's note on them."""
+    counts = n.loc[rows]
+    unequal = [c for c in counts.columns if counts[c].dropna().nunique() > 1]
+    if not unequal:
+        return []
+    spans = ", ".join(f"{c}: {int(counts[c].min())}–{int(counts[c].max())} seeds per task"
+                      for c in unequal)
+    if allow:
+        return [f"Mean over tasks with unequal seed counts ({spans}), shown as asked "
+                "(--allow-unequal-seeds): its tasks weigh alike despite unequal precision"]
+    mean.loc[MEAN_ROW, unequal] = np.nan
+    std.loc[MEAN_ROW, unequal] = np.nan
+    return [f"Mean – where tasks have unequal seed counts ({spans}); "
+            "--allow-unequal-seeds shows it"]
 
 
 def _mean_row_std(per_seed: pd.Series, rows: list[str]) -> pd.Series:
@@ -200,13 +226,15 @@ def column_labels(sel: pd.DataFrame) -> list[str]:
 
 
 def method_table(df: pd.DataFrame, dataset: str, metric: str,
-                 task_order: Sequence[str] | None = None) -> Table:
+                 task_order: Sequence[str] | None = None,
+                 allow_unequal_seeds: bool = False) -> Table:
     """Per task and method: mean and std over seeds; a Mean row recomputed from the tasks."""
     sel = _selected(df, dataset, metric)
     if sel.empty:
         empty = pd.DataFrame()
         return Table(dataset, metric, empty, empty, empty, title=f"{dataset} — {metric}")
-    return _build(sel.assign(column=column_labels(sel)), dataset, metric, task_order)
+    return _build(sel.assign(column=column_labels(sel)), dataset, metric, task_order,
+                  allow_unequal_seeds=allow_unequal_seeds)
 
 
 # ----------------------------------------------------------------------------- ablations
@@ -250,7 +278,8 @@ def ablation_factors(df: pd.DataFrame) -> list[str]:
 
 
 def ablation_tables(df: pd.DataFrame, dataset: str, metric: str, factor: str,
-                    task_order: Sequence[str] | None = None) -> list[Table]:
+                    task_order: Sequence[str] | None = None,
+                    allow_unequal_seeds: bool = False) -> list[Table]:
     """One table per method: the levels of config field ``factor`` as columns.
 
     Levels come from each record's resolved config. Only records that hold every *other*
@@ -284,7 +313,7 @@ def ablation_tables(df: pd.DataFrame, dataset: str, metric: str, factor: str,
         order = sorted(values, key=lambda lab: level_sort_key(values[lab]))
         sub = msel[keep].assign(column=[level_label(c[factor])
                                         for c, k in zip(cfgs, keep, strict=True) if k])
-        t = _build(sub, dataset, metric, task_order, order)
+        t = _build(sub, dataset, metric, task_order, order, allow_unequal_seeds)
         t.title = f"{dataset} — {metric}: ablation of {factor} ({method})"
         t.column_methods = dict.fromkeys(order, str(method))
         if fixed:
@@ -403,7 +432,8 @@ def is_missing(x: Any) -> bool:
 def build_tables(df: pd.DataFrame, metric: str, *, datasets: Sequence[str] | None = None,
                  task_orders: dict[str, list[str]] | None = None, ablation: str | None = None,
                  reference: pd.DataFrame | None = None,
-                 kinds: Sequence[str] = ("paper",)) -> list[Table]:
+                 kinds: Sequence[str] = ("paper",),
+                 allow_unequal_seeds: bool = False) -> list[Table]:
     """The tables ``bench table`` prints: per dataset, methods (or a factor's levels) as columns.
 
     With ``reference`` (see :func:`bench.report.reference.load_reference`) the published columns of
@@ -414,9 +444,9 @@ def build_tables(df: pd.DataFrame, metric: str, *, datasets: Sequence[str] | Non
     for name in names:
         order = (task_orders or {}).get(name)
         if ablation:
-            out.extend(ablation_tables(df, name, metric, ablation, order))
+            out.extend(ablation_tables(df, name, metric, ablation, order, allow_unequal_seeds))
             continue
-        t = method_table(df, name, metric, order)
+        t = method_table(df, name, metric, order, allow_unequal_seeds)
         if t.empty:
             continue
         out.append(with_reference(t, reference, kinds) if reference is not None else t)

@@ -95,7 +95,10 @@ def caption(table: Table) -> str:
                      frozenset({"False"}): "normal test images excluded"}.get(
                 frozenset(inc), "normal images: unknown")
         parts.append(f"pixel metric at {res} px, {scope}")
-    if p.get("seeds"):
+    seeds = _per_column(table, "seeds", "")
+    if seeds:  # per column where the columns' seeds differ
+        parts.append("seeds " + seeds)
+    elif p.get("seeds"):
         parts.append("seeds " + ",".join(p["seeds"]))
     if p.get("suite"):
         parts.append("suite " + ", ".join(p["suite"]))
