@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from bench.records.key import variant_label
+from bench.records.record import window_rule
 from bench.report.reference import reference_columns
 
 MEAN_ROW = "Mean"
@@ -181,7 +182,8 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
     column_provenance = {
         str(c): {"expert": _values(g["expert"]),
                  "checkpoint_policy": _values(g["checkpoint_policy"]),
-                 "seeds": [",".join(sorted({str(x) for x in g["seed"].unique()}, key=int))]}
+                 "seeds": [",".join(sorted({str(x) for x in g["seed"].unique()}, key=int))],
+                 "converged_window": sorted({_window(cfg) for cfg in g["config"]})}
         for c, g in sel.groupby("column")
     }
     methods = {str(c): str(g["method"].iloc[0]) for c, g in sel.groupby("column")}
@@ -190,6 +192,15 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
     return Table(dataset, metric, mean, std, n, provenance, column_provenance,
                  dict.fromkeys(cols, MEASURED), methods, notes=notes,
                  title=f"{dataset} — {metric}", headers=headers)
+
+
+def _window(config: Any) -> str:
+    """The converged window a record's config asked for (the default where it names none)."""
+    try:
+        last = json.loads(config).get("converged_window", 0) if isinstance(config, str) else 0
+    except ValueError:
+        last = 0
+    return window_rule(int(last or 0))
 
 
 def _unequal_seed_notes(mean: pd.DataFrame, std: pd.DataFrame, n: pd.DataFrame,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.records.record import window_rule
 from bench.report.aggregate import (
     DELTA,
     MEAN_ROW,
@@ -41,9 +42,9 @@ METRIC_TEXT = {
                         "the metric of the paper's Table 4"),
 }
 HISTORY_SUFFIXES = {
-    "_converged_mean": "mean over the evaluations of the second half of training",
-    "_converged_std": "std over the evaluations of the second half of training",
-    "_converged_n": "number of evaluations in the second half of training",
+    "_converged_mean": "mean over the evaluations of the converged window",
+    "_converged_std": "std over the evaluations of the converged window",
+    "_converged_n": "number of evaluations in the converged window",
     "_best_on_test_optimistic": ("best evaluation during training, chosen on the test set "
                                  "(optimistic: test labels select the epoch)"),
 }
@@ -82,6 +83,9 @@ def caption(table: Table) -> str:
         # a value from the training history is no checkpoint's: say which policy chose it
         parts.append(f"checkpoint: {history_policy(table.metric)} over the training history's "
                      "evaluations, not the record's final checkpoint")
+        if "_converged_" in table.metric:
+            parts.append("converged window: "
+                         + _per_column(table, "converged_window", window_rule(0)))
     else:
         ckpt = _per_column(table, "checkpoint_policy", "unknown")
         parts.append("checkpoint: " + CHECKPOINT_TEXT.get(ckpt, ckpt))
