@@ -187,3 +187,10 @@ def test_cli_allow_unequal_seeds(unequal_seeds_df, tmp_path):
     assert "unequal seed counts" in plain.output and "| Mean   | –" in plain.output
     asked = CliRunner().invoke(main, [*args, "--allow-unequal-seeds"])
     assert asked.exit_code == 0 and "shown as asked" in asked.output
+
+
+def test_pixel_auroc_mkd_caption_says_whose_maps(tables):
+    cap = caption(tables[1])
+    assert "official per-image normalization clip((g − min)/(p99 − min), 0, 1)" in cap
+    assert "every other method on its standard maps min-max normalized per image" in cap
+    assert "min-max normalized per image" not in caption(tables[0])  # image AUROC: no maps

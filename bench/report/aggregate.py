@@ -24,7 +24,7 @@ import pandas as pd
 
 from bench.records.key import variant_label
 from bench.records.record import window_rule
-from bench.report.reference import reference_columns
+from bench.report.reference import provenance_text, reference_columns
 
 MEAN_ROW = "Mean"
 MEASURED, REFERENCE, DELTA = "measured", "reference", "delta"
@@ -360,7 +360,7 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
                       ref.stated_std if ref.full else np.nan]
         n[label] = [*([1] * len(rows)), ref.stated_n if ref.full else 1]
         kinds_out[label] = REFERENCE
-        notes.append(f"{label}: {ref.source}" + (f" ({ref.status})" if ref.status else "")
+        notes.append(f"{label}: {provenance_text(ref)}"
                      + (f"; protocol: {ref.protocol}" if ref.protocol else "")
                      + (f"; {ref.partial_note}" if ref.partial_note else ""))
         if ref.kind == "paper" and paper_col is None:

@@ -49,6 +49,16 @@ HISTORY_SUFFIXES = {
                                  "(optimistic: test labels select the epoch)"),
 }
 CHECKPOINT_TEXT = {"final": "final (last epoch)"}
+#: metrics whose protocol takes maps a method makes for it (bench.core.metrics.OWN_MAP_METRICS):
+#: which maps each column's cells are computed on
+OWN_MAPS_TEXT = {
+    "pixel_auroc_mkd": ("maps: a method that makes its own maps for this protocol is scored on "
+                        "them (record: pixel_protocol.mkd_protocol_maps = \"method\"; MKD-like "
+                        "methods: the official per-image normalization clip((g − min)/(p99 − min), "
+                        "0, 1) before the Gaussian), every other method on its standard maps "
+                        "min-max normalized per image (pixel_protocol.mkd_protocol_maps = "
+                        "\"per-image min-max\")"),
+}
 
 
 def describe_metric(metric: str) -> str:
@@ -99,6 +109,8 @@ def caption(table: Table) -> str:
                      frozenset({"False"}): "normal test images excluded"}.get(
                 frozenset(inc), "normal images: unknown")
         parts.append(f"pixel metric at {res} px, {scope}")
+        if table.metric in OWN_MAPS_TEXT:
+            parts.append(OWN_MAPS_TEXT[table.metric])
     seeds = _per_column(table, "seeds", "")
     if seeds:  # per column where the columns' seeds differ
         parts.append("seeds " + seeds)
