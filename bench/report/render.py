@@ -286,10 +286,12 @@ def to_html(tables: Sequence[Table], digits: int = 1) -> str:
             cls = ' class="mean"' if r == MEAN_ROW else ""
             tds = "".join(f"<td>{v}</td>" for v in cells.loc[r])
             body.append(f"<tr{cls}><th>{html.escape(str(r))}</th>{tds}</tr>")
-        chunks.append(f'<h3>{html.escape(t.title)}</h3>\n<table class="bench-table">\n'
+        # a wide table scrolls within its wrapper instead of widening the page
+        chunks.append(f'<h3>{html.escape(t.title)}</h3>\n<div class="table-wrap">'
+                      f'<table class="bench-table">\n'
                       f"<caption>{html.escape(caption(t))}</caption>\n"
                       f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
-                      + "\n</tbody></table>")
+                      + "\n</tbody></table></div>")
     return "\n".join(chunks)
 
 
