@@ -52,6 +52,9 @@ class STFPMConfig(BackboneConfig):
     weight_decay: NonNegativeFloat = 1e-4
     #: 0: no evaluation during training
     eval_every: NonNegativeInt = 0
+    #: the evaluations the ``*_converged_*`` metrics average: 0 = the second half of training
+    #: (epoch >= last evaluated epoch / 2), K = the last K evaluations
+    converged_window: NonNegativeInt = 0
 
 
 def level_distances(t: dict[str, torch.Tensor], s: dict[str, torch.Tensor],

@@ -1,6 +1,8 @@
 """``bench plot`` commands write image files; ``bench report`` is one self-contained page."""
 
 import re
+import shutil
+import subprocess
 
 import pytest
 from matplotlib.figure import Figure
@@ -81,3 +83,48 @@ def test_report_is_self_contained(cli, synthetic):
     assert abl.exit_code == 0
     text = (synthetic / "a.html").read_text()
     assert "Ablation: layers" in text and "Ablation: loss_terms" in text
+
+
+def test_report_leaves_out_single_level_ablations_and_wraps_wide_tables(tmp_path):
+    from bench.records.store import Store
+    from bench.report.html import CSS, build_report
+    from tests.records import record, write_all
+
+    recs = [record("b", "knn", "d1", t, 0, {"image_auroc": 0.9}, overrides={"backbone": "r18"},
+                   config={"backbone": "r18"}) for t in ("0", "1")]
+    recs += [record("b", "knn", "d2", t, 0, {"image_auroc": 0.8}, config={"backbone": "w50"})
+             for t in ("0", "1")]
+    store = write_all(tmp_path, recs)
+    page = build_report(Store(tmp_path), "b", task_orders={})
+    assert "Ablation: backbone" not in page  # d1's table would have the one level r18
+    assert page.count('<div class="table-wrap"><table class="bench-table">') >= 2
+    assert ".table-wrap { overflow-x: auto;" in CSS
+    assert store.root == tmp_path
+
+
+def test_bar_figures_are_sized_to_their_bars():
+    from bench.report.plots import MAX_WIDTH_IN, bar_layout
+
+    per_panel, width, height = bar_layout(3, 5)  # three tasks of five columns: one panel
+    assert per_panel == 3 and width == 6.0 and height < 5
+    per_panel, width, height = bar_layout(11, 12)  # ten digits + Mean, twelve methods
+    assert width <= MAX_WIDTH_IN and per_panel < 11 and height > 2 * 3.0
+    panels = -(-11 // per_panel)
+    assert per_panel * (panels - 1) < 11  # balanced: no empty last panel
+
+
+def _browser() -> str | None:
+    return next((b for b in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(_browser() is None, reason="no headless chromium installed")
+def test_report_renders_in_a_headless_browser(cli, synthetic, tmp_path):
+    res = invoke(cli, synthetic, "report", "--suite", "demo")
+    assert res.exit_code == 0, res.output
+    shot = tmp_path / "report.png"
+    subprocess.run([str(_browser()), "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={shot}", "--window-size=1280,2000",
+                    (synthetic / "report-demo.html").as_uri()],
+                   capture_output=True, timeout=120, check=False)
+    assert shot.exists() and shot.stat().st_size > 10_000

@@ -78,7 +78,7 @@ def test_task_names_and_marks(ref):
     assert set(mvtec["task"]) == MVTEC
     cifar = ref[(ref["dataset"] == "cifar10") & (ref["task"] != "Mean")]
     assert sorted(cifar["task"], key=int) == [str(i) for i in range(10)]
-    assert set(ref["status"]) <= {"verified", "UNVERIFIED"}
+    assert set(ref["status"]) <= {"verified", "single_source", "UNVERIFIED"}
     assert (ref["source"] != "").all()
     # the tables REFERENCE could not find: marked, and without any value
     for dataset in ("mnist", "fashion_mnist", "retinal_oct"):
@@ -107,3 +107,33 @@ def test_local_file_replaces_shipped_one_and_bad_files_are_errors(tmp_path):
     (local / "bad.csv").write_text("table,value\n1,2\n")
     with pytest.raises(DataCorruptError, match="missing column"):
         load_reference(tmp_path)
+
+
+def test_provenance_says_single_source_where_one_transcription_is_all(ref):
+    """Per-class CIFAR-10 and per-category MVTec numbers come from one second-hand
+    transcription each: never "verified"."""
+    paper = ref[(ref["kind"] == "paper") & ref["dataset"].isin(["cifar10", "mvtec"])
+                & (ref["task"] != "Mean")]
+    assert len(paper) == 10 + 15 + 15 + 0 and (paper["status"] == "single_source").all()
+    assert paper["source"].str.contains("quoted by|transcription").all()
+    # only a stated mean that a second source confirms is verified
+    verified = ref[(ref["kind"] == "paper") & (ref["status"] == "verified")]
+    assert len(verified) == 1 and verified["note"].str.contains("second source").all()
+    # DRA's re-run names its test split
+    dra = ref[ref["file"] == "rerun_dra2022_mkd.csv"]
+    assert dra["protocol"].str.contains("DRA's own data split and test set").all()
+    assert dra["protocol"].str.contains("10 normal test images").all()
+
+
+def test_captions_say_transcribed_from_one_source(tmp_path):
+    from bench.report.aggregate import method_table, with_reference
+    from bench.report.render import caption
+    from tests.records import mkd_record, write_all
+    df = write_all(tmp_path, [mkd_record("s", "cifar10", "3", 0, 0.8)]).load()
+    t = with_reference(method_table(df, "cifar10", "image_auroc"), load_reference())
+    cap = caption(t)
+    assert "MKD (paper): transcribed from Salehi et al. CVPR 2021 Table 2" in cap
+    assert "(single source)" in cap and "verified" not in cap
+    t = with_reference(method_table(df.assign(dataset="headct", task="normal"), "headct",
+                                    "image_auroc"), load_reference(), kinds=("rerun",))
+    assert "DRA's own data split and test set" in caption(t)

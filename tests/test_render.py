@@ -107,3 +107,90 @@ def test_with_reference_is_pure(tmp_path):
     t2 = with_reference(t, load_reference())
     assert t.columns == ["mkd"] and t2.columns == ["mkd", "MKD (paper)", "Δ mkd"]
     assert t2.mean.loc["3", "MKD (paper)"] == pytest.approx(0.7702)
+
+
+HISTORY_METRICS = {"image_auroc_converged_mean": "converged mean",
+                   "image_auroc_converged_std": "converged std",
+                   "image_auroc_converged_n": "converged n",
+                   "image_auroc_best_on_test_optimistic": "best on test, optimistic"}
+
+
+@pytest.fixture
+def history_df(tmp_path):
+    from bench.run.execute import summarize_history
+    recs = []
+    for task, base in (("bottle", 0.9), ("screw", 0.7)):
+        hist = [{"epoch": e, "image_auroc": base - 0.1 + 0.02 * e} for e in range(0, 10, 2)]
+        recs.append(record("h", "mkd", "mvtec", task, 0,
+                           {"image_auroc": base, **summarize_history(hist)},
+                           expert="vgg16:random:0", history=hist))
+        recs.append(record("h", "ocsvm", "mvtec", task, 0,
+                           {"image_auroc": base - 0.1, **summarize_history(hist)}))
+    return write_all(tmp_path, recs).load()
+
+
+@pytest.mark.parametrize("metric", sorted(HISTORY_METRICS))
+def test_history_metric_captions_and_headers_state_its_policy(history_df, metric):
+    policy = HISTORY_METRICS[metric]
+    (t,) = build_tables(history_df, metric, reference=load_reference())
+    cap = caption(t)
+    assert "final (last epoch)" not in cap  # the record's checkpoint is not what is shown
+    assert f"checkpoint: {policy}" in cap
+    for fmt in ("markdown", "html", "latex"):
+        text = render([t], fmt)
+        assert f"mkd ({policy})" in text and f"ocsvm ({policy})" in text, fmt
+    if metric.endswith(("_converged_mean", "_best_on_test_optimistic")):  # compared with the paper
+        head = t.header("Δ mkd")
+        assert head == f"Δ mkd ({policy}) − MKD (paper) (mean after convergence)"
+        assert f"Δ = ours ({policy}) − MKD (paper) (mean after convergence)" in cap
+    else:
+        assert "Δ mkd" not in t.columns
+
+
+def test_final_checkpoint_metric_keeps_plain_titles_and_names_the_policies(history_df):
+    (t,) = build_tables(history_df, "image_auroc", reference=load_reference())
+    assert t.header("mkd") == "mkd" and "checkpoint: final (last epoch)" in caption(t)
+    assert t.header("Δ mkd") == "Δ mkd (final) − MKD (paper) (mean after convergence)"
+
+
+@pytest.fixture
+def unequal_seeds_df(tmp_path):
+    recs = [record("u", "mkd", "mvtec", "bottle", s, {"image_auroc": 0.9 + 0.02 * s})
+            for s in (0, 1, 2)]
+    recs.append(record("u", "mkd", "mvtec", "screw", 0, {"image_auroc": 0.7}))
+    recs += [record("u", "ocsvm", "mvtec", t, 0, {"image_auroc": 0.6}) for t in ("bottle", "screw")]
+    return write_all(tmp_path, recs).load()
+
+
+def test_mean_over_unequal_seed_counts_is_missing_unless_asked(unequal_seeds_df):
+    (t,) = build_tables(unequal_seeds_df, "image_auroc")
+    assert pd.isna(t.mean.loc["Mean", "mkd"])  # 3 seeds on bottle, 1 on screw
+    assert t.mean.loc["Mean", "ocsvm"] == pytest.approx(0.6)  # equal counts: shown
+    cap = caption(t)
+    assert "Mean – where tasks have unequal seed counts (mkd: 1–3 seeds per task)" in cap
+    assert "seeds 0 (ocsvm); 0,1,2 (mkd)" in cap  # seeds per column where they differ
+    mean_row = next(ln for ln in render([t], "markdown").splitlines() if ln.startswith("| Mean"))
+    assert [c.strip() for c in mean_row.strip("|").split("|")][1] == "–"
+    (shown,) = build_tables(unequal_seeds_df, "image_auroc", allow_unequal_seeds=True)
+    assert shown.mean.loc["Mean", "mkd"] == pytest.approx((0.92 + 0.7) / 2)
+    assert "Mean over tasks with unequal seed counts (mkd: 1–3 seeds per task), shown as asked" \
+        in caption(shown)
+
+
+def test_cli_allow_unequal_seeds(unequal_seeds_df, tmp_path):
+    from click.testing import CliRunner
+
+    from bench.cli import main
+    args = ["--results", str(tmp_path), "table", "--suite", "u"]
+    plain = CliRunner().invoke(main, args)
+    assert plain.exit_code == 0, plain.output
+    assert "unequal seed counts" in plain.output and "| Mean   | –" in plain.output
+    asked = CliRunner().invoke(main, [*args, "--allow-unequal-seeds"])
+    assert asked.exit_code == 0 and "shown as asked" in asked.output
+
+
+def test_pixel_auroc_mkd_caption_says_whose_maps(tables):
+    cap = caption(tables[1])
+    assert "official per-image normalization clip((g − min)/(p99 − min), 0, 1)" in cap
+    assert "every other method on its standard maps min-max normalized per image" in cap
+    assert "min-max normalized per image" not in caption(tables[0])  # image AUROC: no maps

@@ -77,13 +77,16 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
 @click.option("--ci", "ci", type=click.FloatRange(50, 99.9), default=None, metavar="LEVEL",
               help="Add a LEVEL% bootstrap interval of the image AUROC to single-seed cells "
                    "(from the saved test scores), e.g. --ci 95.")
+@click.option("--allow-unequal-seeds", is_flag=True,
+              help="Show the Mean of a column whose tasks have unequal seed counts (else –); "
+                   "the caption says so.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of the terminal.")
 @pass_settings
 def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...], metric: str,
           fmt: str, digits: int, paper: bool, reruns: bool, factor: str | None, ranks: bool,
           versus: str | None, drop_incomplete: bool, ci: float | None,
-          output: str | None) -> None:
+          allow_unequal_seeds: bool, output: str | None) -> None:
     """One table per dataset: tasks as rows (plus a recomputed Mean), methods as columns."""
     df = load_records(settings, suites)
     check_metric(df, metric)
@@ -105,7 +108,8 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
     kinds = [k for k, on in (("paper", paper), ("rerun", reruns)) if on]
     reference = load_reference(settings.results_root) if kinds else None
     tables = build_tables(df, metric, datasets=names, task_orders=task_orders(names),
-                          ablation=factor, reference=reference, kinds=kinds)
+                          ablation=factor, reference=reference, kinds=kinds,
+                          allow_unequal_seeds=allow_unequal_seeds)
     if not tables:
         if factor:
             found = ablation_factors(df[df["dataset"].isin(names)])

@@ -69,6 +69,9 @@ class Record:
     metrics: dict[str, float | None] = field(default_factory=dict)
     pixel_protocol: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    #: the evaluations of ``history`` that the ``*_converged_*`` metrics cover: ``rule`` (in
+    #: words), ``last`` (0: second half of training; K: the last K evaluations), ``epochs``
+    converged_window: dict[str, Any] | None = None
     artifacts: dict[str, Any] | None = None
     timing_s: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float | None = None
@@ -207,12 +210,22 @@ def plugin_labels(records: Iterable[Record]) -> dict[str, str]:
     return {m: ", ".join(sorted(labels)) for m, labels in seen.items()}
 
 
+def window_rule(last: int = 0) -> str:
+    """The converged window of a history (``converged_window`` of a config and a record) in
+    words, as records and captions state it: 0 = the second half of training, K = the last K
+    evaluations."""
+    if last > 0:
+        return f"last {last} evaluation{'s' if last > 1 else ''}"
+    return "second half of training (epoch >= last evaluated epoch / 2)"
+
+
 #: written only when known (a job that failed early has no config, data, artifacts, ...)
-_OPTIONAL_KEYS = ("config", "data", "artifacts", "traceback", "plugin", "dataset_plugin")
+_OPTIONAL_KEYS = ("config", "data", "artifacts", "traceback", "plugin", "dataset_plugin",
+                  "converged_window")
 #: may be stored as null and read back as None
 _NULLABLE = ("error", "error_kind", "traceback", "git", "config", "expert", "checkpoint_policy",
              "data", "pixel_protocol", "artifacts", "peak_rss_mb", "peak_gpu_mb", "plugin",
-             "dataset_plugin")
+             "dataset_plugin", "converged_window")
 
 
 @dataclass(frozen=True)

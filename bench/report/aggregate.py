@@ -23,10 +23,40 @@ import numpy as np
 import pandas as pd
 
 from bench.records.key import variant_label
-from bench.report.reference import reference_columns
+from bench.records.record import window_rule
+from bench.report.reference import provenance_text, reference_columns
 
 MEAN_ROW = "Mean"
 MEASURED, REFERENCE, DELTA = "measured", "reference", "delta"
+
+#: history-derived metrics: the suffix and the policy it stands for, short (column titles)
+HISTORY_POLICIES = {
+    "_converged_mean": "converged mean",
+    "_converged_std": "converged std",
+    "_converged_n": "converged n",
+    "_best_on_test_optimistic": "best on test, optimistic",
+}
+
+
+def history_policy(metric: str) -> str | None:
+    """The short policy of a history-derived metric (``converged mean``), else ``None``: such a
+    value is not the record's checkpoint, and tables say so instead of the checkpoint policy."""
+    for suffix, text in HISTORY_POLICIES.items():
+        if metric.endswith(suffix):
+            return text
+    return None
+
+
+def published_policy(protocol: str) -> str:
+    """How a published column chose its model, short, from its ``protocol`` text."""
+    text = protocol.lower()
+    if "best test-set" in text or "optimistic" in text:
+        return "best on test, optimistic"
+    if "after convergence" in text:
+        return "mean after convergence"
+    if "checkpoint not stated" in text:
+        return "checkpoint not stated"
+    return "policy not stated"
 
 
 #: override keys left out of column titles: the caption names every column's weights
@@ -73,6 +103,9 @@ class Table:
     column_methods: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     title: str = ""
+    #: display titles of columns where they differ from the key (a history metric's policy,
+    #: what a Δ column compares); see :meth:`header`
+    headers: dict[str, str] = field(default_factory=dict)
     #: optional per-cell confidence interval (fractions), shown next to single-seed cells
     ci_low: pd.DataFrame | None = None
     ci_high: pd.DataFrame | None = None
@@ -87,6 +120,10 @@ class Table:
 
     def kind(self, column: str) -> str:
         return self.kinds.get(column, MEASURED)
+
+    def header(self, column: str) -> str:
+        """The column's printed title: its key, plus the policy of a history-derived metric."""
+        return self.headers.get(column, column)
 
     @property
     def empty(self) -> bool:
@@ -113,8 +150,13 @@ def _values(x: Any) -> list[str]:
 
 
 def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[str] | None,
-           column_order: Sequence[str] | None = None) -> Table:
-    """Mean/std/n over seeds per (task, column) of ``sel`` (which has a ``column`` field)."""
+           column_order: Sequence[str] | None = None, allow_unequal_seeds: bool = False) -> Table:
+    """Mean/std/n over seeds per (task, column) of ``sel`` (which has a ``column`` field).
+
+    A column whose tasks have different numbers of seeds gets a missing Mean (its Mean would
+    weigh tasks of different precision alike) unless ``allow_unequal_seeds``; either way the
+    caption says so.
+    """
     # one value per (column, task, seed): the same job recorded in two suites counts once
     per_seed = sel.groupby(["column", "task", "seed"])["value"].mean()
     grouped = per_seed.groupby(level=["task", "column"])
@@ -130,6 +172,7 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
     n.loc[MEAN_ROW] = n.loc[rows].min(axis=0)
     for x in (mean, std, n):
         x.columns.name = None
+    notes = _unequal_seed_notes(mean, std, n, rows, allow_unequal_seeds)
     provenance = {
         "seeds": sorted({str(x) for x in sel["seed"].unique()}, key=int),
         "suite": _values(sel["suite"]),
@@ -138,12 +181,45 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
     }
     column_provenance = {
         str(c): {"expert": _values(g["expert"]),
-                 "checkpoint_policy": _values(g["checkpoint_policy"])}
+                 "checkpoint_policy": _values(g["checkpoint_policy"]),
+                 "seeds": [",".join(sorted({str(x) for x in g["seed"].unique()}, key=int))],
+                 "converged_window": sorted({_window(cfg) for cfg in g["config"]})}
         for c, g in sel.groupby("column")
     }
     methods = {str(c): str(g["method"].iloc[0]) for c, g in sel.groupby("column")}
+    policy = history_policy(metric)
+    headers = {str(c): f"{c} ({policy})" for c in cols} if policy else {}
     return Table(dataset, metric, mean, std, n, provenance, column_provenance,
-                 dict.fromkeys(cols, MEASURED), methods, title=f"{dataset} — {metric}")
+                 dict.fromkeys(cols, MEASURED), methods, notes=notes,
+                 title=f"{dataset} — {metric}", headers=headers)
+
+
+def _window(config: Any) -> str:
+    """The converged window a record's config asked for (the default where it names none)."""
+    try:
+        last = json.loads(config).get("converged_window", 0) if isinstance(config, str) else 0
+    except ValueError:
+        last = 0
+    return window_rule(int(last or 0))
+
+
+def _unequal_seed_notes(mean: pd.DataFrame, std: pd.DataFrame, n: pd.DataFrame,
+                        rows: list[str], allow: bool) -> list[str]:
+    """Blank (or, with ``allow``, keep) the Mean of columns whose tasks have unequal seed
+    counts; the caption's note on them."""
+    counts = n.loc[rows]
+    unequal = [c for c in counts.columns if counts[c].dropna().nunique() > 1]
+    if not unequal:
+        return []
+    spans = ", ".join(f"{c}: {int(counts[c].min())}–{int(counts[c].max())} seeds per task"
+                      for c in unequal)
+    if allow:
+        return [f"Mean over tasks with unequal seed counts ({spans}), shown as asked "
+                "(--allow-unequal-seeds): its tasks weigh alike despite unequal precision"]
+    mean.loc[MEAN_ROW, unequal] = np.nan
+    std.loc[MEAN_ROW, unequal] = np.nan
+    return [f"Mean – where tasks have unequal seed counts ({spans}); "
+            "--allow-unequal-seeds shows it"]
 
 
 def _mean_row_std(per_seed: pd.Series, rows: list[str]) -> pd.Series:
@@ -161,13 +237,15 @@ def column_labels(sel: pd.DataFrame) -> list[str]:
 
 
 def method_table(df: pd.DataFrame, dataset: str, metric: str,
-                 task_order: Sequence[str] | None = None) -> Table:
+                 task_order: Sequence[str] | None = None,
+                 allow_unequal_seeds: bool = False) -> Table:
     """Per task and method: mean and std over seeds; a Mean row recomputed from the tasks."""
     sel = _selected(df, dataset, metric)
     if sel.empty:
         empty = pd.DataFrame()
         return Table(dataset, metric, empty, empty, empty, title=f"{dataset} — {metric}")
-    return _build(sel.assign(column=column_labels(sel)), dataset, metric, task_order)
+    return _build(sel.assign(column=column_labels(sel)), dataset, metric, task_order,
+                  allow_unequal_seeds=allow_unequal_seeds)
 
 
 # ----------------------------------------------------------------------------- ablations
@@ -211,7 +289,8 @@ def ablation_factors(df: pd.DataFrame) -> list[str]:
 
 
 def ablation_tables(df: pd.DataFrame, dataset: str, metric: str, factor: str,
-                    task_order: Sequence[str] | None = None) -> list[Table]:
+                    task_order: Sequence[str] | None = None,
+                    allow_unequal_seeds: bool = False) -> list[Table]:
     """One table per method: the levels of config field ``factor`` as columns.
 
     Levels come from each record's resolved config. Only records that hold every *other*
@@ -245,7 +324,7 @@ def ablation_tables(df: pd.DataFrame, dataset: str, metric: str, factor: str,
         order = sorted(values, key=lambda lab: level_sort_key(values[lab]))
         sub = msel[keep].assign(column=[level_label(c[factor])
                                         for c, k in zip(cfgs, keep, strict=True) if k])
-        t = _build(sub, dataset, metric, task_order, order)
+        t = _build(sub, dataset, metric, task_order, order, allow_unequal_seeds)
         t.title = f"{dataset} — {metric}: ablation of {factor} ({method})"
         t.column_methods = dict.fromkeys(order, str(method))
         if fixed:
@@ -268,7 +347,8 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
     rows = table.tasks
     mean, std, n = table.mean.copy(), table.std.copy(), table.n_seeds.copy()
     kinds_out, notes = dict(table.kinds), list(table.notes)
-    paper_col: tuple[str, str] | None = None
+    headers = dict(table.headers)
+    paper_col: tuple[str, str, str] | None = None
     for ref in reference_columns(reference, table.dataset, table.metric, rows, kinds):
         if not ref.has_values:
             notes.append(f"{ref.label}: {ref.note} ({ref.status}; {ref.source})")
@@ -280,11 +360,11 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
                       ref.stated_std if ref.full else np.nan]
         n[label] = [*([1] * len(rows)), ref.stated_n if ref.full else 1]
         kinds_out[label] = REFERENCE
-        notes.append(f"{label}: {ref.source}" + (f" ({ref.status})" if ref.status else "")
+        notes.append(f"{label}: {provenance_text(ref)}"
                      + (f"; protocol: {ref.protocol}" if ref.protocol else "")
                      + (f"; {ref.partial_note}" if ref.partial_note else ""))
         if ref.kind == "paper" and paper_col is None:
-            paper_col = (label, ref.method)
+            paper_col = (label, ref.method, published_policy(ref.protocol))
     if not any(k == REFERENCE for k in kinds_out.values()) and "paper" in kinds:
         others = reference_columns(reference, table.dataset, None, rows, kinds)
         metrics = sorted({r.metric for r in others if r.has_values})
@@ -294,18 +374,23 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
         elif not others:
             notes.append(f"no published MKD numbers for {table.dataset}")
     if delta and paper_col is not None:
-        label, ref_method = paper_col
+        label, ref_method, their_policy = paper_col
         ours = [c for c in table.columns
                 if table.kind(c) == MEASURED and table.column_methods.get(c) == ref_method]
         for c in ours:
             d = f"Δ {c}"
+            ckpt = ", ".join(table.column_provenance.get(c, {}).get("checkpoint_policy") or [])
+            our_policy = history_policy(table.metric) or ckpt or "checkpoint unknown"
+            headers[d] = f"Δ {c} ({our_policy}) − {label} ({their_policy})"
             mean[d] = mean[c] - mean[label]
             std[d] = np.nan
             n[d] = np.nan
             kinds_out[d] = DELTA
-        notes.append(f"Δ = ours − {label}, in percentage points" if ours else
+        notes.append(f"Δ = ours ({history_policy(table.metric) or 'checkpoint as stated'}) − "
+                     f"{label} ({their_policy}), in percentage points" if ours else
                      f"no Δ: no {ref_method} column in this table")
-    return replace(table, mean=mean, std=std, n_seeds=n, kinds=kinds_out, notes=notes)
+    return replace(table, mean=mean, std=std, n_seeds=n, kinds=kinds_out, notes=notes,
+                   headers=headers)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -358,7 +443,8 @@ def is_missing(x: Any) -> bool:
 def build_tables(df: pd.DataFrame, metric: str, *, datasets: Sequence[str] | None = None,
                  task_orders: dict[str, list[str]] | None = None, ablation: str | None = None,
                  reference: pd.DataFrame | None = None,
-                 kinds: Sequence[str] = ("paper",)) -> list[Table]:
+                 kinds: Sequence[str] = ("paper",),
+                 allow_unequal_seeds: bool = False) -> list[Table]:
     """The tables ``bench table`` prints: per dataset, methods (or a factor's levels) as columns.
 
     With ``reference`` (see :func:`bench.report.reference.load_reference`) the published columns of
@@ -369,9 +455,9 @@ def build_tables(df: pd.DataFrame, metric: str, *, datasets: Sequence[str] | Non
     for name in names:
         order = (task_orders or {}).get(name)
         if ablation:
-            out.extend(ablation_tables(df, name, metric, ablation, order))
+            out.extend(ablation_tables(df, name, metric, ablation, order, allow_unequal_seeds))
             continue
-        t = method_table(df, name, metric, order)
+        t = method_table(df, name, metric, order, allow_unequal_seeds)
         if t.empty:
             continue
         out.append(with_reference(t, reference, kinds) if reference is not None else t)

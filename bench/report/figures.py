@@ -55,7 +55,8 @@ def ablation(df: pd.DataFrame, metric: str, factor: str,
              task_orders: dict[str, list[str]]) -> Named:
     tables = [t for d in sorted(df["dataset"].dropna().unique())
               for t in ablation_tables(df, d, metric, factor, task_orders.get(d))]
-    tables = [t for t in tables if not t.mean.loc[MEAN_ROW].isna().all()]
+    tables = [t for t in tables  # one level compares nothing; nor does an all-missing Mean
+              if len(t.columns) > 1 and not t.mean.loc[MEAN_ROW].isna().all()]
     if not tables:
         return []
     return [(_stem("ablation", factor, metric), plots.ablation_lines(tables, factor))]

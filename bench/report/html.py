@@ -47,7 +47,9 @@ table.bench-table tr.mean th, table.bench-table tr.mean td { border-top: 1px sol
 table.bench-table tbody th { text-align: left; font-weight: normal; }
 table.bench-table caption { caption-side: bottom; text-align: left; font-size: 0.85em;
   color: #555; padding-top: 0.4em; }
-figure { margin: 1em 0; } figure img { max-width: 100%; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
+table.bench-table caption { max-width: 60em; }
+figure { margin: 1em 0; overflow-x: auto; } figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.85em; color: #555; }
 .meta td { padding: 0.1em 1em 0.1em 0; }
 """
@@ -128,8 +130,10 @@ def build_report(store: Store, suite: str, *, task_orders: dict[str, list[str]],
         _statistics(page, df, present[0], task_orders, versus)
     for factor in factors:
         for metric in present[:1] + [m for m in present[1:] if m in BAR_METRICS]:
+            # a table of one level compares nothing: left out (and its factor with it)
             tables = [t for d in sorted(df["dataset"].unique())
-                      for t in ablation_tables(df, d, metric, factor, task_orders.get(d))]
+                      for t in ablation_tables(df, d, metric, factor, task_orders.get(d))
+                      if len(t.columns) > 1]
             if not tables:
                 continue
             page.heading(f"Ablation: {factor} ({metric})")

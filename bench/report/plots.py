@@ -40,49 +40,76 @@ def _short(metric: str) -> str:
     return metric.replace("_", " ")
 
 
+#: bar figures: inches per bar and between groups, and the widest figure before tasks wrap into
+#: panels stacked vertically (so that ten digits of twelve methods stay readable on a page)
+BAR_IN, GROUP_GAP_IN, MAX_WIDTH_IN, PANEL_HEIGHT_IN = 0.14, 0.35, 13.0, 3.2
+
+
+def bar_layout(n_rows: int, n_cols: int) -> tuple[int, float, float]:
+    """(tasks per panel, figure width, figure height) in inches, sized to the bars they hold."""
+    group = BAR_IN * max(1, n_cols) + GROUP_GAP_IN
+    fits = max(1, min(n_rows, int((MAX_WIDTH_IN - 1.5) // group)))
+    panels = -(-n_rows // fits)
+    per_panel = -(-n_rows // panels)  # balanced: no panel of a lone Mean
+    width = min(MAX_WIDTH_IN, max(6.0, group * per_panel + 1.5))
+    return per_panel, width, PANEL_HEIGHT_IN * panels + 0.8
+
+
 def task_bars(table: Table) -> Figure:
-    """Per-task grouped bars, one colour per column; published columns hatched; ± std bars."""
+    """Per-task grouped bars, one colour per column; published columns hatched; ± std bars.
+
+    The figure is sized to its bars: beyond :data:`MAX_WIDTH_IN` the tasks wrap into panels
+    stacked vertically, all on the same y axis.
+    """
     cols = [c for c in table.columns if table.kind(c) != DELTA]
     rows = list(table.mean.index)
-    fig = _figure(max(6.0, 0.45 * len(rows) * max(1, len(cols)) + 2.0), 4.0)
-    ax = fig.add_subplot()
-    colors = sns.color_palette(PALETTE, len(cols))
+    per_panel, width_in, height_in = bar_layout(len(rows), len(cols))
+    chunks = [rows[i:i + per_panel] for i in range(0, len(rows), per_panel)]
+    fig = _figure(width_in, height_in)
+    axes = fig.subplots(len(chunks), 1, squeeze=False, sharey=True)[:, 0]
+    # the colour-blind palette has 10 colours: beyond them, 20 distinct ones rather than repeats
+    colors = sns.color_palette(PALETTE if len(cols) <= 10 else "tab20", len(cols))
     width = 0.8 / max(1, len(cols))
-    x = np.arange(len(rows))
-    for i, c in enumerate(cols):
-        means = 100 * table.mean[c].astype(float).to_numpy()
-        std = 100 * table.std[c].astype(float).to_numpy()
-        n = table.n_seeds[c].astype(float).to_numpy()
-        show = ((n > 1) | (table.kind(c) == REFERENCE)) & np.isfinite(std) & np.isfinite(means)
-        pos = x + (i - (len(cols) - 1) / 2) * width
-        ax.bar(pos, np.nan_to_num(means), width, label=c, color=colors[i],
-               hatch="//" if table.kind(c) == REFERENCE else None,
-               edgecolor="white" if table.kind(c) == MEASURED else "black", linewidth=0.5)
-        if show.any():
-            ax.errorbar(pos[show], means[show], yerr=std[show], fmt="none", ecolor="black",
-                        capsize=2, linewidth=0.8)
-        for j in np.flatnonzero(np.isnan(means)):  # a missing value is marked, not drawn as 0
-            ax.annotate("n/a", (pos[j], 0), xytext=(0, 3), textcoords="offset points",
-                        xycoords=("data", "axes fraction"), ha="center", fontsize=7,
-                        rotation=90, va="bottom", color=colors[i])
-    labels = [str(r) for r in rows]
-    tilt = max(len(lab) for lab in labels) > 4 and len(rows) > 6
-    ax.set_xticks(x, labels, rotation=40 if tilt else 0, ha="right" if tilt else "center")
-    if MEAN_ROW in rows:
-        ax.axvline(rows.index(MEAN_ROW) - 0.5, color="grey", linewidth=0.8, linestyle=":")
     finite = 100 * table.mean[cols].astype(float).to_numpy()
     low = np.nanmin(finite) if np.isfinite(finite).any() else 0.0
-    ax.set_ylim(max(0.0, min(50.0, low - 5)), 100.5)
+    for ax, chunk in zip(axes, chunks, strict=True):
+        x = np.arange(len(chunk))
+        for i, c in enumerate(cols):
+            sub = list(chunk)
+            means = 100 * table.mean.loc[sub, c].astype(float).to_numpy()
+            std = 100 * table.std.loc[sub, c].astype(float).to_numpy()
+            n = table.n_seeds.loc[sub, c].astype(float).to_numpy()
+            show = ((n > 1) | (table.kind(c) == REFERENCE)) & np.isfinite(std) \
+                & np.isfinite(means)
+            pos = x + (i - (len(cols) - 1) / 2) * width
+            ax.bar(pos, np.nan_to_num(means), width, label=c, color=colors[i],
+                   hatch="//" if table.kind(c) == REFERENCE else None,
+                   edgecolor="white" if table.kind(c) == MEASURED else "black", linewidth=0.5)
+            if show.any():
+                ax.errorbar(pos[show], means[show], yerr=std[show], fmt="none", ecolor="black",
+                            capsize=2, linewidth=0.8)
+            for j in np.flatnonzero(np.isnan(means)):  # a missing value is marked, not drawn as 0
+                ax.annotate("n/a", (pos[j], 0), xytext=(0, 3), textcoords="offset points",
+                            xycoords=("data", "axes fraction"), ha="center", fontsize=7,
+                            rotation=90, va="bottom", color=colors[i])
+        labels = [str(r) for r in chunk]
+        tilt = max(len(lab) for lab in labels) > 4 and len(chunk) > 6
+        ax.set_xticks(x, labels, rotation=40 if tilt else 0, ha="right" if tilt else "center")
+        ax.set_xlim(-0.5, per_panel - 0.5)  # every panel at the same scale
+        if MEAN_ROW in chunk and chunk.index(MEAN_ROW) > 0:
+            ax.axvline(chunk.index(MEAN_ROW) - 0.5, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_ylim(max(0.0, min(50.0, low - 5)), 100.5)
+        ax.set_ylabel(f"{_short(table.metric)} (%)")
+        ax.grid(axis="y", alpha=0.3)
+    top = axes[0]
     if sum(len(c) for c in cols) < 80:
-        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncols=len(cols),
-                  frameon=False)
+        top.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.01),
+                   ncols=min(len(cols), 6), frameon=False)
     else:  # long variant labels: one per line, wrapped, to the right of the axes
-        handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles, [_wrap(lab) for lab in labels], fontsize=7, loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_ylabel(f"{_short(table.metric)} (%)")
+        handles, labels = top.get_legend_handles_labels()
+        top.legend(handles, [_wrap(lab) for lab in labels], fontsize=7, loc="upper left",
+                   bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(table.title, fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
     return fig
 
 

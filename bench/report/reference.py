@@ -14,7 +14,9 @@ themselves). Columns:
   underscores; ``Mean`` = the mean as stated by the source; ``*`` = the dataset's only task),
   ``metric`` (our metric name), ``method``, ``setting`` (empty for the headline setting).
 - ``value_pct``, ``std_pct`` (percent, as published; empty = not found), ``n_runs``.
-- ``status``: ``verified`` or ``UNVERIFIED`` as the reference notes mark them; ``protocol``: how
+- ``status``: ``verified`` (confirmed by a second source, or taken from the source itself),
+  ``single_source`` (one second-hand transcription; captions say "transcribed from <source>
+  (single source)") or ``UNVERIFIED`` (not found, no value); ``protocol``: how
   the source chose its model (the paper averages over epochs after convergence, a re-run may
   pick the best test-set checkpoint); ``source``, ``note``.
 
@@ -45,7 +47,11 @@ COLUMNS = ["table", "kind", "label", "dataset", "task", "metric", "method", "set
 #: our history-derived metrics compare with the published number of their base metric
 MATCHED_SUFFIXES = ("_converged_mean", "_best_on_test_optimistic")
 KINDS = ("paper", "rerun")
-STATUSES = ("verified", "UNVERIFIED")
+#: ``verified``: confirmed by a second source (or taken from the source itself);
+#: ``single_source``: transcribed from one second-hand source, nothing confirms it;
+#: ``UNVERIFIED``: not found (no value)
+STATUSES = ("verified", "single_source", "UNVERIFIED")
+SINGLE_SOURCE = "single_source"
 STATED_MEAN = "Mean"
 ANY_TASK = "*"
 
@@ -78,10 +84,11 @@ def _read(name: str, source: _Readable) -> pd.DataFrame:
             out[col] = pd.to_numeric(out[col].replace("", None), errors="raise")
         except ValueError as exc:
             raise DataCorruptError(f"reference file {name}: column {col}: {exc}") from None
-    unverified_value = out["value_pct"].isna() & (out["status"] == "verified")
+    unverified_value = out["value_pct"].isna() & (out["status"] != "UNVERIFIED")
     if unverified_value.any():
-        raise DataCorruptError(f"reference file {name}: a verified row needs a value "
-                               f"(row {int(unverified_value.idxmax()) + 2})")
+        row = int(unverified_value.idxmax())
+        raise DataCorruptError(f"reference file {name}: a {out['status'].iloc[row]} row needs a "
+                               f"value (row {row + 2})")
     out.insert(0, "file", name)
     return out
 
@@ -151,6 +158,21 @@ def base_metric(metric: str) -> str:
     return metric
 
 
+def _status(statuses: pd.Series) -> str:
+    """A column's status: ``UNVERIFIED`` if any row is, ``single source`` if any row comes from
+    one second-hand transcription only, else empty (verified)."""
+    if (statuses == "UNVERIFIED").any():
+        return "UNVERIFIED"
+    return "single source" if (statuses == SINGLE_SOURCE).any() else ""
+
+
+def provenance_text(col: RefColumn) -> str:
+    """Where a published column's numbers come from, as captions state it."""
+    if col.status == "single source":
+        return f"transcribed from {col.source} (single source)"
+    return col.source + (f" ({col.status})" if col.status else "")
+
+
 def _pct(x: object) -> float:
     v = float(x)  # type: ignore[arg-type]
     return v / 100.0 if not math.isnan(v) else math.nan
@@ -172,7 +194,7 @@ def reference_columns(reference: pd.DataFrame, dataset: str, metric: str | None,
         col = RefColumn(label=str(label), kind=str(first["kind"]), method=str(first["method"]),
                         metric=str(met), source="; ".join(dict.fromkeys(g["source"])),
                         protocol="; ".join(p for p in dict.fromkeys(g["protocol"]) if p),
-                        status="UNVERIFIED" if (g["status"] == "UNVERIFIED").any() else "")
+                        status=_status(g["status"]))
         per_task = g[g["task"] != STATED_MEAN]
         wildcard = per_task[per_task["task"] == ANY_TASK]
         for t in tasks:

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.report.aggregate import DELTA, MEAN_ROW, MEASURED, Table, best_per_row, is_missing
+from bench.records.record import window_rule
+from bench.report.aggregate import (
+    DELTA,
+    MEAN_ROW,
+    MEASURED,
+    Table,
+    best_per_row,
+    history_policy,
+    is_missing,
+)
 
 MISSING = "–"
 
@@ -33,12 +42,23 @@ METRIC_TEXT = {
                         "the metric of the paper's Table 4"),
 }
 HISTORY_SUFFIXES = {
-    "_converged_mean": "mean over the evaluations of the second half of training",
-    "_converged_std": "std over the evaluations of the second half of training",
+    "_converged_mean": "mean over the evaluations of the converged window",
+    "_converged_std": "std over the evaluations of the converged window",
+    "_converged_n": "number of evaluations in the converged window",
     "_best_on_test_optimistic": ("best evaluation during training, chosen on the test set "
                                  "(optimistic: test labels select the epoch)"),
 }
 CHECKPOINT_TEXT = {"final": "final (last epoch)"}
+#: metrics whose protocol takes maps a method makes for it (bench.core.metrics.OWN_MAP_METRICS):
+#: which maps each column's cells are computed on
+OWN_MAPS_TEXT = {
+    "pixel_auroc_mkd": ("maps: a method that makes its own maps for this protocol is scored on "
+                        "them (record: pixel_protocol.mkd_protocol_maps = \"method\"; MKD-like "
+                        "methods: the official per-image normalization clip((g − min)/(p99 − min), "
+                        "0, 1) before the Gaussian), every other method on its standard maps "
+                        "min-max normalized per image (pixel_protocol.mkd_protocol_maps = "
+                        "\"per-image min-max\")"),
+}
 
 
 def describe_metric(metric: str) -> str:
@@ -69,8 +89,16 @@ def caption(table: Table) -> str:
                  "rows shown (– if any row is missing)"
                  + ("; best measured value per row in bold" if measured > 1 else ""))
     parts.append("expert weights: " + _per_column(table, "expert", "none"))
-    ckpt = _per_column(table, "checkpoint_policy", "unknown")
-    parts.append("checkpoint: " + CHECKPOINT_TEXT.get(ckpt, ckpt))
+    if history_policy(table.metric):
+        # a value from the training history is no checkpoint's: say which policy chose it
+        parts.append(f"checkpoint: {history_policy(table.metric)} over the training history's "
+                     "evaluations, not the record's final checkpoint")
+        if "_converged_" in table.metric:
+            parts.append("converged window: "
+                         + _per_column(table, "converged_window", window_rule(0)))
+    else:
+        ckpt = _per_column(table, "checkpoint_policy", "unknown")
+        parts.append("checkpoint: " + CHECKPOINT_TEXT.get(ckpt, ckpt))
     if table.metric.startswith("pixel"):
         res = ", ".join(p.get("pixel_resolution") or []) or "unknown"
         if table.metric.startswith("pixel_auroc_mkd"):
@@ -81,7 +109,12 @@ def caption(table: Table) -> str:
                      frozenset({"False"}): "normal test images excluded"}.get(
                 frozenset(inc), "normal images: unknown")
         parts.append(f"pixel metric at {res} px, {scope}")
-    if p.get("seeds"):
+        if table.metric in OWN_MAPS_TEXT:
+            parts.append(OWN_MAPS_TEXT[table.metric])
+    seeds = _per_column(table, "seeds", "")
+    if seeds:  # per column where the columns' seeds differ
+        parts.append("seeds " + seeds)
+    elif p.get("seeds"):
         parts.append("seeds " + ",".join(p["seeds"]))
     if p.get("suite"):
         parts.append("suite " + ", ".join(p["suite"]))
@@ -118,6 +151,7 @@ def _format(table: Table, digits: int, style: _Style) -> pd.DataFrame:
             elif kind == MEASURED and (ci := _interval(table, r, c)) is not None:
                 text += f" [{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
             out.at[r, c] = style.bold(text) if best.at[r, c] else text
+    out.columns = [table.header(str(c)) for c in out.columns]
     return out
 
 
@@ -252,10 +286,12 @@ def to_html(tables: Sequence[Table], digits: int = 1) -> str:
             cls = ' class="mean"' if r == MEAN_ROW else ""
             tds = "".join(f"<td>{v}</td>" for v in cells.loc[r])
             body.append(f"<tr{cls}><th>{html.escape(str(r))}</th>{tds}</tr>")
-        chunks.append(f'<h3>{html.escape(t.title)}</h3>\n<table class="bench-table">\n'
+        # a wide table scrolls within its wrapper instead of widening the page
+        chunks.append(f'<h3>{html.escape(t.title)}</h3>\n<div class="table-wrap">'
+                      f'<table class="bench-table">\n'
                       f"<caption>{html.escape(caption(t))}</caption>\n"
                       f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
-                      + "\n</tbody></table>")
+                      + "\n</tbody></table></div>")
     return "\n".join(chunks)
 
 

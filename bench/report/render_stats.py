@@ -64,10 +64,11 @@ def stats_html(tables: Sequence[StatTable]) -> str:
             cls = ' class="mean"' if t.summary_rows and r == t.summary_rows[0] else ""
             tds = "".join(f"<td>{v}</td>" for v in cells.loc[r])
             body.append(f"<tr{cls}><th>{html.escape(str(r))}</th>{tds}</tr>")
-        chunks.append(f'<h3>{html.escape(t.title)}</h3>\n<table class="bench-table">\n'
+        chunks.append(f'<h3>{html.escape(t.title)}</h3>\n<div class="table-wrap">'
+                      f'<table class="bench-table">\n'
                       f"<caption>{html.escape(t.caption)}</caption>\n"
                       f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
-                      + "\n</tbody></table>")
+                      + "\n</tbody></table></div>")
     return "\n".join(chunks)
 
 

@@ -28,7 +28,7 @@ from bench.datasets import DATASETS
 from bench.datasets.base import TaskData
 from bench.methods import METHODS
 from bench.methods.base import RunContext, Scores
-from bench.records.record import ErrorKind, JobSummary, Record
+from bench.records.record import ErrorKind, JobSummary, Record, window_rule
 from bench.records.store import Store
 from bench.run.jobs import Job
 
@@ -56,17 +56,41 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def summarize_history(history: list[dict[str, float]]) -> dict[str, float]:
+def converged_epochs(history: list[dict[str, float]], last: int = 0) -> list[float]:
+    """The epochs of the evaluations that count as converged.
+
+    ``last=0`` (the default): the second half of training, epoch >= last evaluated epoch / 2;
+    ``last=K``: the last K evaluations.
+    """
+    epochs = sorted({float(h.get("epoch", 0)) for h in history})
+    if not epochs:
+        return []
+    if last > 0:
+        return epochs[-last:]
+    return [e for e in epochs if e >= epochs[-1] / 2]
+
+
+def converged_window(history: list[dict[str, float]], last: int = 0) -> dict[str, Any] | None:
+    """What a record stores about the window: its rule and the epochs that entered it."""
+    if not history:
+        return None
+    return {"rule": window_rule(last), "last": last,
+            "epochs": [int(e) if float(e).is_integer() else e
+                       for e in converged_epochs(history, last)]}
+
+
+def summarize_history(history: list[dict[str, float]], last: int = 0) -> dict[str, float]:
     """The paper's "average after convergence" and the optimistic best-on-test value.
 
-    For every metric in the history: mean and std over the evaluations in the second half of
-    training (epoch >= last evaluated epoch / 2), and the maximum over all evaluations, named
-    ``*_best_on_test_optimistic`` because choosing an epoch on the test set leaks labels.
+    For every metric in the history: mean and std over the evaluations in the converged window
+    (:func:`converged_epochs`: by default the second half of training, epoch >= last evaluated
+    epoch / 2; with ``last=K`` the last K evaluations), and the maximum over all evaluations,
+    named ``*_best_on_test_optimistic`` because choosing an epoch on the test set leaks labels.
     """
     if not history:
         return {}
-    last = max(h.get("epoch", 0) for h in history)
-    late = [h for h in history if h.get("epoch", 0) >= last / 2]
+    window = set(converged_epochs(history, last))
+    late = [h for h in history if float(h.get("epoch", 0)) in window]
     out: dict[str, float] = {}
     names = sorted({k for h in history for k in h if k != "epoch"})
     for name in names:
@@ -211,11 +235,14 @@ def run_job(
                 job, test.labels, scores.image, ids=test.ids, maps=scores.maps, masks=masks,
                 images=test.images.numpy())
             history = list(method.history_)
-            metrics.update(summarize_history(history))
+            # a method that evaluates during training may declare its window (config field)
+            last = int(getattr(method.config, "converged_window", 0) or 0)
+            metrics.update(summarize_history(history, last))
             provenance = method.provenance()
             done.update(expert=provenance.get("expert"),
                         checkpoint_policy=provenance.get("checkpoint_policy"),
-                        metrics=metrics, pixel_protocol=protocol, history=history, status="ok")
+                        metrics=metrics, pixel_protocol=protocol, history=history,
+                        converged_window=converged_window(history, last), status="ok")
     except Exception as exc:  # one failing job never stops the others
         done.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                     error_kind=error_kind(exc), traceback=traceback.format_exc(limit=20))

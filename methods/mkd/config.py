@@ -65,6 +65,9 @@ class MKDConfig(MethodConfig):
     interpolation: Literal["bilinear", "lanczos"] = "bilinear"
     #: evaluate on the test set every N epochs (and at the last); 0 = final only
     eval_every: NonNegativeInt = 0
+    #: the evaluations the ``*_converged_*`` metrics average: 0 = the second half of training
+    #: (epoch >= last evaluated epoch / 2), K = the last K evaluations
+    converged_window: NonNegativeInt = 0
     localization: Literal["gradients", "smoothgrad", "gbp", "none"] = "gradients"
     smoothgrad_samples: PositiveInt = 50
     #: None: 0.15 (standard) or 0.05 (official)
