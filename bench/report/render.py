@@ -279,20 +279,24 @@ def to_html(tables: Sequence[Table], digits: int = 1) -> str:
     for t in tables:
         if t.empty:
             continue
-        cells = _format(t, digits, _HTML)
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["task", *cells.columns])
-        body = []
-        for r in cells.index:
-            cls = ' class="mean"' if r == MEAN_ROW else ""
-            tds = "".join(f"<td>{v}</td>" for v in cells.loc[r])
-            body.append(f"<tr{cls}><th>{html.escape(str(r))}</th>{tds}</tr>")
-        # a wide table scrolls within its wrapper instead of widening the page
-        chunks.append(f'<h3>{html.escape(t.title)}</h3>\n<div class="table-wrap">'
-                      f'<table class="bench-table">\n'
-                      f"<caption>{html.escape(caption(t))}</caption>\n"
-                      f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
-                      + "\n</tbody></table></div>")
+        chunks.append(html_table(t.title, caption(t), "task", _format(t, digits, _HTML),
+                                 MEAN_ROW))
     return "\n".join(chunks)
+
+
+def html_table(title: str, text: str, corner: str, cells: pd.DataFrame,
+               mean_row: str | None) -> str:
+    """One titled ``bench-table`` of already formatted (and escaped) cells, in a wrapper that
+    scrolls a wide table within the page instead of widening it."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [corner, *cells.columns])
+    body = []
+    for r in cells.index:
+        cls = ' class="mean"' if mean_row is not None and r == mean_row else ""
+        tds = "".join(f"<td>{v}</td>" for v in cells.loc[r])
+        body.append(f"<tr{cls}><th>{html.escape(str(r))}</th>{tds}</tr>")
+    return (f'<h3>{html.escape(title)}</h3>\n<div class="table-wrap"><table class="bench-table">'
+            f"\n<caption>{html.escape(text)}</caption>\n<thead><tr>{head}</tr></thead>\n"
+            "<tbody>\n" + "\n".join(body) + "\n</tbody></table></div>")
 
 
 RENDERERS = {"markdown": to_markdown, "latex": to_latex, "html": to_html}

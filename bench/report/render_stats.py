@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from bench.report.render import latex_escape
+from bench.report.render import html_table, latex_escape
 from bench.report.stat_tables import StatTable
 
 
@@ -58,17 +58,8 @@ def stats_html(tables: Sequence[StatTable]) -> str:
     chunks = []
     for t in tables:
         cells = _cells(t, lambda s: f"<b>{s}</b>", html.escape)
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [t.corner, *cells.columns])
-        body = []
-        for r in cells.index:
-            cls = ' class="mean"' if t.summary_rows and r == t.summary_rows[0] else ""
-            tds = "".join(f"<td>{v}</td>" for v in cells.loc[r])
-            body.append(f"<tr{cls}><th>{html.escape(str(r))}</th>{tds}</tr>")
-        chunks.append(f'<h3>{html.escape(t.title)}</h3>\n<div class="table-wrap">'
-                      f'<table class="bench-table">\n'
-                      f"<caption>{html.escape(t.caption)}</caption>\n"
-                      f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
-                      + "\n</tbody></table></div>")
+        chunks.append(html_table(t.title, t.caption, t.corner, cells,
+                                 t.summary_rows[0] if t.summary_rows else None))
     return "\n".join(chunks)
 
 
