@@ -30,7 +30,15 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from bench.datasets.base import InputSpec, TaskData, read_image, transform_image, transform_mask
+from bench.datasets.base import (
+    FileMasks,
+    InputSpec,
+    TaskData,
+    crop_fraction,
+    read_image,
+    transform_image,
+    transform_mask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -255,5 +263,7 @@ def taskdata_from_index(rows: pd.DataFrame, spec: InputSpec, default_size: int, 
     images, masks, native = load_files(paths, spec, default_size, mask_paths=mask_paths,
                                        base=base, cache_dir=cache_dir)
     ids = [f"{id_prefix}/{p.relative_to(base).as_posix()}" for p in paths]
+    native_masks = (FileMasks(mask_paths, paths, crop_fraction(spec, default_size))
+                    if mask_paths is not None else None)
     return TaskData(images, rows["label"].to_numpy(dtype=np.int64), masks, ids,
-                    native_size=native, name=name)
+                    native_size=native, name=name, native_masks=native_masks)

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, overload
 
 import numpy as np
 import torch
@@ -49,6 +49,134 @@ class InputSpec:
         return self.crop or size
 
 
+def _crop_box(shape: tuple[int, int], fraction: float | None) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the centre crop that keeps ``fraction`` of each side, the
+    region of a native-resolution mask that a cropped model input shows."""
+    h, w = shape
+    if fraction is None or fraction >= 1:
+        return 0, 0, h, w
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    return round((h - ch) / 2.0), round((w - cw) / 2.0), ch, cw
+
+
+class NativeMasks(Sequence[np.ndarray]):
+    """Binary ground-truth masks at the dataset's own resolution, one per test image, made when
+    asked (a test set of 1024 px masks stays on disk until the metric streams over it).
+
+    ``crop_fraction`` is the share of each side the model's input keeps (``crop / size``; None
+    without a crop): masks are centre-cropped alike, so they cover what the maps cover.
+    """
+
+    #: how mask values become binary, for the record's pixel protocol
+    binarization: ClassVar[str] = ""
+
+    def __init__(self, count: int, crop_fraction: float | None = None) -> None:
+        self._count = count
+        self.crop_fraction = crop_fraction
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[np.ndarray]: ...
+
+    def __getitem__(self, i: int | slice) -> np.ndarray | Sequence[np.ndarray]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        full = self._full(i % len(self))
+        top, left, h, w = _crop_box(full.shape, self.crop_fraction)
+        return full[top:top + h, left:left + w]
+
+    def shapes(self) -> list[tuple[int, int]]:
+        """Every mask's size, without making the masks where the sizes are known otherwise."""
+        return [_crop_box(self._full_shape(i), self.crop_fraction)[2:] for i in range(len(self))]
+
+    @abc.abstractmethod
+    def _full(self, i: int) -> np.ndarray:
+        """Mask ``i`` before the crop, boolean."""
+
+    @abc.abstractmethod
+    def _full_shape(self, i: int) -> tuple[int, int]:
+        """Mask ``i``'s size before the crop."""
+
+    @abc.abstractmethod
+    def subset(self, index: Sequence[int]) -> NativeMasks:
+        """The masks of the given images, in that order."""
+
+
+class ArrayMasks(NativeMasks):
+    """Masks held in memory (synthetic data); ``None`` is an all-normal mask of ``shape``."""
+
+    binarization = ">= 0.5 of the mask at its own resolution"
+
+    def __init__(self, masks: Sequence[np.ndarray | None], shapes: Sequence[tuple[int, int]],
+                 crop_fraction: float | None = None) -> None:
+        super().__init__(len(masks), crop_fraction)
+        self._masks = list(masks)
+        self._shapes = [(int(h), int(w)) for h, w in shapes]
+
+    def _full(self, i: int) -> np.ndarray:
+        mask = self._masks[i]
+        return np.zeros(self._shapes[i], dtype=bool) if mask is None else np.asarray(mask) >= 0.5
+
+    def _full_shape(self, i: int) -> tuple[int, int]:
+        return self._shapes[i]
+
+    def subset(self, index: Sequence[int]) -> ArrayMasks:
+        return ArrayMasks([self._masks[int(i)] for i in index],
+                          [self._shapes[int(i)] for i in index], self.crop_fraction)
+
+
+class FileMasks(NativeMasks):
+    """Masks read from their files when asked; a test image without a mask file (a normal one)
+    has an all-normal mask of the image's size. Any non-zero pixel marks a defect, as the MVTec
+    AD evaluation reads its ground truth."""
+
+    binarization = "non-zero pixels of the mask files"
+
+    def __init__(self, mask_paths: Sequence[Path | None], image_paths: Sequence[Path],
+                 crop_fraction: float | None = None) -> None:
+        if len(mask_paths) != len(image_paths):
+            raise ValueError("one mask path (or None) per image is required")
+        super().__init__(len(mask_paths), crop_fraction)
+        self.mask_paths = list(mask_paths)
+        self.image_paths = list(image_paths)
+
+    def _full(self, i: int) -> np.ndarray:
+        path = self.mask_paths[i]
+        if path is None:
+            return np.zeros(self._full_shape(i), dtype=bool)
+        mask = np.asarray(read_image(path).convert("L"))
+        if mask.shape != self._full_shape(i):
+            raise DataCorruptError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} px but its "
+                                   f"image {self.image_paths[i]} is "
+                                   f"{self._full_shape(i)[1]}x{self._full_shape(i)[0]} px")
+        return mask != 0
+
+    def _full_shape(self, i: int) -> tuple[int, int]:
+        path = self.image_paths[i]
+        try:
+            with Image.open(path) as im:
+                return int(im.size[1]), int(im.size[0])
+        except OSError as exc:
+            raise DataCorruptError(f"cannot read image {path}: {exc}") from None
+
+    def subset(self, index: Sequence[int]) -> FileMasks:
+        return FileMasks([self.mask_paths[int(i)] for i in index],
+                         [self.image_paths[int(i)] for i in index], self.crop_fraction)
+
+
+def crop_fraction(spec: InputSpec, default_size: int) -> float | None:
+    """The share of each side a model input keeps after ``spec``'s centre crop (None: all)."""
+    if not spec.crop:
+        return None
+    return spec.crop / (spec.size or default_size)
+
+
 class TaskData(torch.utils.data.Dataset):
     """Images, labels and masks of one split of one task.
 
@@ -66,6 +194,7 @@ class TaskData(torch.utils.data.Dataset):
         *,
         native_size: tuple[int, int] | None = None,
         name: str = "",
+        native_masks: NativeMasks | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("images must be a uint8 tensor of shape N x C x H x W")
@@ -81,6 +210,11 @@ class TaskData(torch.utils.data.Dataset):
         self.ids = list(ids) if ids is not None else [f"{name}:{i}" for i in range(len(images))]
         self.native_size = native_size or (int(images.shape[2]), int(images.shape[3]))
         self.name = name
+        if native_masks is not None and len(native_masks) != len(images):
+            raise ValueError("native_masks must hold one mask per image")
+        #: the masks at the dataset's own resolution, for the standard pixel metrics (None: the
+        #: masks above are at the dataset's resolution already)
+        self.native_masks = native_masks
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -119,6 +253,8 @@ class TaskData(torch.utils.data.Dataset):
             [self.ids[int(i)] for i in idx],
             native_size=self.native_size,
             name=self.name,
+            native_masks=(self.native_masks.subset([int(i) for i in idx])
+                          if self.native_masks is not None else None),
         )
 
 
@@ -183,11 +319,17 @@ def build_taskdata(
     native = images[0].size[::-1]
     arr = np.stack([transform_image(im, spec, default_size) for im in images])
     mask_t = None
+    native_masks = None
     if masks is not None:
         m = np.stack([transform_mask(mk, spec, default_size) for mk in masks])
         mask_t = torch.from_numpy(m)
+        native_masks = ArrayMasks(
+            [None if mk is None else np.asarray(mk.convert("L"), dtype=np.float32) / 255.0
+             for mk in masks],
+            [im.size[::-1] for im in images], crop_fraction(spec, default_size))
     return TaskData(torch.from_numpy(arr), labels, mask_t, ids,
-                    native_size=(int(native[0]), int(native[1])), name=name)
+                    native_size=(int(native[0]), int(native[1])), name=name,
+                    native_masks=native_masks)
 
 
 def read_image(path: Path) -> Image.Image:

@@ -31,7 +31,9 @@ def record(suite: str, method: str, dataset: str, task: str, seed: int,
         "versions": {"bench": "0.1.0"}, "git": "abc1234",
     }
     if pixel_resolution is not None:
-        rec["pixel_protocol"] = {"resolution": pixel_resolution, "includes_normal_images": True}
+        rec["pixel_protocol"] = {"resolution": "native", "model_resolution": pixel_resolution,
+                                 "mask_size": [900, 900], "thresholds": "exact",
+                                 "includes_normal_images": True}
     return rec
 
 

@@ -195,6 +195,41 @@ def test_history_metrics_compare_with_the_published_base_metric(tmp_path):
     assert t.notes == ["no published MKD numbers for textures"]
 
 
+def test_table_4_compares_pixel_converged_means_like_with_like(tmp_path):
+    """MKD's pixel histories give pixel_auroc_mkd_converged_mean, which meets the paper's Table 4
+    (a mean after convergence); the final-checkpoint table points to it."""
+    from bench.report.reference import load_reference
+    from bench.report.render import caption
+
+    recs = [record("s", "mkd", "mvtec", "bottle", 0,
+                   {"pixel_auroc_mkd": 0.95, "pixel_auroc_mkd_converged_mean": 0.94},
+                   pixel_resolution=128)]
+    df = frame(tmp_path, recs)
+    t = with_reference(method_table(df, "mvtec", "pixel_auroc_mkd_converged_mean"),
+                       load_reference())
+    assert t.mean.loc["bottle", "Δ mkd"] == pytest.approx(0.94 - 0.9632)
+    assert "converged mean" in t.headers["Δ mkd"]
+    assert "mean after convergence" in t.headers["Δ mkd"]
+    text = caption(t)
+    assert "model's input size (128 px)" in text and "defective test images only" in text
+    final = with_reference(method_table(df, "mvtec", "pixel_auroc_mkd"), load_reference())
+    assert any("--metric pixel_auroc_mkd_converged_mean" in n for n in final.notes)
+    assert not any("like for like" in n for n in t.notes)
+
+
+def test_pixel_captions_name_the_resolution_they_were_scored_at(tmp_path):
+    from bench.report.render import caption
+
+    recs = [record("s", "padim", "mvtec", "bottle", 0,
+                   {"pixel_auroc": 0.9, "pixel_auroc_model_res": 0.92}, pixel_resolution=128)]
+    df = frame(tmp_path, recs)
+    native = caption(method_table(df, "mvtec", "pixel_auroc"))
+    assert "ground truth's own resolution (900x900 px)" in native
+    assert "model size 128 px" in native and "thresholds: exact" in native
+    small = caption(method_table(df, "mvtec", "pixel_auroc_model_res"))
+    assert "model's input size (128 px)" in small and "can vanish" in small
+
+
 def test_column_titles_leave_weights_to_the_caption_unless_ambiguous():
     from bench.report.aggregate import short_labels
 

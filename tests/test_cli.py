@@ -20,7 +20,7 @@ def test_run_table_resume_and_status(cli, results):
     recs = list((results / "runs" / "demo").glob("*.json"))
     assert len(recs) == 2
     rec = json.loads(recs[0].read_text())
-    assert rec["status"] == "ok" and rec["schema_version"] == 1
+    assert rec["status"] == "ok" and rec["schema_version"] == 2
     assert {"versions", "git", "config", "timing_s", "peak_rss_mb", "device"} <= set(rec)
     again = invoke(cli, results, *args)
     assert again.exit_code == 0 and "0 run now, 2 already done" in again.output

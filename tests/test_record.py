@@ -23,11 +23,24 @@ def test_a_record_written_before_the_typed_record_loads_and_round_trips(tmp_path
     assert rec.ok and rec.job.method == "ocsvm" and rec.job.task == "brick"
     assert rec.metrics["image_auroc"] == data["metrics"]["image_auroc"]
     assert rec.host["cpu_cores"] == data["cpu_cores"] and rec.checkpoint_policy == "final"
-    assert rec.to_json() == data  # nothing lost, nothing added
+    assert rec.to_json() == {**data, "schema_version": 2}  # nothing lost, nothing added
     path = tmp_path / "runs" / "demo" / f"{rec.id}.json"
     path.parent.mkdir(parents=True)
     path.write_text(OLD.read_text())
     assert Store(tmp_path).load("demo")["value"].notna().any()
+
+
+def test_a_version_1_record_s_pixel_metrics_are_read_as_model_resolution_ones():
+    data = json.loads(OLD.read_text())
+    data["metrics"].update(pixel_auroc=0.91, pixel_aupro=0.7, pixel_auroc_mkd=0.95)
+    data["pixel_protocol"] = {"resolution": 128, "includes_normal_images": True}
+    rec = Record.from_json(data)
+    assert rec.metrics["pixel_auroc_model_res"] == 0.91
+    assert rec.metrics["pixel_aupro_model_res"] == 0.7 and rec.metrics["pixel_auroc_mkd"] == 0.95
+    assert "pixel_auroc" not in rec.metrics and "pixel_aupro" not in rec.metrics
+    assert rec.pixel_protocol == {"resolution": None, "model_resolution": 128,
+                                  "includes_normal_images": True}
+    assert Record.from_json(rec.to_json()) == rec  # version 2 reads back as it is
 
 
 def test_new_and_finish_build_the_record(tmp_path):

@@ -4,9 +4,17 @@ Higher scores mean more anomalous; label and mask value 1 marks an anomaly.
 
 - ``image_auroc`` / ``image_ap``: scikit-learn's ROC AUC and average precision.
 - ``pixel_auroc``: the standard MVTec AD protocol, one ROC over **all** test pixels (normal
-  images included), masks binarized at 0.5, raw (unnormalized) maps.
+  images included), raw (unnormalized) maps, scored **at the ground truth's own resolution**:
+  each map is upsampled bilinearly to its mask's size, as the MVTec AD evaluation expects maps at
+  the size of the original images (:func:`native_pixel_metrics`).
 - ``pixel_aupro``: area under the per-region-overlap curve up to FPR 0.3, divided by 0.3 (the
-  integration limit, not the last FPR reached: that is anomalib's old AUPRO bug).
+  integration limit, not the last FPR reached: that is anomalib's old AUPRO bug), at the ground
+  truth's resolution too.
+- ``pixel_f1_max``: the best F1 over all thresholds of the same pixels (anomalib's F1Max).
+- ``pixel_auroc_model_res`` / ``pixel_aupro_model_res``: the same two on the masks shrunk to the
+  model's input size (bilinear, cut at 0.5). Thin and small defects vanish there (a 6 px line of
+  a 1024 px mask has no pixel left at 128 px), so these are kept under their own names only,
+  for comparison with tools that score at the input size.
 - ``pixel_auroc_mkd``: the official MKD code's localization metric, kept apart because it is not
   the standard one: defective images only, soft ground truth, maps expected in [0, 1] (the code
   normalizes each map), 1,000 thresholds 0, 0.001, ..., 0.999 with a morphological opening of the
@@ -16,10 +24,11 @@ Higher scores mean more anomalous; label and mask value 1 marks an anomaly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import ndimage
 from sklearn.metrics import auc, average_precision_score, roc_auc_score
 
@@ -71,6 +80,33 @@ def _trapezoid_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     return float(np.trapezoid(ys, xs))
 
 
+def _regions(mask: np.ndarray, offset: int = 0) -> tuple[np.ndarray, int]:
+    """8-connected components of a binary mask, numbered from ``offset + 1`` (0 = normal)."""
+    lab, n = ndimage.label(mask, structure=EIGHT_CONNECTED)
+    return np.where(lab > 0, lab + offset, 0), int(n)
+
+
+def _curves_exact(regions: np.ndarray, scores: np.ndarray, n_regions: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FPR, TPR and mean per-region overlap at every distinct threshold (descending), from
+    (0, 0, 0); ``regions`` flat, 0 for normal pixels, 1..n_regions for defect regions."""
+    n_normal = int((regions == 0).sum())
+    n_defect = len(regions) - n_normal
+    sizes = np.bincount(regions, minlength=n_regions + 1).astype(np.float64)
+    pro_step = np.where(regions > 0, 1.0 / (sizes[regions] * max(n_regions, 1)), 0.0)
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    # one point per distinct threshold: the last pixel of each run of equal scores
+    last = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
+    normal = regions[order] == 0
+    fp = np.cumsum(normal)[last]  # counts, so that the last point is exactly (1, 1)
+    tp = np.cumsum(~normal)[last]
+    pro = np.clip(np.cumsum(pro_step[order])[last], 0, 1)
+    return (np.concatenate([[0.0], fp / max(n_normal, 1)]),
+            np.concatenate([[0.0], tp / max(n_defect, 1)]),
+            np.concatenate([[0.0], pro]))
+
+
 def pro_curve(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """FPR and mean per-region overlap at every distinct threshold (descending), from (0, 0).
 
@@ -86,24 +122,11 @@ def pro_curve(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarr
     regions = np.zeros(masks.shape, dtype=np.int64)
     n_regions = 0
     for i in range(len(masks)):
-        lab, n = ndimage.label(masks[i], structure=EIGHT_CONNECTED)
-        regions[i] = np.where(lab > 0, lab + n_regions, 0)
+        regions[i], n = _regions(masks[i], n_regions)
         n_regions += n
-    n_normal = int((~masks).sum())
-    if n_regions == 0 or n_normal == 0:
+    if n_regions == 0 or not (regions == 0).any():
         return np.array([0.0]), np.array([0.0])
-    sizes = np.bincount(regions.ravel(), minlength=n_regions + 1).astype(np.float64)
-    flat_regions = regions.ravel()
-    fpr_step = np.where(flat_regions == 0, 1.0 / n_normal, 0.0)
-    pro_step = np.where(flat_regions > 0, 1.0 / (sizes[flat_regions] * n_regions), 0.0)
-    order = np.argsort(-maps.ravel(), kind="stable")
-    sorted_scores = maps.ravel()[order]
-    fpr = np.cumsum(fpr_step[order])
-    pro = np.cumsum(pro_step[order])
-    # one point per distinct threshold: the last pixel of each run of equal scores
-    last = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
-    fpr = np.concatenate([[0.0], np.clip(fpr[last], 0, 1)])
-    pro = np.concatenate([[0.0], np.clip(pro[last], 0, 1)])
+    fpr, _, pro = _curves_exact(regions.ravel(), maps.ravel(), n_regions)
     return fpr, pro
 
 
@@ -116,6 +139,196 @@ def pixel_aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> 
         return float("nan")
     fpr, pro = pro_curve(masks_b, maps)
     return _trapezoid_to(fpr, pro, fpr_limit) / fpr_limit
+
+
+# ------------------------------------------------------------- at the ground truth's resolution
+
+#: up to this many native-resolution pixels in a test set, pixel metrics are exact (every
+#: distinct score a threshold, like the MVTec AD evaluation scripts; about 64 bytes a pixel of
+#: memory); above it they stream image by image over :data:`NATIVE_BINS` thresholds
+NATIVE_EXACT_LIMIT = 2**22
+#: thresholds of the streaming evaluation: quantiles of the model-resolution maps, so that each
+#: bin holds at most about 1/NATIVE_BINS of the pixels (an AUROC error of that order at most)
+NATIVE_BINS = 2**14
+
+
+def upsample_map(amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """One anomaly map resized bilinearly to ``shape`` (half-pixel centres, like PIL, OpenCV and
+    torch's ``align_corners=False``), so each value stays within the map's range."""
+    amap = np.asarray(amap, dtype=np.float64)
+    if amap.shape == tuple(shape):
+        return amap
+    out = torch.nn.functional.interpolate(
+        torch.from_numpy(amap)[None, None], size=tuple(shape), mode="bilinear",
+        align_corners=False)
+    return out[0, 0].numpy()
+
+
+def _f1_max(tp: np.ndarray, fp: np.ndarray, positives: float) -> float:
+    """The best F1 = 2TP / (2TP + FP + FN) over the thresholds given by (TP, FP) pairs."""
+    if positives <= 0:
+        return float("nan")
+    f1 = 2 * tp / np.maximum(tp + fp + positives, 1e-300)
+    return float(f1.max())
+
+
+def _exact_native(masks: Iterable[np.ndarray], maps: np.ndarray, fpr_limit: float
+                  ) -> dict[str, float]:
+    regions, scores = [], []
+    n_regions = 0
+    for mask, amap in zip(masks, maps, strict=True):
+        reg, n = _regions(mask, n_regions)
+        n_regions += n
+        regions.append(reg.ravel())
+        scores.append(upsample_map(amap, mask.shape).ravel())
+    flat_regions = np.concatenate(regions)
+    flat_scores = np.concatenate(scores)
+    n_pos = int((flat_regions > 0).sum())
+    if n_pos == 0 or n_pos == len(flat_regions):
+        return dict.fromkeys(NATIVE_METRICS, float("nan"))
+    fpr, tpr, pro = _curves_exact(flat_regions, flat_scores, n_regions)
+    n_neg = len(flat_regions) - n_pos
+    return {"pixel_auroc": float(np.trapezoid(tpr, fpr)),
+            "pixel_aupro": _trapezoid_to(fpr, pro, fpr_limit) / fpr_limit,
+            "pixel_f1_max": _f1_max(tpr * n_pos, fpr * n_neg, n_pos)}
+
+
+class _Thresholds:
+    """The streaming evaluation's thresholds and a fast way to count which a value reaches.
+
+    Thresholds start as ``bins`` quantiles of the model-resolution maps; they are then snapped
+    down to a uniform grid of :data:`GRID` cells over the maps' range, so that a pixel's count
+    of thresholds at or below it is a table look-up of its grid cell (exact for the snapped
+    thresholds, about 50 times faster than a binary search). Where snapping would merge more
+    than half of them (scores with extreme outliers), the quantiles stay and a binary search
+    counts.
+    """
+
+    GRID = 2**20
+
+    def __init__(self, values: np.ndarray, bins: int) -> None:
+        step = max(1, len(values) // (16 * bins))
+        sample = np.sort(values[::step])  # one sort: np.quantile of 2^14 points partitions each
+        quantiles = np.unique(sample[np.round(np.linspace(0, len(sample) - 1, bins)).astype(int)])
+        lo, hi = float(values.min()), float(values.max())
+        self.lo = lo
+        self.scale = self.GRID / (hi - lo) if hi > lo else 0.0
+        cells = np.unique(np.floor((quantiles - lo) * self.scale).astype(np.int64))
+        cells[0] = 0  # the lowest threshold is the maps' minimum: every pixel reaches it
+        self.snapped = len(cells) * 2 >= len(quantiles)
+        if self.snapped:
+            self.count = len(cells)
+            self.table = np.searchsorted(cells, np.arange(self.GRID), side="right")
+            self.how = f"{self.count} quantiles of the model-resolution maps, on a 2^20 grid"
+        else:
+            quantiles[0] = lo
+            self.edges = quantiles
+            self.count = len(quantiles)
+            self.how = f"{self.count} quantiles of the model-resolution maps"
+
+    def reached(self, values: np.ndarray) -> np.ndarray:
+        """For each value, how many thresholds are at or below it (0 .. count)."""
+        if not self.snapped:
+            return np.searchsorted(self.edges, values, side="right")
+        cell = ((values - self.lo) * self.scale).astype(np.int64)
+        np.clip(cell, 0, self.GRID - 1, out=cell)
+        return self.table[cell]
+
+
+def _binned_native(masks: Iterable[np.ndarray], maps: np.ndarray, fpr_limit: float,
+                   bins: int) -> tuple[dict[str, float], str]:
+    thresholds = _Thresholds(maps.ravel(), bins)
+    k = thresholds.count
+    neg = np.zeros(k + 1, dtype=np.int64)
+    pos = np.zeros(k + 1, dtype=np.int64)
+    pro_sum = np.zeros(k, dtype=np.float64)
+    n_regions = 0
+    for mask, amap in zip(masks, maps, strict=True):
+        # how many thresholds each pixel reaches: it counts as positive at thresholds j < index
+        index = thresholds.reached(upsample_map(amap, mask.shape).ravel())
+        flat_mask = mask.ravel()
+        neg += np.bincount(index[~flat_mask], minlength=k + 1)
+        pos += np.bincount(index[flat_mask], minlength=k + 1)
+        reg, n = _regions(mask)
+        if n == 0:
+            continue
+        n_regions += n
+        inside = reg.ravel()[flat_mask] - 1
+        counts = np.bincount(inside * (k + 1) + index[flat_mask],
+                             minlength=n * (k + 1)).reshape(n, k + 1)
+        # pixels of each region at or above threshold j: the suffix sums from index j + 1
+        above = counts[:, ::-1].cumsum(axis=1)[:, ::-1][:, 1:]
+        pro_sum += (above / counts.sum(axis=1, keepdims=True)).sum(axis=0)
+    n_pos, n_neg = int(pos.sum()), int(neg.sum())
+    if n_pos == 0 or n_neg == 0:
+        return dict.fromkeys(NATIVE_METRICS, float("nan")), thresholds.how
+    tp = pos[::-1].cumsum()[::-1][1:]  # at threshold j (ascending j)
+    fp = neg[::-1].cumsum()[::-1][1:]
+    fpr = np.concatenate([[0.0], (fp / n_neg)[::-1]])
+    tpr = np.concatenate([[0.0], (tp / n_pos)[::-1]])
+    pro = np.concatenate([[0.0], (pro_sum / n_regions)[::-1]])
+    return {"pixel_auroc": float(np.trapezoid(tpr, fpr)),
+            "pixel_aupro": _trapezoid_to(fpr, pro, fpr_limit) / fpr_limit,
+            "pixel_f1_max": _f1_max(tp.astype(np.float64), fp.astype(np.float64), n_pos),
+            }, thresholds.how
+
+
+def native_pixel_metrics(
+    masks: Sequence[np.ndarray],
+    maps: np.ndarray,
+    *,
+    fpr_limit: float = 0.3,
+    exact_limit: int = NATIVE_EXACT_LIMIT,
+    bins: int = NATIVE_BINS,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """``pixel_auroc``, ``pixel_aupro`` and ``pixel_f1_max`` against binary masks at their own
+    resolution; returns (metrics, what defines them).
+
+    ``masks`` is any sequence of boolean ``H x W`` arrays (they may differ in size and be read
+    lazily, one at a time, from files); ``maps[i]`` is upsampled bilinearly to ``masks[i]``'s
+    size. Up to ``exact_limit`` pixels in all, every distinct score is a threshold (exact, as the
+    MVTec AD evaluation computes them). Above it, memory stays bounded: one pass over the images
+    accumulates, at ``bins`` thresholds placed at quantiles of the (model-resolution) maps,
+    histograms of normal and defect pixels and each defect region's overlap curve; the curves
+    are then integrated like the exact ones.
+    """
+    if not 0 < fpr_limit <= 1:
+        raise ValueError("fpr_limit must be in (0, 1]")
+    maps = np.asarray(maps, dtype=np.float64)
+    if len(masks) != len(maps):
+        raise ValueError(f"{len(masks)} masks for {len(maps)} anomaly maps")
+    if not np.isfinite(maps).all():
+        raise ValueError("maps contain NaN or infinite values")
+    shapes = [(int(s[0]), int(s[1])) for s in _shapes(masks)]
+    total = sum(h * w for h, w in shapes)
+    exact = total <= exact_limit
+    bool_masks = (_as_bool(masks[i]) for i in range(len(masks)))  # one at a time
+    if exact:
+        metrics, how = _exact_native(bool_masks, maps, fpr_limit), "exact"
+    else:
+        metrics, how = _binned_native(bool_masks, maps, fpr_limit, bins)
+    sizes = sorted(set(shapes))
+    protocol = {
+        "mask_size": list(sizes[0]) if len(sizes) == 1 else "varies",
+        "map_upsampling": "bilinear (half-pixel centres)",
+        "thresholds": how,
+        "pixels": total,
+    }
+    return metrics, protocol
+
+
+def _shapes(masks: Sequence[np.ndarray]) -> list[tuple[int, ...]]:
+    """The masks' sizes, without reading files where the sequence knows them (``shapes()``)."""
+    known = getattr(masks, "shapes", None)
+    if callable(known):
+        return [tuple(s) for s in known()]
+    return [np.shape(m) for m in masks]
+
+
+def _as_bool(mask: np.ndarray) -> np.ndarray:
+    """A mask as booleans: soft in-memory masks are cut at 0.5."""
+    mask = np.asarray(mask)
+    return mask if mask.dtype == bool else mask >= 0.5
 
 
 def normalize_per_image(maps: np.ndarray) -> np.ndarray:
@@ -175,8 +388,13 @@ OWN_MAP_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray, np.ndarray], 
     "pixel_auroc_mkd": (pixel_auroc_mkd, "mkd_protocol_maps"),
 }
 
+#: the pixel metrics scored at the ground truth's own resolution (:func:`native_pixel_metrics`)
+NATIVE_METRICS = ("pixel_auroc", "pixel_aupro", "pixel_f1_max")
+#: the same protocol on the masks at the model's input size (kept for comparison)
+MODEL_RES_METRICS = ("pixel_auroc_model_res", "pixel_aupro_model_res")
+
 #: every metric that :func:`evaluate` computes, in the order tables show them
-METRIC_NAMES = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro", *OWN_MAP_METRICS)
+METRIC_NAMES = ("image_auroc", "image_ap", *NATIVE_METRICS, *MODEL_RES_METRICS, *OWN_MAP_METRICS)
 
 
 def uses_method_maps(protocol: Mapping[str, Any] | None) -> bool:
@@ -190,11 +408,18 @@ def evaluate(
     masks: np.ndarray | None = None,
     maps: np.ndarray | None = None,
     metric_maps: Mapping[str, np.ndarray] | None = None,
+    native_masks: Sequence[np.ndarray] | None = None,
+    *,
+    native: bool = True,
 ) -> tuple[dict[str, float], dict[str, Any] | None]:
     """All metrics that apply; returns (metrics, pixel protocol or None).
 
-    ``metric_maps``: metric name -> maps the method post-processed for that metric's protocol
-    (only the metrics of :data:`OWN_MAP_METRICS`; the others take ``maps``).
+    ``masks`` are the masks at the maps' (the model's) size; ``native_masks`` the binary masks
+    at the dataset's own resolution (default: ``masks`` themselves, for data whose masks were
+    never resized). ``native=False`` leaves the native-resolution metrics out (the cheap set, for
+    evaluations during training). ``metric_maps``: metric name -> maps the method
+    post-processed for that metric's protocol (only the metrics of :data:`OWN_MAP_METRICS`; the
+    others take ``maps``).
     """
     own = dict(metric_maps or {})
     unknown = sorted(set(own) - set(OWN_MAP_METRICS))
@@ -211,17 +436,23 @@ def evaluate(
     maps = np.asarray(maps, dtype=np.float64)
     if maps.shape != masks.shape:
         raise ValueError(f"anomaly maps {maps.shape} do not match the masks {masks.shape}")
-    metrics["pixel_auroc"] = pixel_auroc(masks, maps)
-    metrics["pixel_aupro"] = pixel_aupro(masks, maps)
     protocol: dict[str, Any] = {
-        "resolution": int(masks.shape[-1]),
+        "resolution": "native" if native else None,
+        "model_resolution": int(masks.shape[-1]),
         "includes_normal_images": True,
-        "mask_threshold": 0.5,
+        "mask_threshold": 0.5,  # of the masks at the model's size
         "aupro_fpr_limit": 0.3,
     }
+    if native:
+        given: Sequence[np.ndarray] = list(masks) if native_masks is None else native_masks
+        found, how = native_pixel_metrics(given, maps)
+        metrics.update(found)
+        protocol.update(how)
+    metrics["pixel_auroc_model_res"] = pixel_auroc(masks, maps)
+    metrics["pixel_aupro_model_res"] = pixel_aupro(masks, maps)
     for name, (metric, field) in OWN_MAP_METRICS.items():
-        given = own.get(name)
-        metrics[name] = metric(masks, normalize_per_image(maps) if given is None else given,
+        mine = own.get(name)
+        metrics[name] = metric(masks, normalize_per_image(maps) if mine is None else mine,
                                labels)
-        protocol[field] = PER_IMAGE_MINMAX if given is None else FROM_METHOD
+        protocol[field] = PER_IMAGE_MINMAX if mine is None else FROM_METHOD
     return metrics, protocol

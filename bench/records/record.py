@@ -21,7 +21,29 @@ from typing import Any, Literal, cast, get_args
 
 from bench.records.key import Job, variant_label
 
-SCHEMA_VERSION = 1
+#: 2: the standard pixel metrics are scored at the masks' own resolution; a version-1 record's
+#: ``pixel_auroc``/``pixel_aupro`` were scored at the model's size and are read as
+#: ``pixel_auroc_model_res``/``pixel_aupro_model_res`` (:func:`upgrade`)
+SCHEMA_VERSION = 2
+#: the model-resolution pixel metrics of version 1, under their version-2 names
+_V1_PIXEL_NAMES = {"pixel_auroc": "pixel_auroc_model_res", "pixel_aupro": "pixel_aupro_model_res"}
+
+
+def upgrade(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A stored record in the current schema: a version-1 record's pixel metrics (scored at the
+    model's input size, ``pixel_protocol.resolution`` an int) get the names that say so, and
+    its protocol the fields of version 2. Other versions pass unchanged (and are refused)."""
+    if data.get("schema_version") != 1:
+        return data
+    out = dict(data, schema_version=2)
+    proto = data.get("pixel_protocol")
+    if isinstance(proto, Mapping) and isinstance(proto.get("resolution"), int):
+        out["pixel_protocol"] = {**proto, "resolution": None,
+                                 "model_resolution": proto["resolution"]}
+        metrics = data.get("metrics")
+        if isinstance(metrics, Mapping):
+            out["metrics"] = {_V1_PIXEL_NAMES.get(k, k): v for k, v in metrics.items()}
+    return out
 
 Status = Literal["ok", "failed"]
 #: ``exception`` (raised), ``out_of_memory``, ``timeout`` (killed at ``--timeout``), ``crashed``
@@ -127,6 +149,7 @@ class Record:
         """Check and read a stored record; raises :class:`RecordError` saying what is wrong."""
         if not isinstance(data, Mapping):
             raise RecordError(f"a record is a JSON object, not {type(data).__name__}")
+        data = upgrade(data)
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise RecordError(f"schema version {version!r}, this bench reads "

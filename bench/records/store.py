@@ -44,6 +44,7 @@ def _warn_once(path: Path, message: str, exc: Exception) -> None:
 #: columns of the tidy (long) frame returned by :meth:`Store.load`
 ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task", "seed",
               "status", "expert", "checkpoint_policy", "pixel_resolution",
+              "pixel_model_resolution", "pixel_mask_size", "pixel_thresholds",
               "pixel_includes_normal", "config"]
 
 
@@ -209,6 +210,13 @@ class Store:
                                            "created"])
 
 
+def _mask_size(size: Any) -> str | None:
+    """``[H, W]`` as ``WxH`` (how image sizes are written), ``"varies"`` as it is."""
+    if isinstance(size, list) and len(size) == 2:
+        return f"{size[1]}x{size[0]}"
+    return None if size is None else str(size)
+
+
 def _identity(rec: Record) -> dict[str, Any]:
     job = rec.job
     overrides = job.overrides_dict
@@ -225,7 +233,10 @@ def _identity(rec: Record) -> dict[str, Any]:
         "status": rec.status,
         "expert": rec.expert,
         "checkpoint_policy": rec.checkpoint_policy,
-        "pixel_resolution": proto.get("resolution"),
+        "pixel_resolution": proto.get("resolution"),  # "native" (version 2) or None
+        "pixel_model_resolution": proto.get("model_resolution"),
+        "pixel_mask_size": _mask_size(proto.get("mask_size")),
+        "pixel_thresholds": proto.get("thresholds"),
         "pixel_includes_normal": proto.get("includes_normal_images"),
         "config": json.dumps(rec.config or {}, sort_keys=True),
     }

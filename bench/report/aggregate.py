@@ -176,7 +176,10 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
     provenance = {
         "seeds": sorted({str(x) for x in sel["seed"].unique()}, key=int),
         "suite": _values(sel["suite"]),
-        "pixel_resolution": _values(int(x) for x in sel["pixel_resolution"].dropna()),
+        "pixel_model_resolution": _values(
+            int(x) for x in sel["pixel_model_resolution"].dropna()),
+        "pixel_mask_size": _values(sel["pixel_mask_size"].dropna()),
+        "pixel_thresholds": _values(sel["pixel_thresholds"].dropna()),
         "pixel_includes_normal": _values(sel.get("pixel_includes_normal", pd.Series(dtype=object))),
     }
     column_provenance = {
@@ -389,6 +392,9 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
         notes.append(f"Δ = ours ({history_policy(table.metric) or 'checkpoint as stated'}) − "
                      f"{label} ({their_policy}), in percentage points" if ours else
                      f"no Δ: no {ref_method} column in this table")
+        if their_policy == "mean after convergence" and history_policy(table.metric) is None:
+            notes.append(f"like for like with {label}: --metric {table.metric}_converged_mean "
+                         "(records evaluated during training, eval_every > 0)")
     return replace(table, mean=mean, std=std, n_seeds=n, kinds=kinds_out, notes=notes,
                    headers=headers)
 

@@ -33,7 +33,7 @@ from bench.report.stat_tables import ranks_table, versus_tables
 
 METRICS = METRIC_NAMES
 #: the AUROCs (image, pixel, and the pixel protocols that take a method's own maps) get bars
-BAR_METRICS = tuple(m for m in METRICS if "_auroc" in m)
+BAR_METRICS = tuple(m for m in METRICS if "_auroc" in m and not m.endswith("_model_res"))
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }

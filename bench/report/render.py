@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.core.metrics import MODEL_RES_METRICS, NATIVE_METRICS
 from bench.records.record import window_rule
 from bench.report.aggregate import (
     DELTA,
@@ -37,6 +38,9 @@ METRIC_TEXT = {
     "image_ap": "image average precision",
     "pixel_auroc": "pixel AUROC over all test pixels (standard MVTec protocol)",
     "pixel_aupro": "pixel AUPRO to FPR 0.3, divided by 0.3",
+    "pixel_f1_max": "pixel F1-max: the best F1 over all thresholds (chosen on the test pixels)",
+    "pixel_auroc_model_res": "pixel AUROC over all test pixels, at the model's input size",
+    "pixel_aupro_model_res": "pixel AUPRO to FPR 0.3, divided by 0.3, at the model's input size",
     "pixel_auroc_mkd": ("pixel AUROC by the official MKD code's protocol (defective test images "
                         "only, soft masks, per-image normalized maps, opening at each threshold): "
                         "the metric of the paper's Table 4"),
@@ -80,6 +84,39 @@ def _per_column(table: Table, key: str, empty: str) -> str:
     return "; ".join(f"{v} ({', '.join(cs)})" for v, cs in groups.items())
 
 
+def _pixel_protocol(table: Table) -> str:
+    """Where a pixel metric was scored: at the masks' own resolution or the model's size."""
+    p = table.provenance
+    model = ", ".join(p.get("pixel_model_resolution") or []) or "unknown"
+    base = metric_base(table.metric)
+    if base in NATIVE_METRICS:
+        sizes = ", ".join(p.get("pixel_mask_size") or []) or "unknown"
+        how = "; ".join(p.get("pixel_thresholds") or []) or "unknown"
+        where = (f"scored at the ground truth's own resolution ({sizes} px), each map (model "
+                 f"size {model} px) upsampled bilinearly to its mask; thresholds: {how}")
+    else:
+        where = f"scored at the model's input size ({model} px)"
+        if base in MODEL_RES_METRICS:
+            where += (", masks shrunk bilinearly and cut at 0.5 (thin and small defects can "
+                      "vanish: the standard metric is the native-resolution one)")
+    if base.startswith("pixel_auroc_mkd"):
+        scope = "defective test images only"
+    else:
+        inc = set(p.get("pixel_includes_normal") or [])
+        scope = {frozenset({"True"}): "normal test images included",
+                 frozenset({"False"}): "normal test images excluded"}.get(
+            frozenset(inc), "normal images: unknown")
+    return f"pixel metric {where}, {scope}"
+
+
+def metric_base(metric: str) -> str:
+    """The metric a history-derived name summarizes (``x_converged_mean`` -> ``x``)."""
+    for suffix in HISTORY_SUFFIXES:
+        if metric.endswith(suffix):
+            return metric[: -len(suffix)]
+    return metric
+
+
 def caption(table: Table) -> str:
     """What produced the numbers, in one paragraph."""
     p = table.provenance
@@ -100,15 +137,7 @@ def caption(table: Table) -> str:
         ckpt = _per_column(table, "checkpoint_policy", "unknown")
         parts.append("checkpoint: " + CHECKPOINT_TEXT.get(ckpt, ckpt))
     if table.metric.startswith("pixel"):
-        res = ", ".join(p.get("pixel_resolution") or []) or "unknown"
-        if table.metric.startswith("pixel_auroc_mkd"):
-            scope = "defective test images only"
-        else:
-            inc = set(p.get("pixel_includes_normal") or [])
-            scope = {frozenset({"True"}): "normal test images included",
-                     frozenset({"False"}): "normal test images excluded"}.get(
-                frozenset(inc), "normal images: unknown")
-        parts.append(f"pixel metric at {res} px, {scope}")
+        parts.append(_pixel_protocol(table))
         if table.metric in OWN_MAPS_TEXT:
             parts.append(OWN_MAPS_TEXT[table.metric])
     seeds = _per_column(table, "seeds", "")

@@ -107,9 +107,13 @@ def summarize_history(history: list[dict[str, float]], last: int = 0) -> dict[st
 
 
 def score_metrics(test: TaskData, scores: Scores,
-                  extra_map_protocols: Mapping[str, str] | None = None,
-                  ) -> tuple[dict[str, float], dict[str, Any] | None]:
+                  extra_map_protocols: Mapping[str, str] | None = None, *,
+                  native: bool = True) -> tuple[dict[str, float], dict[str, Any] | None]:
     """Metrics of one scoring pass; raises ValueError on NaN scores or mismatched shapes.
+
+    The standard pixel metrics are scored against ``test.native_masks`` (the dataset's own
+    resolution) where the data has them; ``native=False`` (evaluations during training) leaves
+    them out and keeps the cheap model-resolution and own-map pixel metrics.
 
     ``extra_map_protocols`` is the method's declaration (``Method.extra_map_protocols``): which
     metric each of ``scores.extra_maps`` feeds. An extra map it does not declare is an error, not
@@ -128,7 +132,13 @@ def score_metrics(test: TaskData, scores: Scores,
                          "declares no protocol for (Method.extra_map_protocols)")
     metric_maps = {protocols[name]: maps for name, maps in scores.extra_maps.items()}
     masks = test.masks.numpy() if test.masks is not None else None
-    return evaluate(test.labels, image, masks, scores.maps, metric_maps)
+    metrics, protocol = evaluate(test.labels, image, masks, scores.maps, metric_maps,
+                                 test.native_masks, native=native)
+    if protocol is not None and native:
+        protocol["mask_binarization"] = (test.native_masks.binarization
+                                         if test.native_masks is not None
+                                         else ">= 0.5 (the masks at the model's size)")
+    return metrics, protocol
 
 
 def _origin(origin: Origin | None) -> dict[str, Any] | None:
@@ -215,7 +225,9 @@ def run_job(
                             "image_size": list(test.size), "native_size": list(test.native_size)}
 
             def evaluate_fn(data: TaskData, scores: Scores) -> dict[str, float]:
-                return score_metrics(data, scores, method.extra_map_protocols)[0]
+                # during training: the cheap metrics (image, model-resolution and own-map
+                # pixel metrics), not the native-resolution ones that read every mask file
+                return score_metrics(data, scores, method.extra_map_protocols, native=False)[0]
 
             ctx = RunContext(device=dev, seed=job.seed,
                              cache_dir=Path(results_root) / "cache" / job.id,

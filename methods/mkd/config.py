@@ -68,6 +68,10 @@ class MKDConfig(MethodConfig):
     #: the evaluations the ``*_converged_*`` metrics average: 0 = the second half of training
     #: (epoch >= last evaluated epoch / 2), K = the last K evaluations
     converged_window: NonNegativeInt = 0
+    #: with ``eval_every``, also localize at each evaluation when the test set has masks, so
+    #: pixel metrics get a history (``pixel_auroc_mkd_converged_mean``, the like-for-like of the
+    #: paper's Table 4): one gradient pass over the test set per evaluation
+    eval_localization: bool = True
     localization: Literal["gradients", "smoothgrad", "gbp", "none"] = "gradients"
     smoothgrad_samples: PositiveInt = 50
     #: None: 0.15 (standard) or 0.05 (official)

@@ -249,7 +249,9 @@ class MKD(Method):
         return self
 
     def _evaluate(self, epoch: int, ctx: RunContext) -> None:
-        """Test-set metrics during training, as the official code logs every 10 epochs."""
+        """Test-set metrics during training, as the official code logs every 10 epochs: image
+        metrics, and with ``eval_localization`` the pixel metrics the harness computes during
+        training (model-resolution and the MKD-code protocol; not the native-resolution ones)."""
         if ctx.eval_data is None or ctx.evaluate is None:
             return
         data = ctx.eval_data
@@ -258,13 +260,19 @@ class MKD(Method):
             cache = self._make_cache(data.images, self.config.scored_layers, self._budget_left)
             self._eval_cache = (data, cache) if cache is not None else None
         cache = self._eval_cache[1] if self._eval_cache is not None else None
-        scores = self._image_scores(data, cache)
+        scores = Scores(image=self._image_scores(data, cache))
+        cfg = self.config
+        if cfg.eval_localization and cfg.localization != "none" and data.has_masks:
+            # pixel metrics at every evaluation too (the paper averages its Table 4 over them);
+            # image scores stay those of the detection pass above
+            _, raw, code = self.localize(data, ctx)
+            scores = Scores(image=scores.image, maps=raw, extra_maps={CODE_MAPS: code})
         if self._cuda:
             torch.cuda.synchronize(self.device_)
         self.eval_info_.append({"epoch": epoch, "images": len(data),
                                 "cached": cache.n if cache is not None else 0,
                                 "seconds": time.perf_counter() - t0})
-        metrics = ctx.evaluate(data, Scores(image=scores))
+        metrics = ctx.evaluate(data, scores)
         self.history_.append({"epoch": epoch, **metrics})
         self.cloner_.train()
 

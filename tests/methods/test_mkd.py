@@ -222,3 +222,32 @@ def test_headct_augmentation_disables_the_cache(digits):
 def test_score_before_fit_is_an_error(digits):
     with pytest.raises(RuntimeError, match="before fit"):
         _build().score(digits[1], _ctx())
+
+
+def test_pixel_metrics_have_a_history_like_the_image_ones(textures, tmp_path):
+    """With eval_every, each evaluation localizes too: pixel_auroc_mkd gets a converged mean,
+    the like-for-like of the paper's Table 4; the final pixel metrics equal the last
+    evaluation's (same model, same maps)."""
+    from bench.run.execute import score_metrics, summarize_history
+
+    train, test = textures
+    m = _build(family="textures", epochs=3, eval_every=1, image_size=32)
+
+    def ev(data, s):
+        return score_metrics(data, s, m.extra_map_protocols, native=False)[0]
+
+    m.fit(train, _ctx(eval_data=test, evaluate=ev))
+    assert [h["epoch"] for h in m.history_] == [0, 1, 2]
+    for h in m.history_:
+        assert {"pixel_auroc_mkd", "pixel_auroc_model_res", "pixel_aupro_model_res"} <= set(h)
+        assert "pixel_auroc" not in h  # the native-resolution ones only at the end (cost)
+    final, _ = score_metrics(test, m.score(test, _ctx()), m.extra_map_protocols)
+    assert final["pixel_auroc_mkd"] == pytest.approx(m.history_[-1]["pixel_auroc_mkd"])
+    summary = summarize_history(m.history_)
+    assert summary["pixel_auroc_mkd_converged_mean"] == pytest.approx(
+        np.mean([h["pixel_auroc_mkd"] for h in m.history_[1:]]))  # epochs >= 2 / 2
+    # eval_localization=false: image metrics only, as before
+    m2 = _build(family="textures", epochs=2, eval_every=1, image_size=32,
+                eval_localization=False)
+    m2.fit(train, _ctx(eval_data=test, evaluate=ev))
+    assert all("pixel_auroc_mkd" not in h for h in m2.history_)
