@@ -1,9 +1,11 @@
 """What ``bench data status|fetch|verify`` do, as library calls (the CLI only prints).
 
 Nothing downloads unless :func:`fetch` is called. torchvision sets are fetched by torchvision's
-own downloader; MVTec needs ``accept_license=True`` (its licence is a click-through) or a local
-``archive``; the Kaggle sets need a login, so :func:`fetch` returns the manual steps unless a
-downloaded ``archive`` is given. Every archive is checked against the manifest's checksum where
+own downloader; MVTec AD, MVTec LOCO and BTAD need ``accept_license=True`` (a licence stands
+before the archive) or a local ``archive``; VisA's archive is linked openly, so it downloads
+without (``license_gate = False``) unless it is already there; the Kaggle sets, MPDD and
+MVTec AD 2 have no direct link, so :func:`fetch` returns the manual steps unless a downloaded
+``archive`` is given. Every archive is checked against the manifest's checksum where
 one is known (a mismatch rejects it) and unpacked safely (:func:`datasets.download.extract`).
 """
 
@@ -136,7 +138,10 @@ def fetch(ds: DatasetProtocol, root: Path, *, archive: Path | None = None, url: 
     if ds.fetch_mode == "torchvision":
         return FetchResult(True, ds.fetch(root), f"{ds.name}: downloaded by torchvision into "
                                                  f"{loc}")
-    if ds.fetch_mode == "archive" and (accept_license or url):
+    asked = accept_license or url is not None
+    if ds.fetch_mode == "archive" and not asked and ds.find(root) is not None:
+        return FetchResult(True, loc, f"{ds.name} is already in {ds.find(root)}")
+    if ds.fetch_mode == "archive" and (asked or not ds.license_gate):
         known = ds.archives()[0] if ds.archives() else None
         source = url or (known.url if known else None)
         if not source:

@@ -26,6 +26,7 @@ anomalib also ships), or ``--archive FILE`` unpacks one you downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
@@ -43,19 +44,51 @@ OBJECTS = ("bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw
            "transistor", "zipper")
 MASK_SUFFIX = "_mask"
 INDEX_COLUMNS = ("path", "split", "label", "defect", "mask_path")
+#: one index row: path, split, label (0 normal, 1 anomalous), defect, mask path or None
+Row = tuple[str, str, int, str, str | None]
 
 
-def _masks_by_stem(folder: Path) -> dict[str, Path]:
-    """``{image stem: mask path}`` for ``<stem>_mask.<ext>`` files; other files are errors."""
+def masks_by_stem(folder: Path, suffix: str = MASK_SUFFIX) -> dict[str, Path]:
+    """``{image stem: mask path}`` for the ``<stem><suffix>.<ext>`` files of ``folder`` (empty
+    when it does not exist); an image file not named so is an error."""
     out: dict[str, Path] = {}
     if not folder.is_dir():
         return out
     for path in sorted(p for p in folder.iterdir() if p.is_file() and is_image(p)):
-        if not path.stem.endswith(MASK_SUFFIX):
+        if not path.stem.endswith(suffix):
             raise DataCorruptError(f"{path}: a ground-truth file must be named "
-                                   f"<image stem>{MASK_SUFFIX}{path.suffix}")
-        out[path.stem[: -len(MASK_SUFFIX)]] = path
+                                   f"<image stem>{suffix}{path.suffix}")
+        out[path.stem[: len(path.stem) - len(suffix)]] = path
     return out
+
+
+def paired_rows(folder: Path, gt_folder: Path, defect: str, suffix: str = MASK_SUFFIX,
+                split: str = "test") -> list[Row]:
+    """One row per image of ``folder`` (label 1), each paired **by file stem** with its mask
+    ``gt_folder/<stem><suffix>.<ext>``. An image without its mask, or a mask without its image,
+    raises :class:`DataCorruptError` naming both files."""
+    masks = masks_by_stem(gt_folder, suffix)
+    rows: list[Row] = []
+    for image in list_images(folder):
+        mask = masks.pop(image.stem, None)
+        if mask is None:
+            expected = gt_folder / f"{image.stem}{suffix}.png"
+            raise DataCorruptError(f"no mask for test image {image}: expected {expected}")
+        rows.append((str(image), split, 1, defect, str(mask)))
+    if masks:
+        stem, mask = next(iter(masks.items()))
+        raise DataCorruptError(f"mask {mask} has no test image: expected {folder / stem}.png")
+    return rows
+
+
+def index_frame(rows: list[Row], layout: str, train_dir: Path, test_dir: Path) -> pd.DataFrame:
+    """The index DataFrame of ``rows``; a split without images raises naming ``layout``."""
+    frame = pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
+    if not (frame["split"] == "train").any():
+        raise DataMissingError(f"{train_dir} holds no images {layout}")
+    if not (frame["split"] == "test").any():
+        raise DataMissingError(f"{test_dir} holds no images {layout}")
+    return frame
 
 
 def index_mvtec(category_dir: Path, *, require_masks: bool = True) -> pd.DataFrame:
@@ -74,61 +107,129 @@ def index_mvtec(category_dir: Path, *, require_masks: bool = True) -> pd.DataFra
         if not needed.is_dir():
             raise DataMissingError(f"{needed} not found (expected "
                                    f"{category_dir}/{{train/good, test/<defect|good>}})")
-    rows: list[tuple[str, str, int, str, str | None]] = [
-        (str(p), "train", 0, "good", None) for p in list_images(train_good)]
+    rows: list[Row] = [(str(p), "train", 0, "good", None) for p in list_images(train_good)]
     gt_root = category_dir / "ground_truth"
     pair = require_masks or gt_root.is_dir()
     defects = sorted(d for d in test.iterdir() if d.is_dir() and not d.name.startswith("."))
     for folder in defects:
-        images = list_images(folder)
         if folder.name == "good":
-            rows += [(str(p), "test", 0, "good", None) for p in images]
-            continue
-        if not pair:
-            rows += [(str(p), "test", 1, folder.name, None) for p in images]
-            continue
-        masks = _masks_by_stem(gt_root / folder.name)
-        for image in images:
-            mask = masks.pop(image.stem, None)
-            if mask is None:
-                expected = gt_root / folder.name / f"{image.stem}{MASK_SUFFIX}.png"
-                raise DataCorruptError(f"no mask for test image {image}: expected {expected}")
-            rows.append((str(image), "test", 1, folder.name, str(mask)))
-        if masks:
-            stem, mask = next(iter(masks.items()))
-            raise DataCorruptError(f"mask {mask} has no test image: expected "
-                                   f"{folder / stem}.png")
+            rows += [(str(p), "test", 0, "good", None) for p in list_images(folder)]
+        elif not pair:
+            rows += [(str(p), "test", 1, folder.name, None) for p in list_images(folder)]
+        else:
+            rows += paired_rows(folder, gt_root / folder.name, folder.name)
     if pair and gt_root.is_dir():
         names = {d.name for d in defects}
         for folder in sorted(d for d in gt_root.iterdir() if d.is_dir()):
             if folder.name not in names:
                 raise DataCorruptError(f"{folder} has no matching test folder {test / folder.name}")
-    frame = pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
     layout = f"(expected {category_dir}/{{train/good, test/<defect|good>}} with image files)"
-    if not (frame["split"] == "train").any():
-        raise DataMissingError(f"{train_good} holds no images {layout}")
-    if not (frame["split"] == "test").any():
-        raise DataMissingError(f"{test} holds no images {layout}")
-    return frame
+    return index_frame(rows, layout, train_good, test)
+
+
+def index_normal_bad(category_dir: Path, *, train: str, test: str, normal: str, bad: str,
+                     ground_truth: str, suffix: str) -> pd.DataFrame:
+    """``INDEX_COLUMNS`` of a category with one normal and one defective test folder (BTAD,
+    MVTec AD 2): ``<train>`` (normal), ``<test>/<bad>`` paired by stem with
+    ``<ground_truth>/<stem><suffix>.*``, then ``<test>/<normal>``; folder listings only."""
+    train_dir, test_dir = category_dir / train, category_dir / test
+    expected = f"{category_dir}/{{{train}, {test}/{{{normal},{bad}}}}}"
+    for needed in (train_dir, test_dir):
+        if not needed.is_dir():
+            raise DataMissingError(f"{needed} not found (expected {expected})")
+    rows: list[Row] = [(str(p), "train", 0, normal, None) for p in list_images(train_dir)]
+    if (test_dir / bad).is_dir():
+        rows += paired_rows(test_dir / bad, category_dir / ground_truth, bad, suffix=suffix)
+    if (test_dir / normal).is_dir():
+        rows += [(str(p), "test", 0, normal, None) for p in list_images(test_dir / normal)]
+    return index_frame(rows, f"(expected {expected} with image files)", train_dir, test_dir)
 
 
 def load_category(index: pd.DataFrame, spec: InputSpec, default_size: int, *, name: str,
-                  base: Path, id_prefix: str, masks: bool) -> tuple[TaskData, TaskData]:
-    """``(train, test)`` of one category from its index (used by ``mvtec`` and ``folder``)."""
+                  base: Path, id_prefix: str, masks: bool,
+                  nonzero_masks: bool = False) -> tuple[TaskData, TaskData]:
+    """``(train, test)`` of one category from its index (used by ``mvtec``, ``folder`` and the
+    other category datasets). ``nonzero_masks``: every non-zero mask pixel is a defect (masks
+    that store a class number per pixel, as VisA's)."""
     train_rows = index[index["split"] == "train"]
     test_rows = index[index["split"] == "test"]
     train = taskdata_from_index(train_rows, spec, default_size, name=f"{name}/train", base=base,
                                 id_prefix=id_prefix)
     test = taskdata_from_index(test_rows, spec, default_size, name=f"{name}/test", base=base,
-                               id_prefix=id_prefix, with_masks=masks)
+                               id_prefix=id_prefix, with_masks=masks, nonzero_masks=nonzero_masks)
     return train, test
 
 
-class MVTec(StoredDataset):
-    name = "mvtec"
+class CategoryDataset(StoredDataset):
+    """Base of the industrial sets with one task per product category (MVTec AD and its kin).
+
+    Subclasses set ``categories`` (the tasks), ``marker`` (a path inside a category folder that
+    shows it is there) and implement :meth:`index_category`, a pure function of a category
+    folder returning the ``INDEX_COLUMNS`` DataFrame. Loading, availability checks and error
+    messages are shared. Method presets use the ``mvtec`` family (128 px by default, the MKD
+    paper's MVTec AD setting): none of these sets has settings of its own in the papers.
+    """
+
     family = "mvtec"
     default_size = 128
     has_masks = True
+    categories: ClassVar[tuple[str, ...]]
+    marker: ClassVar[str] = "train/good"
+    #: non-zero mask pixels are defects (masks holding class numbers rather than 0/255)
+    nonzero_masks: ClassVar[bool] = False
+
+    def tasks(self) -> list[str]:
+        return list(self.categories)
+
+    def category_of(self, task: str) -> str:
+        """The category folder a task reads (the task itself, unless a subclass has variants)."""
+        return task
+
+    def accepts(self, folder: Path) -> bool:
+        return any((folder / c / self.marker).exists() for c in self.categories)
+
+    def category_dir(self, root: Path | None, task: str) -> Path:
+        self.check_task(task)
+        category = self.category_of(task)
+        folder = self.require(root) / category
+        if not (folder / self.marker).exists():
+            raise DataMissingError(f"{self.name} category {category} not found: expected "
+                                   f"{folder}/{self.marker}; {self.fetch_hint()}")
+        return folder
+
+    def index_category(self, folder: Path, task: str) -> pd.DataFrame:
+        """The ``INDEX_COLUMNS`` DataFrame of one task read from its category ``folder``."""
+        raise NotImplementedError
+
+    def index(self, root: Path | None, task: str) -> pd.DataFrame:
+        return self.index_category(self.category_dir(root, task), task)
+
+    def load(self, task: str, root: Path | None, seed: int,
+             spec: InputSpec | None = None) -> tuple[TaskData, TaskData]:
+        folder = self.category_dir(root, task)
+        return load_category(self.index_category(folder, task), spec or InputSpec(),
+                             self.default_size, name=f"{self.name}/{task}", base=folder.parent,
+                             id_prefix=self.name, masks=self.has_masks,
+                             nonzero_masks=self.nonzero_masks)
+
+    def count_folders(self, base: Path, folders: dict[str, str]) -> dict[str, int]:
+        """``{<category>/<key>: image files}`` for each category and each ``key -> relative
+        folder`` (a folder whose name ends in ``/*`` sums its sub-folders)."""
+        out: dict[str, int] = {}
+        for cat in self.categories:
+            for key, rel in folders.items():
+                if rel.endswith("/*"):
+                    parent = base / cat / rel[:-2]
+                    out[f"{cat}/{key}"] = (sum(count_images(d) for d in parent.iterdir()
+                                               if d.is_dir()) if parent.is_dir() else 0)
+                else:
+                    out[f"{cat}/{key}"] = count_images(base / cat / rel)
+        return out
+
+
+class MVTec(CategoryDataset):
+    name = "mvtec"
+    categories: ClassVar[tuple[str, ...]] = CATEGORIES
     fetch_mode = "archive"
     layout = "<category>/{train/good, test/<defect|good>, ground_truth/<defect>}"
     info = DatasetInfo(
@@ -140,44 +241,18 @@ class MVTec(StoredDataset):
                "--accept-license (or --archive FILE)",
     )
 
-    def tasks(self) -> list[str]:
-        return list(CATEGORIES)
-
-    def accepts(self, folder: Path) -> bool:
-        return any((folder / c / "train" / "good").is_dir() for c in CATEGORIES)
-
-    def category_dir(self, root: Path | None, task: str) -> Path:
-        self.check_task(task)
-        folder = self.require(root) / task
-        if not (folder / "train" / "good").is_dir():
-            raise DataMissingError(f"mvtec category {task} not found: expected "
-                                   f"{folder}/train/good; {self.fetch_hint()}")
-        return folder
-
-    def index(self, root: Path | None, task: str) -> pd.DataFrame:
-        return index_mvtec(self.category_dir(root, task))
-
-    def load(self, task: str, root: Path | None, seed: int,
-             spec: InputSpec | None = None) -> tuple[TaskData, TaskData]:
-        folder = self.category_dir(root, task)
-        return load_category(index_mvtec(folder), spec or InputSpec(), self.default_size,
-                             name=f"mvtec/{task}", base=folder.parent, id_prefix="mvtec",
-                             masks=True)
+    def index_category(self, folder: Path, task: str) -> pd.DataFrame:
+        return index_mvtec(folder)
 
     def count(self, base: Path) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for cat in CATEGORIES:
-            folder = base / cat
-            test = folder / "test"
-            defects = ([d for d in test.iterdir() if d.is_dir() and d.name != "good"]
-                       if test.is_dir() else [])
-            gt = folder / "ground_truth"
-            out[f"{cat}/train/good"] = count_images(folder / "train" / "good")
-            out[f"{cat}/test/good"] = count_images(test / "good")
-            out[f"{cat}/test/defective"] = sum(count_images(d) for d in defects)
-            out[f"{cat}/ground_truth"] = (sum(count_images(d) for d in gt.iterdir() if d.is_dir())
-                                          if gt.is_dir() else 0)
-        return out
+        counts = self.count_folders(base, {"train/good": "train/good", "test/good": "test/good",
+                                           "test/defective": "test/*",
+                                           "ground_truth": "ground_truth/*"})
+        for cat in self.categories:  # test/* counted test/good too
+            counts[f"{cat}/test/defective"] -= counts[f"{cat}/test/good"]
+        return {k: counts[k] for cat in self.categories
+                for k in (f"{cat}/train/good", f"{cat}/test/good", f"{cat}/test/defective",
+                          f"{cat}/ground_truth")}
 
     def manual_steps(self, root: Path | None) -> str:
         loc = self.location(root)

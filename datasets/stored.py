@@ -83,6 +83,9 @@ class StoredDataset(DatasetProtocol):
     #: "torchvision" (torchvision downloads it), "archive" (a direct archive URL with a known
     #: checksum exists, behind a licence to accept) or "manual" (a login is needed)
     fetch_mode: ClassVar[str] = "manual"
+    #: an "archive" dataset downloads only with ``--accept-license`` (a licence form stands
+    #: before the archive); False where the distributor links the archive openly
+    license_gate: ClassVar[bool] = True
 
     # --------------------------------------------------------------------------- location
 

@@ -45,7 +45,8 @@ def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
 @click.option("--archive", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="Unpack an archive you downloaded (checksum checked if known).")
 @click.option("--accept-license", is_flag=True,
-              help="You accepted the dataset's licence: download its archive (MVTec AD).")
+              help="You accepted the dataset's licence: download its archive (MVTec AD, "
+                   "MVTec LOCO, BTAD).")
 @click.option("--url", default=None, help="Download the archive from this URL instead.")
 @click.option("--sha256", default=None, help="Expected sha256 of --url/--archive, if not known.")
 @click.option("--keep-archive", is_flag=True, help="Keep the downloaded archive after unpacking.")

@@ -186,3 +186,99 @@ def fake_brainmri(root: Path, n_no: int = 98, n_yes: int = 155, seed: int = 0) -
             name = f"{sub[0].upper()}{i}" + (".jpg" if i % 3 else ".png")
             Image.fromarray(img).save(base / sub / name)
     return base
+
+
+# ------------------------------------------------------------------- industrial category sets
+
+
+def _save(img: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+
+
+def fake_visa(root: Path, categories: tuple[str, ...] = ("candle", "pcb1"), *, n_train: int = 5,
+              n_good: int = 2, n_bad: int = 2, size: int = 24, seed: int = 0,
+              wrapper: str = "") -> Path:
+    """``split_csv/1cls.csv`` and ``<object>/Data/{Images/{Normal,Anomaly}/*.JPG,
+    Masks/Anomaly/*.png}``; masks hold a class number (1, 2, ...) per defect pixel, as VisA's."""
+    rng = np.random.default_rng(seed)
+    base = root / "visa" / wrapper if wrapper else root / "visa"
+    lines = ["object,split,label,image,mask"]
+    for cat in categories:
+        for i in range(n_train + n_good):
+            rel = f"{cat}/Data/Images/Normal/{i:04d}.JPG"
+            _save(_normal(rng, size, 3), base / rel)
+            lines.append(f"{cat},{'train' if i < n_train else 'test'},normal,{rel},")
+        for i in range(n_bad):
+            img, mask = _anomalous(rng, size, 3)
+            rel = f"{cat}/Data/Images/Anomaly/{i:03d}.JPG"
+            mrel = f"{cat}/Data/Masks/Anomaly/{i:03d}.png"
+            _save(img, base / rel)
+            _save((mask > 0).astype(np.uint8) * (1 + i % 3), base / mrel)
+            lines.append(f"{cat},test,anomaly,{rel},{mrel}")
+    (base / "split_csv").mkdir(parents=True)
+    (base / "split_csv" / "1cls.csv").write_text("\n".join(lines) + "\n")
+    return base
+
+
+def fake_btad(root: Path, categories: tuple[str, ...] = ("01", "03"), *, n_train: int = 5,
+              n_good: int = 2, n_bad: int = 2, size: int = 24, seed: int = 0,
+              wrapper: str = "BTech_Dataset_transformed") -> Path:
+    """``<product>/{train/ok, test/{ok,ko}, ground_truth/ko}``: product ``01`` as BMP images with
+    PNG masks, the others as PNG images with BMP masks; a mask has its image's stem."""
+    rng = np.random.default_rng(seed)
+    base = root / "btad" / wrapper if wrapper else root / "btad"
+    for cat in categories:
+        ext, mext = (".bmp", ".png") if cat == "01" else (".png", ".bmp")
+        for i in range(n_train):
+            _save(_normal(rng, size, 3), base / cat / "train" / "ok" / f"{i:04d}{ext}")
+        for i in range(n_good):
+            _save(_normal(rng, size, 3), base / cat / "test" / "ok" / f"{i:04d}{ext}")
+        for i in range(n_bad):
+            img, mask = _anomalous(rng, size, 3)
+            _save(img, base / cat / "test" / "ko" / f"{i:04d}{ext}")
+            _save(mask, base / cat / "ground_truth" / "ko" / f"{i:04d}{mext}")
+    return base
+
+
+def fake_mvtec_ad2(root: Path, categories: tuple[str, ...] = ("can", "vial"), *, n_train: int = 5,
+                   n_val: int = 2, n_good: int = 2, n_bad: int = 2, size: int = 24,
+                   seed: int = 0) -> Path:
+    """``<category>/{train/good, validation/good, test_public/{good,bad,ground_truth/bad}}`` and
+    an unlabelled ``test_private`` folder."""
+    rng = np.random.default_rng(seed)
+    base = root / "mvtec_ad2"
+    for cat in categories:
+        for sub, n in (("train/good", n_train), ("validation/good", n_val),
+                       ("test_public/good", n_good), ("test_private", 2)):
+            for i in range(n):
+                _save(_normal(rng, size, 3), base / cat / sub / f"{i:03d}_regular.png")
+        for i in range(n_bad):
+            img, mask = _anomalous(rng, size, 3)
+            _save(img, base / cat / "test_public" / "bad" / f"{i:03d}_overexposed.png")
+            _save(mask, base / cat / "test_public" / "ground_truth" / "bad"
+                  / f"{i:03d}_overexposed_mask.png")
+    return base
+
+
+def fake_mvtec_loco(root: Path, categories: tuple[str, ...] = ("pushpins",), *, n_train: int = 5,
+                    n_val: int = 2, n_good: int = 2, n_logical: int = 2, n_structural: int = 1,
+                    size: int = 24, seed: int = 0) -> Path:
+    """``<category>/{train/good, validation/good, test/<good|logical_anomalies|
+    structural_anomalies>, ground_truth/<type>/<stem>/000.png}``; logical anomalies get two
+    masks each, as some of LOCO's do."""
+    rng = np.random.default_rng(seed)
+    base = root / "mvtec_loco"
+    for cat in categories:
+        for sub, n in (("train/good", n_train), ("validation/good", n_val),
+                       ("test/good", n_good)):
+            for i in range(n):
+                _save(_normal(rng, size, 3), base / cat / sub / f"{i:03d}.png")
+        for kind, n, n_masks in (("logical_anomalies", n_logical, 2),
+                                 ("structural_anomalies", n_structural, 1)):
+            for i in range(n):
+                img, mask = _anomalous(rng, size, 3)
+                _save(img, base / cat / "test" / kind / f"{i:03d}.png")
+                for k in range(n_masks):
+                    _save(mask, base / cat / "ground_truth" / kind / f"{i:03d}" / f"{k:03d}.png")
+    return base
