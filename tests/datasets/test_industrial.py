@@ -83,6 +83,10 @@ def test_visa_masks_are_nonzero_class_numbers(tmp_path):
     # the fake masks hold 1, 2, 3 per defect pixel: each is a full-strength defect
     assert (test.masks[anomalous].flatten(1).amax(1) == 1).all()
     assert test.ids[0].startswith("visa/candle/Data/Images/")
+    # and at the masks' own resolution (the standard pixel metrics): non-zero is a defect too
+    native = test.native_masks
+    assert native is not None
+    assert all(native[i].any() == bool(anomalous[i]) for i in range(len(test)))
 
 
 @pytest.mark.parametrize("edit,message", [
