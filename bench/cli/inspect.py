@@ -86,7 +86,7 @@ def list_cmd(settings: Settings, what: str) -> None:
             settings.err.print(f"warning: {err.message}", highlight=False, soft_wrap=True)
     for missing, names in waiting.items():  # one hint per missing extra, not one per name
         settings.err.print(f"hint: not available: {', '.join(names)}: {missing}",
-                           highlight=False, soft_wrap=True)
+                           highlight=False, soft_wrap=True, markup=False)
 
 
 def _plugin_column(out: RichTable, registry: Registry[Any],

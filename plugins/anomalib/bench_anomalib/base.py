@@ -32,7 +32,6 @@ from bench.datasets.base import TaskData
 from bench.methods._pretrained import EMBEDDED_FAMILIES
 from bench.methods.backbones import WEIGHTS, Normalize, WeightsError, build_trunk, require_weights
 from bench.methods.base import ANY_FAMILY, Method, MethodConfig, RunContext, Scores
-
 from bench_anomalib import ANOMALIB_RANGE
 
 #: what to run when anomalib is missing, in every message that says so
@@ -138,15 +137,15 @@ class AnomalibMethod(Method):
     def fit(self, train: TaskData, ctx: RunContext) -> AnomalibMethod:
         self.version_ = anomalib_version()
         self.norm_ = Normalize().to(ctx.device)
-        with seeded(ctx.seed):
+        # anomalib's imports warn (deprecations) and its code shows progress bars (coreset
+        # selection): a method never prints
+        with seeded(ctx.seed), contextlib.redirect_stderr(io.StringIO()), \
+                contextlib.redirect_stdout(io.StringIO()):
             with no_timm_pretrained() if self.forces_pretrained else contextlib.nullcontext():
                 model = self.build_model(train.size)
             self.expert_ = self.load_backbone(model, ctx.seed)
             model.to(ctx.device).train()
-            # anomalib's code shows progress bars (coreset selection): a method never prints
-            with contextlib.redirect_stderr(io.StringIO()), \
-                    contextlib.redirect_stdout(io.StringIO()):
-                self.train_model(model, train, ctx)
+            self.train_model(model, train, ctx)
         model.eval()
         self.model_ = model
         return self

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,6 @@ from bench.core.config import Fraction, PositiveFloat, PositiveInt, Range, requi
 from bench.datasets.base import TaskData
 from bench.methods.backbones import WEIGHTS
 from bench.methods.base import ANY_FAMILY, MethodConfig, RunContext, Scores
-
 from bench_anomalib.base import (
     AnomalibConfig,
     AnomalibMethod,
@@ -72,10 +71,10 @@ class Patchcore(AnomalibMethod):
         return PatchcoreModel(layers=list(c.layers), backbone=c.backbone, pre_trained=False,
                               num_neighbors=c.num_neighbors)
 
-    def backbones(self, model: nn.Module) -> list[nn.Module]:
+    def backbones(self, model: Any) -> list[nn.Module]:
         return [model.feature_extractor.feature_extractor]
 
-    def train_model(self, model: nn.Module, train: TaskData, ctx: RunContext) -> None:
+    def train_model(self, model: Any, train: TaskData, ctx: RunContext) -> None:
         fill_memory(self, model, train, ctx)
         model.subsample_embedding(self.config.coreset_sampling_ratio)
         ctx.report(1, 1)
@@ -107,10 +106,10 @@ class Padim(AnomalibMethod):
         return PadimModel(backbone=c.backbone, layers=list(c.layers), pre_trained=False,
                           n_features=c.n_features)
 
-    def backbones(self, model: nn.Module) -> list[nn.Module]:
+    def backbones(self, model: Any) -> list[nn.Module]:
         return [model.feature_extractor.feature_extractor]
 
-    def train_model(self, model: nn.Module, train: TaskData, ctx: RunContext) -> None:
+    def train_model(self, model: Any, train: TaskData, ctx: RunContext) -> None:
         fill_memory(self, model, train, ctx)
         model.fit()
         ctx.report(1, 1)
@@ -146,10 +145,10 @@ class Dfm(AnomalibMethod):
                         pooling_kernel_size=c.pooling_kernel_size, n_comps=c.pca_level,
                         score_type=c.score_type)
 
-    def backbones(self, model: nn.Module) -> list[nn.Module]:
+    def backbones(self, model: Any) -> list[nn.Module]:
         return [model.feature_extractor.feature_extractor]
 
-    def train_model(self, model: nn.Module, train: TaskData, ctx: RunContext) -> None:
+    def train_model(self, model: Any, train: TaskData, ctx: RunContext) -> None:
         fill_memory(self, model, train, ctx)
         model.fit()
         ctx.report(1, 1)
@@ -189,10 +188,10 @@ class Fastflow(AnomalibMethod):
                              flow_steps=c.flow_steps, conv3x3_only=c.conv3x3_only,
                              hidden_ratio=c.hidden_ratio)
 
-    def backbones(self, model: nn.Module) -> list[nn.Module]:
+    def backbones(self, model: Any) -> list[nn.Module]:
         return [model.feature_extractor]
 
-    def train_model(self, model: nn.Module, train: TaskData, ctx: RunContext) -> None:
+    def train_model(self, model: Any, train: TaskData, ctx: RunContext) -> None:
         from anomalib.models.image.fastflow.loss import FastflowLoss
 
         c = self.config
@@ -237,10 +236,10 @@ class ReverseDistillation(AnomalibMethod):
             backbone=c.backbone, input_size=input_size, layers=list(c.layers),
             anomaly_map_mode=AnomalyMapGenerationMode(c.anomaly_map_mode), pre_trained=False)
 
-    def backbones(self, model: nn.Module) -> list[nn.Module]:
+    def backbones(self, model: Any) -> list[nn.Module]:
         return [model.encoder.feature_extractor]
 
-    def train_model(self, model: nn.Module, train: TaskData, ctx: RunContext) -> None:
+    def train_model(self, model: Any, train: TaskData, ctx: RunContext) -> None:
         from anomalib.models.image.reverse_distillation.loss import ReverseDistillationLoss
 
         c = self.config
@@ -293,10 +292,10 @@ class Cflow(AnomalibMethod):
                           coupling_blocks=c.coupling_blocks, clamp_alpha=c.clamp_alpha,
                           permute_soft=c.permute_soft)
 
-    def backbones(self, model: nn.Module) -> list[nn.Module]:
+    def backbones(self, model: Any) -> list[nn.Module]:
         return [model.encoder.feature_extractor]
 
-    def train_model(self, model: nn.Module, train: TaskData, ctx: RunContext) -> None:
+    def train_model(self, model: Any, train: TaskData, ctx: RunContext) -> None:
         """anomalib's manual optimization: per batch and layer, the positions (fibers) in a
         random order, one Adam step per ``fiber_batch_size`` of them (the last takes the rest);
         loss ``-logsigmoid(log p / C)`` with anomalib's ``get_logp``."""
@@ -366,10 +365,10 @@ class Stfpm(AnomalibMethod):
 
         return STFPMModel(layers=list(self.config.layers), backbone=self.config.backbone)
 
-    def backbones(self, model: nn.Module) -> list[nn.Module]:
+    def backbones(self, model: Any) -> list[nn.Module]:
         return [model.teacher_model.feature_extractor]  # the student stays random (anomalib)
 
-    def train_model(self, model: nn.Module, train: TaskData, ctx: RunContext) -> None:
+    def train_model(self, model: Any, train: TaskData, ctx: RunContext) -> None:
         from anomalib.models.image.stfpm.loss import STFPMLoss
 
         c = self.config
@@ -420,10 +419,10 @@ class Draem(AnomalibMethod):
 
         return DraemModel(sspcab=self.config.enable_sspcab)
 
-    def backbones(self, model: nn.Module) -> list[nn.Module]:
+    def backbones(self, model: Any) -> list[nn.Module]:
         return []
 
-    def train_model(self, model: nn.Module, train: TaskData, ctx: RunContext) -> None:
+    def train_model(self, model: Any, train: TaskData, ctx: RunContext) -> None:
         from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
         from anomalib.models.image.draem.loss import DraemLoss
 
