@@ -384,6 +384,10 @@ def check_method(target: MethodTarget, *, overrides: Mapping[str, Any] | None = 
         missing = {"expert", "checkpoint_policy"} - set(prov)
         assert not missing, f"provenance() lacks {', '.join(sorted(missing))}"
         json.dumps(prov)
+        versions = prov.get("versions", {})
+        assert isinstance(versions, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in versions.items()), \
+            "provenance()['versions'] is not a dict of package -> version strings"
         info = method.fit_info()
         assert isinstance(info, dict) and all(isinstance(v, (int, float))
                                               for v in info.values()), \

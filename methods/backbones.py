@@ -47,6 +47,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_WEIGHTS = {
     "vgg16": "VGG16_Weights.IMAGENET1K_V1",
     "resnet18": "ResNet18_Weights.IMAGENET1K_V1",
+    "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
     "wide_resnet50_2": "Wide_ResNet50_2_Weights.IMAGENET1K_V1",
 }
 
@@ -304,7 +305,7 @@ class FeatureExtractor(nn.Module):
             stride = 2 ** (int(layer[4]) if layer.startswith("pool") else int(layer[4]) - 1)
             return TapInfo(VGG16_CHANNELS[layer], stride)
         i = RESNET_TAPS.index(layer)
-        expansion = 4 if self.name == "wide_resnet50_2" else 1
+        expansion = 1 if self.name == "resnet18" else 4  # bottleneck blocks
         return TapInfo(64 * 2**i * expansion, 4 * 2**i)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

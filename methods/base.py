@@ -164,7 +164,10 @@ class Method(abc.ABC):
         )
 
     def provenance(self) -> dict[str, Any]:
-        """Identity of external weights and the checkpoint policy, stored in every record."""
+        """Identity of external weights and the checkpoint policy, stored in every record;
+        optionally ``versions``, package -> version of libraries outside bench whose code makes
+        the numbers (a plugin wrapping another library's models), added to the record's
+        ``versions``."""
         return {"expert": None, "checkpoint_policy": "final"}
 
     def fit_info(self) -> dict[str, float]:

@@ -164,13 +164,20 @@ def test_readme_command_2_is_what_ci_runs():
     second = quick_start()[1]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     test_lines = [ln.strip() for ln in ci.splitlines() if ln.strip().startswith("python -m pytest")]
-    assert test_lines == ["python -m pytest"], "the test command of .ci/run changed"
+    # the core tests, then (after the anomalib extra) the tests that need anomalib
+    assert test_lines == ["python -m pytest", "python -m pytest tests/test_anomalib.py"], \
+        "the test commands of .ci/run changed"
     assert second.rstrip().endswith("&& python -m pytest"), second
     installs = [ln.strip() for ln in ci.splitlines() if ln.strip().startswith("pip install")]
     # the README's install, then the example plugin its tests run (tests/test_plugin_example.py)
     assert [w for w in shlex.split(installs[1]) if w != "-q"] == [
         "pip", "install", "./examples/bench-plugin-example"]
-    assert len(installs) == 2
+    assert len(installs) == 3
+    # the anomalib extra, after the core tests: docs/zoo.md gives the same two commands
+    extra = [w for w in shlex.split(installs[2]) if w != "-q"]
+    assert extra == ["pip", "install", "-e", ".[anomalib]"]
+    zoo = (ROOT / "docs" / "zoo.md").read_text(encoding="utf-8")
+    assert "pip install -e '.[anomalib]' && python -m pytest tests/test_anomalib.py" in zoo
     ci_install = [w for w in shlex.split(installs[0]) if w != "-q"]  # .ci/run is quiet
     assert ci_install == ["pip", "install", "-e", ".[test]"]
     assert "pip install -e '.[test]'" in second

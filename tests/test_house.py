@@ -53,7 +53,9 @@ def test_only_bench_is_installed_at_the_top_level():
         dist = metadata.distribution("bench-mkd")
     except metadata.PackageNotFoundError:
         pytest.skip("bench-mkd is not installed in this environment")
-    assert (dist.read_text("top_level.txt") or "").split() == ["bench"]
+    # bench_anomalib: the anomalib plugin shipped in this distribution (plugins/anomalib)
+    assert sorted((dist.read_text("top_level.txt") or "").split()) in (
+        ["bench"], ["bench", "bench_anomalib"])
 
 
 def test_the_links_tools_read_match_the_install_mapping():
@@ -61,7 +63,11 @@ def test_the_links_tools_read_match_the_install_mapping():
     links in bench/ show mypy, import-linter and pytest the same files at the same names."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     mapping = config["tool"]["setuptools"]["package-dir"]
-    assert mapping == {"bench.methods": "methods", "bench.datasets": "datasets"}
+    assert mapping == {"bench.methods": "methods", "bench.datasets": "datasets",
+                       "bench_anomalib": "plugins/anomalib/bench_anomalib"}
     for package, folder in mapping.items():
+        if not package.startswith("bench."):
+            assert (ROOT / folder / "__init__.py").is_file()  # a top-level package, no link
+            continue
         link = ROOT / "bench" / package.split(".", 1)[1]
         assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve()

@@ -154,7 +154,8 @@ def test_entry_points_join_the_registries_with_their_origin(fakeplug):
 
 
 def test_broken_plugins_are_left_out_with_one_line_each(fakeplug):
-    msgs = {e.name: e.message for e in METHODS.plugin_errors()}
+    # (bench's own anomalib.* entry points wait for their extra where anomalib is missing)
+    msgs = {e.name: e.message for e in METHODS.plugin_errors() if e.missing is None}
     assert set(msgs) == {"fake_noimport", "fake_noscore", "fake_number", "mkd"}
     assert all("\n" not in m and "brokenplug 0.1" in m for m in msgs.values())
     assert "cannot import it: ModuleNotFoundError" in msgs["fake_noimport"]
@@ -355,3 +356,47 @@ def test_plugins_reach_dask_workers(cli, results, fakeplug):
     recs = Store(results).records()
     assert len(recs) == 2 and all(r.ok and r.runner["backend"] == "dask" for r in recs)
     assert all(r.plugin is not None and r.plugin["distribution"] == "fakeplug" for r in recs)
+
+
+# ------------------------------------------------------- a plugin waiting for an optional extra
+WAITING = textwrap.dedent('''
+    from bench.core.errors import MissingDependency
+
+    raise MissingDependency("needs somelib, which is not installed; install the extra: "
+                            "pip install -e '.[somelib]'")
+''')
+
+
+@pytest.fixture
+def waitplug(tmp_path: Path, isolated_path: None) -> None:
+    """An installed distribution whose two methods need a package that is not installed (as
+    ``anomalib.*`` without the extra)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    write_dist(site, "waitplug", "2.0", {"waitplug_mod": WAITING}, {
+        "bench.methods": {"some.One": "waitplug_mod:One", "some.Two": "waitplug_mod:Two"}})
+    sys.path.insert(0, str(site))
+    reload_registries()
+
+
+def test_a_missing_extra_is_one_hint_in_the_listing_and_no_warning(cli, results, waitplug,
+                                                                    monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    errs = {e.name: e for e in METHODS.plugin_errors()}
+    assert errs["some.One"].missing and "install the extra" in errs["some.One"].missing
+    res = invoke(cli, results, "list", "methods")
+    assert res.exit_code == 0 and "some.One" not in res.output.split("hint:")[0]
+    lines = res.output.splitlines()
+    assert not [ln for ln in lines if ln.startswith("warning: ")]
+    hints = [ln for ln in lines if ln.startswith("hint: ")]
+    assert len(hints) == 1 and "some.One, some.Two" in hints[0] and "[somelib]" in hints[0]
+
+
+def test_naming_a_method_of_a_missing_extra_stops_before_any_job(cli, results, waitplug,
+                                                                 tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\ndatasets: {digits: ['3']}\nmethods: {some.Two: {}, ocsvm: {}}\n")
+    res = invoke(cli, results, "run", "--suite", str(suite), "--all")
+    assert res.exit_code == 2 and len(errors(res)) == 1, res.output
+    assert "some.Two" in errors(res)[0] and "install the extra" in errors(res)[0]
+    assert not (results / "runs").exists()

@@ -29,7 +29,8 @@ def list_cmd(settings: Settings, what: str) -> None:
     """List registered methods, datasets (plugins included) or suites (shipped, then the
     ad-hoc suites of the results folder, latest first).
 
-    A plugin that cannot be loaded is left out with a warning saying why.
+    A plugin that cannot be loaded is left out with a warning saying why; plugins waiting for
+    an optional dependency (an extra not installed) with one hint per extra.
     """
     out = RichTable(show_header=True, header_style="bold")
     registry: Registry[Any] | None = None
@@ -77,8 +78,15 @@ def list_cmd(settings: Settings, what: str) -> None:
             out.add_row(s.name, ",".join(map(str, s.seeds)), ", ".join(s.method_names()),
                         ", ".join(s.dataset_names()))
     settings.console.print(out)
+    waiting: dict[str, list[str]] = {}  # plugins whose optional dependency is not installed
     for err in registry.plugin_errors() if registry is not None else []:
-        settings.err.print(f"warning: {err.message}", highlight=False, soft_wrap=True)
+        if err.missing is not None:
+            waiting.setdefault(err.missing, []).append(err.name)
+        else:
+            settings.err.print(f"warning: {err.message}", highlight=False, soft_wrap=True)
+    for missing, names in waiting.items():  # one hint per missing extra, not one per name
+        settings.err.print(f"hint: not available: {', '.join(names)}: {missing}",
+                           highlight=False, soft_wrap=True, markup=False)
 
 
 def _plugin_column(out: RichTable, registry: Registry[Any],

@@ -23,5 +23,12 @@ class DataCorruptError(BenchError):
     """A file exists but cannot be read or fails its checksum."""
 
 
+class MissingDependency(BenchError):
+    """A plugin needs a package that is not installed (an optional extra); the message says
+    which and how to install it, in one line. A plugin raises it while it loads: the registry
+    then leaves its names out quietly (``bench list`` gives one hint, not one warning per name)
+    and a run that names them stops with this line."""
+
+
 class ContractError(TypeError):
     """A method or dataset (a plugin's) that breaks its contract; the message says how."""

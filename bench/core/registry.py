@@ -11,7 +11,10 @@ worker processes included):
 - **import names**: ``package.module:Class`` names code that is not packaged yet; it is imported
   (with the current folder on the path) the first time it is looked up, and never listed.
 
-A plugin that cannot be imported, breaks the contract (the registry's ``adapt`` function says
+A plugin whose optional dependency is not installed raises
+:class:`~bench.core.errors.MissingDependency` while it loads: it is left out quietly
+(:attr:`PluginError.missing`), and looking its name up raises that line. A plugin that cannot be
+imported, breaks the contract (the registry's ``adapt`` function says
 why) or reuses a taken name is left out with one line saying so (:meth:`Registry.plugin_errors`);
 looking its name up raises that line as a :class:`UsageError`. What came from a plugin keeps its
 :class:`Origin` (distribution and version), which records store.
@@ -31,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from bench.core.errors import ContractError, UsageError
+from bench.core.errors import ContractError, MissingDependency, UsageError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -83,6 +86,9 @@ class PluginError:
 
     name: str
     message: str
+    #: the plugin raised :class:`~bench.core.errors.MissingDependency` while loading: an
+    #: optional dependency is not installed (its message, the install hint); nothing is broken
+    missing: str | None = None
 
 
 Adapt = Callable[[str, Any], Any]
@@ -170,7 +176,8 @@ class Registry(Generic[T]):
         return sorted(n for n in self._items if fnmatch.fnmatchcase(n, pattern))
 
     def plugin_errors(self) -> list[PluginError]:
-        """The plugins left out, each with its one-line reason."""
+        """The plugins left out, each with its one-line reason (those only waiting for an
+        optional dependency have ``missing`` set)."""
         self._discover()
         return list(self._errors)
 
@@ -225,8 +232,8 @@ class Registry(Generic[T]):
         origin = Origin(object=ep.value, distribution=dist, version=version, group=self.group)
         where = f"{self.kind} plugin {ep.name!r} ({origin.label()}, {ep.value})"
 
-        def fail(reason: str) -> None:
-            self._errors.append(PluginError(ep.name, f"{where}: {reason}"))
+        def fail(reason: str, missing: str | None = None) -> None:
+            self._errors.append(PluginError(ep.name, f"{where}: {reason}", missing))
 
         if not PLUGIN_NAME.fullmatch(ep.name):
             return fail("not a plain name (letters, digits, '.', '_', '-'); rename the entry "
@@ -238,6 +245,8 @@ class Registry(Generic[T]):
                         "point)")
         try:
             obj = ep.load()
+        except MissingDependency as exc:  # an optional extra not installed: not a breakage
+            return fail(_reason(exc), missing=_reason(exc))
         except Exception as exc:
             return fail(f"cannot import it: {_reason(exc)}")
         try:
@@ -310,6 +319,6 @@ def _dist_version(ep: metadata.EntryPoint) -> str | None:
 
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    if isinstance(exc, (ContractError, UsageError)) and text:
+    if isinstance(exc, (ContractError, UsageError, MissingDependency)) and text:
         return text  # the message is the reason
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -251,6 +251,8 @@ def run_job(
             last = int(getattr(method.config, "converged_window", 0) or 0)
             metrics.update(summarize_history(history, last))
             provenance = method.provenance()
+            # packages outside bench whose code made the numbers (a plugin wrapping a library)
+            done.update(versions={**record.versions, **provenance.get("versions", {})})
             done.update(expert=provenance.get("expert"),
                         checkpoint_policy=provenance.get("checkpoint_policy"),
                         metrics=metrics, pixel_protocol=protocol, history=history,
