@@ -44,7 +44,7 @@ def _warn_once(path: Path, message: str, exc: Exception) -> None:
 #: columns of the tidy (long) frame returned by :meth:`Store.load`
 ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task", "seed",
               "status", "expert", "checkpoint_policy", "pixel_resolution",
-              "pixel_includes_normal", "config"]
+              "pixel_includes_normal", "threshold_quantile", "config"]
 
 
 class ResultsWriteError(BenchError):
@@ -227,5 +227,6 @@ def _identity(rec: Record) -> dict[str, Any]:
         "checkpoint_policy": rec.checkpoint_policy,
         "pixel_resolution": proto.get("resolution"),
         "pixel_includes_normal": proto.get("includes_normal_images"),
+        "threshold_quantile": (rec.threshold or {}).get("quantile"),
         "config": json.dumps(rec.config or {}, sort_keys=True),
     }
