@@ -32,7 +32,8 @@ def _records(results: Path):
 def test_clean_run_passes(cli, results, pinned):
     suite, base = pinned
     res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base))
-    assert res.exit_code == 0 and "PASS" in res.output and "8 ok" in res.output
+    # 2 methods x 2 tasks x 4 image metrics (AUROC, AP, F1-max, F1 at the training quantile)
+    assert res.exit_code == 0 and "PASS" in res.output and "16 ok" in res.output
 
 
 def test_lowered_score_fails_and_is_named(cli, results, pinned):

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from bench.core import metrics as M
 
@@ -133,7 +133,7 @@ def test_evaluate_shapes_and_protocol():
     y = np.array([0, 0, 1, 1])
     s = np.array([0.1, 0.2, 0.8, 0.9])
     m, p = M.evaluate(y, s)
-    assert m == {"image_auroc": 1.0, "image_ap": 1.0} and p is None
+    assert m == {"image_auroc": 1.0, "image_ap": 1.0, "image_f1_max": 1.0} and p is None
     masks = np.zeros((4, 8, 8))
     masks[2:, 2:4, 2:4] = 1
     m, p = M.evaluate(y, s, masks, masks * 2.0)
@@ -160,3 +160,88 @@ def test_own_map_metrics_take_the_method_maps_or_normalize_the_standard_ones():
     assert not M.uses_method_maps(None)
     with pytest.raises(ValueError, match="no metric takes maps of its own as pixel_auroc"):
         M.evaluate(y, y.astype(float), masks, maps, {"pixel_auroc": own})
+
+
+def _brute_f1_max(y, s):
+    """F1 of ``s >= t`` at every distinct score t, from the confusion counts."""
+    best = 0.0
+    for t in np.unique(s):
+        called = s >= t
+        tp, fp = (called & (y == 1)).sum(), (called & (y == 0)).sum()
+        fn = (~called & (y == 1)).sum()
+        best = max(best, 2 * tp / (2 * tp + fp + fn))
+    return best
+
+
+@pytest.mark.parametrize("rounding", [None, 1])  # 1 decimal: many tied scores
+def test_image_f1_max_matches_sklearn_pr_curve_and_brute_force(rounding):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    s = rng.normal(size=300) + 0.8 * y
+    if rounding is not None:
+        s = np.round(s, rounding)
+    p, r, _ = precision_recall_curve(y, s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.nan_to_num(2 * p * r / (p + r))
+    assert M.image_f1_max(y, s) == pytest.approx(f1.max())
+    assert M.image_f1_max(y, s) == pytest.approx(_brute_f1_max(y, s))
+    assert M.image_f1_max(y, s) > 2 * y.mean() / (1 + y.mean())  # beats calling all anomalous
+
+
+def test_image_f1_max_ties_fall_on_one_side():
+    # the anomaly ties with a normal image: calling it means calling both (F1 2/3), never
+    # the anomaly alone (F1 1); the rest of the order cannot help
+    y = np.array([0, 1, 0, 0])
+    s = np.array([0.9, 0.9, 0.1, 0.2])
+    assert M.image_f1_max(y, s) == pytest.approx(2 / 3)
+    assert M.image_f1_max(y, np.array([0.9, 0.95, 0.1, 0.2])) == 1.0
+
+
+def test_f1_metrics_are_nan_when_one_class_is_missing():
+    s = np.arange(4.0)
+    for y in (np.zeros(4), np.ones(4)):
+        assert np.isnan(M.image_f1_max(y, s))
+        assert np.isnan(M.image_f1_at(y, s, 1.5))
+        assert np.isnan(M.train_quantile_f1(y, s, s)[0])
+    with pytest.raises(ValueError, match="NaN"):
+        M.image_f1_max(np.array([0, 1]), np.array([0.0, np.inf]))
+
+
+def test_image_f1_at_threshold_counts():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    s = np.array([0.1, 0.5, 0.7, 0.5, 0.8, 0.05])
+    # at 0.5 (inclusive): called 0.5, 0.7, 0.5, 0.8 -> TP 2, FP 2, FN 1
+    assert M.image_f1_at(y, s, 0.5) == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))
+    assert M.image_f1_at(y, s, 0.9) == 0.0  # nothing called: F1 0, not NaN
+    assert M.image_f1_at(y, s, -1.0) == pytest.approx(2 * 3 / (2 * 3 + 3))
+
+
+def test_train_quantile_threshold_comes_from_training_scores_only():
+    rng = np.random.default_rng(4)
+    train = rng.normal(size=101)
+    y = rng.integers(0, 2, 50)
+    s = rng.normal(size=50) + 2 * y
+    f1, proto = M.train_quantile_f1(y, s, train, 0.9)
+    assert proto["value"] == pytest.approx(np.sort(train)[90])  # linear: index 0.9 * 100
+    assert proto["quantile"] == 0.9 and proto["train_images"] == 101
+    assert proto["method"] == "linear" and ">=" in proto["rule"]
+    assert f1 == pytest.approx(M.image_f1_at(y, s, proto["value"]))
+    # other test labels and scores: another F1, the same threshold
+    f1b, proto_b = M.train_quantile_f1(1 - y, -s, train, 0.9)
+    assert proto_b == proto and f1b != f1
+    # the default quantile, and q = 1 is the largest training score
+    assert M.train_quantile_f1(y, s, train)[1]["quantile"] == M.DEFAULT_THRESHOLD_QUANTILE
+    assert M.train_quantile_f1(y, s, train, 1.0)[1]["value"] == train.max()
+
+
+@pytest.mark.parametrize("q", [0.0, -0.5, 1.5, float("nan")])
+def test_train_quantile_rejects_bad_quantiles(q):
+    with pytest.raises(ValueError, match="quantile"):
+        M.train_quantile_f1(np.array([0, 1]), np.array([0.0, 1.0]), np.arange(3.0), q)
+
+
+def test_train_quantile_rejects_bad_training_scores():
+    with pytest.raises(ValueError, match="training scores"):
+        M.train_quantile_f1(np.array([0, 1]), np.array([0.0, 1.0]), np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match="training scores"):
+        M.train_quantile_f1(np.array([0, 1]), np.array([0.0, 1.0]), np.array([]))

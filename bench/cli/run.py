@@ -12,6 +12,7 @@ from bench.cli._common import Settings, pass_settings
 from bench.core.config import parse_set
 from bench.core.environment import resolve_device
 from bench.core.errors import UsageError
+from bench.core.metrics import DEFAULT_THRESHOLD_QUANTILE
 from bench.records.record import JobSummary
 from bench.run.adhoc import ADHOC, adhoc_suite, record_definition, suite_ref
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
@@ -62,13 +63,20 @@ def _seeds(text: str | None) -> list[int]:
               default=DEFAULT_CLAIM_TIMEOUT, show_default=True, metavar="SECONDS",
               help="Take over a job claimed by a runner that has not refreshed its claim for "
                    "this long (claims of dead processes on the same host are taken at once).")
+@click.option("--threshold-quantile", type=click.FloatRange(min=0, max=1, min_open=True),
+              default=DEFAULT_THRESHOLD_QUANTILE, show_default=True, metavar="Q",
+              help="After fit, score the training (normal) images and record the F1 on the "
+                   "test set at the Q-quantile of their scores (image_f1_at_train_quantile).")
+@click.option("--no-train-threshold", is_flag=True,
+              help="Do not score the training set: no image_f1_at_train_quantile (saves one "
+                   "scoring pass over the training images per job).")
 @click.option("--dry-run", is_flag=True, help="List the jobs that would run, run nothing.")
 @pass_settings
 def run(settings: Settings, all_: bool, suite: str | None, methods: tuple[str, ...],
         datasets: tuple[str, ...], tasks: tuple[str, ...], seeds: str | None,
         sets: tuple[str, ...], n_jobs: int, backend: str, scheduler: str | None, device: str,
         deterministic: bool, retry_failed: bool, timeout: float | None, claim_timeout: float,
-        dry_run: bool) -> None:
+        threshold_quantile: float, no_train_threshold: bool, dry_run: bool) -> None:
     """Run the jobs of a suite (``--all``, or narrowed by --method/--dataset/--task).
 
     Without --suite, --method and --dataset (and no --all) make an ad-hoc suite of that
@@ -82,6 +90,10 @@ def run(settings: Settings, all_: bool, suite: str | None, methods: tuple[str, .
         raise UsageError("nothing selected: pass --all, or narrow with --method/--dataset/--task")
     if scheduler and backend != "dask":
         raise UsageError("--scheduler needs --backend dask")
+    if no_train_threshold and click.get_current_context().get_parameter_source(
+            "threshold_quantile") is not click.core.ParameterSource.DEFAULT:
+        raise UsageError("--threshold-quantile needs the training set scored: drop "
+                         "--no-train-threshold")
     overrides = parse_set(sets)
     adhoc = suite == ADHOC or (suite is None and bool(methods) and bool(datasets) and not all_)
     if adhoc:
@@ -103,7 +115,8 @@ def run(settings: Settings, all_: bool, suite: str | None, methods: tuple[str, .
     options = RunOptions(results_root=settings.results_root, data_root=settings.data_root,
                          device=device, n_jobs=n_jobs, deterministic=deterministic,
                          retry_failed=retry_failed, backend=backend, scheduler=scheduler,
-                         timeout=timeout, claim_timeout=claim_timeout)
+                         timeout=timeout, claim_timeout=claim_timeout,
+                         threshold_quantile=None if no_train_threshold else threshold_quantile)
     if adhoc:
         record_definition(settings.results_root, the_suite, jobs,
                           {d: not tasks for d in datasets})

@@ -54,9 +54,10 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
               help="Suite(s) to tabulate: names, YAML files, adhoc (default: all).")
 @click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
 @click.option("--metric", default="image_auroc", show_default=True,
-              help="image_auroc, image_ap, pixel_auroc, pixel_aupro, pixel_f1_max, "
-                   "pixel_auroc_model_res, pixel_aupro_model_res, pixel_auroc_mkd, or a "
-                   "history-derived one such as image_auroc_converged_mean.")
+              help="image_auroc, image_ap, image_f1_max, image_f1_at_train_quantile, "
+                   "pixel_auroc, pixel_aupro, pixel_f1_max, pixel_auroc_model_res, "
+                   "pixel_aupro_model_res, pixel_auroc_mkd, or a history-derived one such as "
+                   "image_auroc_converged_mean.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="markdown",
               show_default=True)
 @click.option("--digits", type=click.IntRange(0, 4), default=1, show_default=True)

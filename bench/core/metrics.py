@@ -3,6 +3,12 @@
 Higher scores mean more anomalous; label and mask value 1 marks an anomaly.
 
 - ``image_auroc`` / ``image_ap``: scikit-learn's ROC AUC and average precision.
+- ``image_f1_max``: the best F1 over every threshold of the test scores (an image is called
+  anomalous iff its score >= the threshold; tied scores fall on the same side), i.e. the maximum
+  of 2PR/(P+R) along the precision-recall curve. Optimistic: test labels choose the threshold.
+- ``image_f1_at_train_quantile``: F1 at a threshold chosen without test labels, the
+  ``q``-quantile of the method's scores on its own (normal) training images
+  (:func:`train_quantile_f1`); the harness scores the training set after ``fit``.
 - ``pixel_auroc``: the standard MVTec AD protocol, one ROC over **all** test pixels (normal
   images included), raw (unnormalized) maps, scored **at the ground truth's own resolution**:
   each map is upsampled bilinearly to its mask's size, as the MVTec AD evaluation expects maps at
@@ -25,7 +31,7 @@ Higher scores mean more anomalous; label and mask value 1 marks an anomaly.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import torch
@@ -60,6 +66,77 @@ def image_ap(labels: np.ndarray, scores: np.ndarray) -> float:
     if len(np.unique(labels)) < 2:
         return float("nan")
     return float(average_precision_score(labels, scores))
+
+
+def _positives(labels: np.ndarray) -> np.ndarray | None:
+    """Label 1 as a boolean mask; None when one class is missing (F1 is then undefined)."""
+    positive = labels == 1
+    return None if positive.all() or not positive.any() else positive
+
+
+def image_f1_max(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Best F1 over all thresholds of ``scores`` (anomalous iff score >= threshold).
+
+    One candidate threshold per distinct score, so tied images are always called alike (as on
+    scikit-learn's precision-recall curve); NaN if one class is missing.
+    """
+    labels, scores = _check(labels, scores)
+    positive = _positives(labels)
+    if positive is None:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    tp = np.cumsum(positive[order])
+    called = np.arange(1, len(ranked) + 1)
+    last = np.append(ranked[1:] != ranked[:-1], True)  # the last image of each run of ties
+    # F1 = 2TP / (2TP + FP + FN) = 2TP / (called anomalous + all anomalies)
+    return float(np.max(2.0 * tp[last] / (called[last] + positive.sum())))
+
+
+def image_f1_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    """F1 of calling an image anomalous iff its score >= ``threshold``; NaN if one class is
+    missing, 0 when no anomaly is called."""
+    labels, scores = _check(labels, scores)
+    positive = _positives(labels)
+    if positive is None:
+        return float("nan")
+    called = scores >= threshold
+    tp = float((called & positive).sum())
+    return 2.0 * tp / (float(called.sum()) + float(positive.sum()))
+
+
+#: the default ``q`` of :func:`train_quantile_f1`: a 5% false-alarm rate on normal images if
+#: test normals scored like training ones. 0.99 would rest on the top one or two training
+#: scores of the smaller training sets (60 to 300 images), a threshold one image decides.
+DEFAULT_THRESHOLD_QUANTILE = 0.95
+#: how :func:`train_quantile_f1` takes the quantile (``numpy.quantile``'s ``method``)
+QUANTILE_METHOD: Final = "linear"
+
+
+def check_quantile(q: float) -> float:
+    """``q`` as a float in (0, 1]; ValueError otherwise."""
+    q = float(q)
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"the threshold quantile must be in (0, 1], got {q:g}")
+    return q
+
+
+def train_quantile_f1(labels: np.ndarray, scores: np.ndarray, train_scores: np.ndarray,
+                      q: float = DEFAULT_THRESHOLD_QUANTILE) -> tuple[float, dict[str, Any]]:
+    """F1 on the test set at the ``q``-quantile of the training (normal) images' scores.
+
+    Test labels play no part in the threshold. Returns (F1, the record's ``threshold`` field:
+    quantile, interpolation, threshold value, number of training images, rule).
+    """
+    q = check_quantile(q)
+    train = np.asarray(train_scores, dtype=np.float64).ravel()
+    if not len(train) or not np.isfinite(train).all():
+        raise ValueError("training scores are empty or contain NaN or infinite values")
+    threshold = float(np.quantile(train, q, method=QUANTILE_METHOD))
+    protocol = {"source": "training images", "quantile": q, "method": QUANTILE_METHOD,
+                "value": threshold, "train_images": len(train),
+                "rule": "anomalous iff score >= value"}
+    return image_f1_at(labels, scores, threshold), protocol
 
 
 def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float:
@@ -394,7 +471,14 @@ NATIVE_METRICS = ("pixel_auroc", "pixel_aupro", "pixel_f1_max")
 MODEL_RES_METRICS = ("pixel_auroc_model_res", "pixel_aupro_model_res")
 
 #: every metric that :func:`evaluate` computes, in the order tables show them
-METRIC_NAMES = ("image_auroc", "image_ap", *NATIVE_METRICS, *MODEL_RES_METRICS, *OWN_MAP_METRICS)
+#: the F1 at a threshold taken from the training scores (computed by the harness, which scores
+#: the training set; not by :func:`evaluate`)
+TRAIN_THRESHOLD_METRIC = "image_f1_at_train_quantile"
+
+#: every metric of a record's final evaluation (:func:`evaluate`, and
+#: :data:`TRAIN_THRESHOLD_METRIC`), in the order tables show them
+METRIC_NAMES = ("image_auroc", "image_ap", "image_f1_max", TRAIN_THRESHOLD_METRIC,
+                *NATIVE_METRICS, *MODEL_RES_METRICS, *OWN_MAP_METRICS)
 
 
 def uses_method_maps(protocol: Mapping[str, Any] | None) -> bool:
@@ -429,6 +513,7 @@ def evaluate(
     metrics = {
         "image_auroc": image_auroc(labels, image_scores),
         "image_ap": image_ap(labels, image_scores),
+        "image_f1_max": image_f1_max(labels, image_scores),
     }
     if masks is None or maps is None:
         return metrics, None

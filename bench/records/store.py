@@ -45,7 +45,7 @@ def _warn_once(path: Path, message: str, exc: Exception) -> None:
 ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task", "seed",
               "status", "expert", "checkpoint_policy", "pixel_resolution",
               "pixel_model_resolution", "pixel_mask_size", "pixel_thresholds",
-              "pixel_includes_normal", "config"]
+              "pixel_includes_normal", "threshold_quantile", "config"]
 
 
 class ResultsWriteError(BenchError):
@@ -238,5 +238,6 @@ def _identity(rec: Record) -> dict[str, Any]:
         "pixel_mask_size": _mask_size(proto.get("mask_size")),
         "pixel_thresholds": proto.get("thresholds"),
         "pixel_includes_normal": proto.get("includes_normal_images"),
+        "threshold_quantile": (rec.threshold or {}).get("quantile"),
         "config": json.dumps(rec.config or {}, sort_keys=True),
     }

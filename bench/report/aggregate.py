@@ -185,6 +185,7 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
     column_provenance = {
         str(c): {"expert": _values(g["expert"]),
                  "checkpoint_policy": _values(g["checkpoint_policy"]),
+                 "threshold_quantile": _values(g["threshold_quantile"]),
                  "seeds": [",".join(sorted({str(x) for x in g["seed"].unique()}, key=int))],
                  "converged_window": sorted({_window(cfg) for cfg in g["config"]})}
         for c, g in sel.groupby("column")

@@ -36,6 +36,11 @@ MISSING = "–"
 METRIC_TEXT = {
     "image_auroc": "image AUROC",
     "image_ap": "image average precision",
+    "image_f1_max": ("image F1-max: the best F1 over all thresholds of the test scores (anomalous "
+                     "iff score ≥ threshold; optimistic: test labels choose the threshold)"),
+    "image_f1_at_train_quantile": ("image F1 at a threshold chosen without test labels: the "
+                                   "q-quantile of the method's scores on its own normal "
+                                   "training images (anomalous iff score ≥ threshold)"),
     "pixel_auroc": "pixel AUROC over all test pixels (standard MVTec protocol)",
     "pixel_aupro": "pixel AUPRO to FPR 0.3, divided by 0.3",
     "pixel_f1_max": "pixel F1-max: the best F1 over all thresholds (chosen on the test pixels)",
@@ -52,6 +57,15 @@ HISTORY_SUFFIXES = {
     "_best_on_test_optimistic": ("best evaluation during training, chosen on the test set "
                                  "(optimistic: test labels select the epoch)"),
 }
+#: the bias of a threshold taken from scores on the training images themselves
+TRAIN_THRESHOLD_BIAS = (
+    "bias: training images are not unseen normals and no held-out normal images are used (that "
+    "would cost a second fit); a method that memorizes or tightly fits its training images "
+    "(nearest-neighbour memories, density or distance fits on few images) scores them lower than "
+    "unseen normals, so its threshold is too low and it calls most test images anomalous (F1 "
+    "near 2p/(1 + p) at anomaly share p); one that keeps a share of its training images on its "
+    "decision boundary can score them higher (threshold too high, few anomalies called); "
+    "compare with image_f1_max, the best threshold chosen on the test labels")
 CHECKPOINT_TEXT = {"final": "final (last epoch)"}
 #: metrics whose protocol takes maps a method makes for it (bench.core.metrics.OWN_MAP_METRICS):
 #: which maps each column's cells are computed on
@@ -136,6 +150,10 @@ def caption(table: Table) -> str:
     else:
         ckpt = _per_column(table, "checkpoint_policy", "unknown")
         parts.append("checkpoint: " + CHECKPOINT_TEXT.get(ckpt, ckpt))
+    if table.metric == "image_f1_at_train_quantile":
+        parts.append("q = " + _per_column(table, "threshold_quantile", "unknown")
+                     + " (record: threshold.quantile; threshold.value is each job's threshold)")
+        parts.append(TRAIN_THRESHOLD_BIAS)
     if table.metric.startswith("pixel"):
         parts.append(_pixel_protocol(table))
         if table.metric in OWN_MAPS_TEXT:

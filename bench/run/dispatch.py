@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.core.metrics import DEFAULT_THRESHOLD_QUANTILE
 from bench.records.record import JobSummary
 from bench.records.store import Store
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT, Claim, Claims
@@ -40,6 +41,8 @@ class RunOptions:
     #: seconds a job may run (in its own process) before it is killed and recorded as failed
     timeout: float | None = None
     claim_timeout: float = DEFAULT_CLAIM_TIMEOUT
+    #: q of the F1 at the training scores' q-quantile; None: do not score the training set
+    threshold_quantile: float | None = DEFAULT_THRESHOLD_QUANTILE
 
 
 class NotRun(enum.Enum):
@@ -110,6 +113,7 @@ def dispatch(job: Job, options: RunOptions, placement: Placement, planned: str |
             "results_root": options.results_root, "data_root": options.data_root,
             "device": pin_device(options.device, placement.slot),
             "deterministic": options.deterministic,
+            "threshold_quantile": options.threshold_quantile,
             "runner": {**placement.as_record(), "claim": claim.token}}
         with _Heartbeat(claims, claim, options.claim_timeout):
             if options.timeout is not None or isolate:

@@ -22,7 +22,12 @@ import torch
 
 from bench.core import environment as env
 from bench.core.config import to_plain
-from bench.core.metrics import evaluate
+from bench.core.metrics import (
+    DEFAULT_THRESHOLD_QUANTILE,
+    TRAIN_THRESHOLD_METRIC,
+    evaluate,
+    train_quantile_f1,
+)
 from bench.core.registry import Origin
 from bench.datasets import DATASETS
 from bench.datasets.base import TaskData
@@ -106,6 +111,17 @@ def summarize_history(history: list[dict[str, float]], last: int = 0) -> dict[st
     return out
 
 
+def image_scores(data: TaskData, scores: Scores) -> np.ndarray:
+    """``scores.image`` as float64, checked: one finite score per image of ``data``."""
+    image = np.asarray(scores.image, dtype=np.float64)
+    if image.shape != (len(data),):
+        raise ValueError(f"score() returned {image.shape} image scores for {len(data)} images")
+    if not np.isfinite(image).all():
+        bad = int((~np.isfinite(image)).sum())
+        raise ValueError(f"{bad} image score(s) are NaN or infinite")
+    return image
+
+
 def score_metrics(test: TaskData, scores: Scores,
                   extra_map_protocols: Mapping[str, str] | None = None, *,
                   native: bool = True) -> tuple[dict[str, float], dict[str, Any] | None]:
@@ -119,12 +135,7 @@ def score_metrics(test: TaskData, scores: Scores,
     metric each of ``scores.extra_maps`` feeds. An extra map it does not declare is an error, not
     silently left out of the metrics.
     """
-    image = np.asarray(scores.image, dtype=np.float64)
-    if image.shape != (len(test),):
-        raise ValueError(f"score() returned {image.shape} image scores for {len(test)} images")
-    if not np.isfinite(image).all():
-        bad = int((~np.isfinite(image)).sum())
-        raise ValueError(f"{bad} image score(s) are NaN or infinite")
+    image = image_scores(test, scores)
     protocols = extra_map_protocols or {}
     undeclared = sorted(set(scores.extra_maps) - set(protocols))
     if undeclared:
@@ -191,10 +202,14 @@ def run_job(
     progress: ProgressFn | None = None,
     deterministic: bool = False,
     runner: dict[str, Any] | None = None,
+    threshold_quantile: float | None = DEFAULT_THRESHOLD_QUANTILE,
 ) -> JobSummary:
     """Run ``job`` and write its record; returns a short summary (id, status, metrics, error).
 
-    ``runner`` (backend, worker, claim) is stored as is in the record.
+    ``runner`` (backend, worker, claim) is stored as is in the record. ``threshold_quantile``
+    ``q``: after scoring the test set, also score the training set and record the F1 at the
+    ``q``-quantile of its scores (metric ``image_f1_at_train_quantile``, field ``threshold``);
+    None skips that (and its cost: one more scoring pass, over the training images).
     """
     store = Store(results_root)
     env.retain_freed_memory()  # faster on the CPU, same numbers
@@ -242,6 +257,12 @@ def run_job(
             scores = method.score(test, ctx)
             timing["score"] = time.perf_counter() - t0
             metrics, protocol = score_metrics(test, scores, method.extra_map_protocols)
+            if threshold_quantile is not None:
+                t0 = time.perf_counter()
+                train_scores = image_scores(train, method.score(train, ctx))
+                timing["score_train"] = time.perf_counter() - t0
+                metrics[TRAIN_THRESHOLD_METRIC], done["threshold"] = train_quantile_f1(
+                    test.labels, scores.image, train_scores, threshold_quantile)
             masks = None if test.masks is None else test.masks.numpy()
             done["artifacts"] = store.write_artifacts(  # ROC curves and overlays need these
                 job, test.labels, scores.image, ids=test.ids, maps=scores.maps, masks=masks,
