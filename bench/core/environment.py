@@ -136,6 +136,9 @@ class PeakMemory:
     def __enter__(self) -> PeakMemory:
         self._sample()
         if self.device is not None and self.device.type == "cuda":
+            # a fresh worker has not touched CUDA yet: the allocator's statistics exist only
+            # once CUDA is initialized ("Invalid device argument" otherwise)
+            torch.cuda.init()
             torch.cuda.reset_peak_memory_stats(self.device)
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()

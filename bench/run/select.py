@@ -95,13 +95,16 @@ def select_jobs(
     data that is not on disk (every selected dataset, then every selected task's files).
     """
     suite = suite_name if isinstance(suite_name, Suite) else load_suite(suite_name)
-    _check_usable(METHODS, suite.method_names(), f" (in suite {suite.name})")
+    _check_names("method", methods, suite.method_names(), f" in suite {suite.name}")
+    # the selected methods must be usable; one the selection leaves out may be unavailable here
+    # (a plugin whose extra is not installed) without stopping the others, but not unknown
+    _check_usable(METHODS, list(methods) or suite.method_names(), f" (in suite {suite.name})")
     _check_usable(DATASETS, suite.dataset_names(), f" (in suite {suite.name})")
-    _check_names("method", [m for m in suite.method_names() if m not in METHODS],
+    _check_names("method", [m for m in suite.method_names()
+                            if m not in METHODS and METHODS.unavailable(m) is None],
                  METHODS.names(), f" in suite {suite.name}")
     _check_names("dataset", [d for d in suite.dataset_names() if d not in DATASETS],
                  DATASETS.names(), f" in suite {suite.name}")
-    _check_names("method", methods, suite.method_names(), f" in suite {suite.name}")
     _check_names("dataset", datasets, suite.dataset_names(), f" in suite {suite.name}")
     selected_datasets = list(datasets) or suite.dataset_names()
     if tasks:
