@@ -70,3 +70,16 @@ def test_refuses_cuda_without_it_and_auto_warns(bench_script, capsys):
     with pytest.warns(UserWarning, match="measuring on the CPU"):
         result = bench_script.main(["--device", "auto", *TINY, "--budget-s", "0"])
     assert result["environment"]["device"] == "cpu"
+
+
+def test_native_pixel_metrics_benchmark_streams_and_matches_the_exact_values(capsys):
+    spec = importlib.util.spec_from_file_location(
+        "native_pixel_metrics", SCRIPT.parent / "native_pixel_metrics.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--images", "6", "--size", "96", "--model-size", "24", "--stream",
+                       "--exact"])
+    text = capsys.readouterr().out
+    assert "6 masks of 96 px" in text and "quantiles" in text and "largest difference" in text
+    assert out["max_diff"] < 1e-3 and 0 <= out["pixel_auroc"] <= 1
