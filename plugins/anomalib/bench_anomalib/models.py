@@ -11,6 +11,8 @@ anomalib's Lightning module sets them; epochs from anomalib's model configs and 
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,7 +23,7 @@ from torch import nn
 
 from bench.core.config import Fraction, PositiveFloat, PositiveInt, Range, require
 from bench.datasets.base import TaskData
-from bench.methods.backbones import WEIGHTS
+from bench.methods.backbones import WEIGHTS, WeightsError, check_state_file
 from bench.methods.base import ANY_FAMILY, MethodConfig, RunContext, Scores
 from bench_anomalib.base import (
     AnomalibConfig,
@@ -39,10 +41,13 @@ anomalib_version()  # not installed: MissingDependency, and the registry leaves 
 ResNetLayer = Literal["layer1", "layer2", "layer3", "layer4"]
 
 
-def _trained_presets(epochs_on_demo: int) -> dict[str, dict[str, Any]]:
-    """anomalib's 256 px on real datasets; the demo data's own size and a few epochs."""
+def _trained_presets(epochs_on_demo: int,
+                     size_on_demo: int | None = None) -> dict[str, dict[str, Any]]:
+    """anomalib's 256 px on real datasets; on the demo data a few epochs, at its own size
+    unless the model takes no smaller inputs (``size_on_demo``)."""
     return {ANY_FAMILY: {"image_size": 256},
-            **{f: {"image_size": None, "epochs": epochs_on_demo} for f in ("digits", "textures")}}
+            **{f: {"image_size": size_on_demo, "epochs": epochs_on_demo}
+               for f in ("digits", "textures")}}
 
 
 # ----------------------------------------------------------------------------- PatchCore
@@ -451,7 +456,173 @@ class Draem(AnomalibMethod):
         epochs_loop(self, model, train, ctx, c.epochs, opt, step, sched)
 
 
+# ---------------------------------------------------------------------------- EfficientAD
+#: the smallest input anomalib's EfficientAD takes: its encoder halves it five times, then
+#: convolves it with an 8x8 kernel
+EFFICIENT_AD_MIN_SIZE = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class EfficientAdConfig(AnomalibConfig):  # its teacher is a PDN, not a ResNet: teacher_weights
+    #: a state dict of the pretrained PDN teacher (anomalib downloads it from its releases)
+    teacher_weights: str | None = None
+    #: a folder of images for the student's penalty (ImageNette, which anomalib downloads)
+    penalty_images: str | None = None
+    teacher_out_channels: PositiveInt = 384
+    model_size: Literal["small", "medium"] = "small"
+    padding: bool = False
+    pad_maps: bool = True
+    #: anomalib's EfficientAd: Adam lr 1e-4, weight decay 1e-5, one image per step; its config
+    #: trains 1000 epochs or 70000 steps, whichever ends first (70000 steps in the paper)
+    lr: PositiveFloat = 1e-4
+    weight_decay: Annotated[float, Range(ge=0)] = 1e-5
+    epochs: PositiveInt = 1000
+    max_steps: PositiveInt = 70_000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.image_size is None or self.image_size >= EFFICIENT_AD_MIN_SIZE,
+                f"image_size={self.image_size}: anomalib's EfficientAD takes inputs of at least "
+                f"{EFFICIENT_AD_MIN_SIZE} px")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The images under ``folder`` (any depth, as ImageNette's class folders), sorted."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+
+
+class EfficientAd(AnomalibMethod):
+    """anomalib's EfficientAD (Batzner et al. 2024): a PDN student and an autoencoder regress a
+    frozen pretrained PDN teacher, the student penalized on unrelated (ImageNette) images."""
+
+    Config = EfficientAdConfig
+    config: EfficientAdConfig
+    presets = _trained_presets(2, EFFICIENT_AD_MIN_SIZE)
+    normalize_inputs = False  # anomalib's EfficientAd normalizes inside its networks
+
+    @classmethod
+    def check_config(cls, config: MethodConfig) -> None:
+        assert isinstance(config, EfficientAdConfig)
+        need("anomalib.EfficientAd's teacher (anomalib downloads its pretrained PDN)",
+             "teacher_weights", config.teacher_weights,
+             f"a state_dict of the {config.model_size} PDN teacher, e.g. anomalib's "
+             f"pretrained_teacher_{config.model_size}.pth")
+        need("anomalib.EfficientAd's penalty images (anomalib downloads ImageNette)",
+             "penalty_images", config.penalty_images, "a folder of images, e.g. imagenette2")
+        weights = Path(str(config.teacher_weights)).expanduser()
+        require(weights.is_file(), f"teacher_weights={config.teacher_weights}: no such file")
+        check_state_file(weights)
+        folder = Path(str(config.penalty_images)).expanduser()
+        require(folder.is_dir(), f"penalty_images={config.penalty_images}: not a folder")
+        require(bool(_image_files(folder)), f"penalty_images={config.penalty_images}: no images")
+        anomalib_version()
+
+    def build_model(self, input_size: tuple[int, int]) -> nn.Module:
+        from anomalib.models.image.efficient_ad.torch_model import (
+            EfficientAdModel,
+            EfficientAdModelSize,
+        )
+
+        c = self.config
+        if min(input_size) < EFFICIENT_AD_MIN_SIZE:
+            raise ValueError(f"anomalib.EfficientAd: {input_size[0]}x{input_size[1]} px inputs; "
+                             f"it takes at least {EFFICIENT_AD_MIN_SIZE} px (--set image_size)")
+        return EfficientAdModel(teacher_out_channels=c.teacher_out_channels,
+                                model_size=EfficientAdModelSize(c.model_size),
+                                padding=c.padding, pad_maps=c.pad_maps)
+
+    def backbones(self, model: Any) -> list[nn.Module]:
+        return []  # the teacher is a PDN: load_backbone loads teacher_weights
+
+    def load_backbone(self, model: nn.Module, seed: int) -> str | None:
+        """``teacher_weights`` into the teacher; its identity (file name and SHA-256)."""
+        path = Path(str(self.config.teacher_weights)).expanduser()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        name = f"pdn_{self.config.model_size}"
+        try:
+            model.teacher.load_state_dict(state, strict=True)  # type: ignore[union-attr]
+        except RuntimeError as exc:
+            raise WeightsError(f"{path} does not fit anomalib's {self.config.model_size} PDN "
+                               f"teacher: {str(exc).splitlines()[-1].strip()[:200]}") from None
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        return f"{name}:file:{path.name}:sha256={digest}"
+
+    def penalty_batches(self, size: tuple[int, int], ctx: RunContext) -> Iterator[torch.Tensor]:
+        """Penalty images one at a time, endlessly, each pass in a seeded random order, through
+        anomalib's transform: resized to twice the input size, grayscale with probability 0.3,
+        centre-cropped to the input size."""
+        from PIL import Image
+        from torchvision import transforms as T
+
+        files = _image_files(Path(str(self.config.penalty_images)).expanduser())
+        transform = T.Compose([T.Resize((size[0] * 2, size[1] * 2)), T.RandomGrayscale(p=0.3),
+                               T.CenterCrop(size), T.ToTensor()])
+        epoch = 0
+        while True:
+            for i in torch.randperm(len(files), generator=ctx.generator(20_000 + epoch)):
+                with Image.open(files[int(i)]) as image:
+                    yield transform(image.convert("RGB"))[None].to(ctx.device)
+            epoch += 1
+
+    def train_model(self, model: Any, train: TaskData, ctx: RunContext) -> None:
+        """anomalib's recipe: the teacher's channel mean/std on the training images, then one
+        training image and one penalty image per Adam step on the student and the autoencoder
+        (loss: anomalib's ``st + ae + stae``; its StepLR ×0.1 after 95 % of the steps, stepped
+        per epoch as Lightning steps it), then the quantiles of the unnormalized maps of the
+        training images (anomalib takes its validation set's normal images; never the test)."""
+        from anomalib.models.image.efficient_ad.torch_model import reduce_tensor_elems
+
+        c = self.config
+        bs = c.batch_size
+        with torch.no_grad():  # running sums over the positions of all images, per channel
+            n = 0
+            total = torch.zeros(c.teacher_out_channels, dtype=torch.float64, device=ctx.device)
+            squares = torch.zeros_like(total)
+            for x in train.batches(bs):
+                y = model.teacher(self.inputs(x, ctx)).double()
+                n += y[:, 0].numel()
+                total = total + y.sum(dim=(0, 2, 3))
+                squares = squares + (y ** 2).sum(dim=(0, 2, 3))
+            mean = total / n
+            std = (squares / n - mean ** 2).sqrt()
+            model.mean_std.update({"mean": mean.float()[None, :, None, None],
+                                   "std": std.float()[None, :, None, None]})
+        opt = torch.optim.Adam([*model.student.parameters(), *model.ae.parameters()],
+                               lr=c.lr, weight_decay=c.weight_decay)
+        steps = min(c.max_steps, c.epochs * len(train))
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, int(0.95 * steps)),
+                                                gamma=0.1)
+        penalty = self.penalty_batches(train.size, ctx)
+        epochs = -(-steps // len(train))
+        done = 0
+        for epoch in range(epochs):
+            order = torch.randperm(len(train), generator=ctx.generator(offset=10_000 + epoch))
+            for i in order[:steps - done]:
+                opt.zero_grad()
+                loss_st, loss_ae, loss_stae = model(batch=self.inputs(train.batch([int(i)]), ctx),
+                                                    batch_imagenet=next(penalty))
+                (loss_st + loss_ae + loss_stae).backward()
+                opt.step()
+                done += 1
+            sched.step()
+            ctx.report(epoch + 1, epochs)
+        model.eval()
+        with torch.no_grad():
+            maps = [model.get_maps(self.inputs(x, ctx), normalize=False) for x in train.batches(bs)]
+        quantiles = {}
+        for key, index in (("st", 0), ("ae", 1)):
+            flat = reduce_tensor_elems(torch.cat([m[index] for m in maps]))
+            quantiles[f"qa_{key}"] = torch.quantile(flat, q=0.9)
+            quantiles[f"qb_{key}"] = torch.quantile(flat, q=0.995)
+        model.quantiles.update(quantiles)
+
+
 #: every method of this plugin: entry-point name -> class (the names pyproject.toml declares)
 METHODS: dict[str, type[AnomalibMethod]] = {
     f"anomalib.{cls.__name__}": cls
-    for cls in (Patchcore, Padim, Dfm, Fastflow, ReverseDistillation, Cflow, Stfpm, Draem)}
+    for cls in (Patchcore, Padim, Dfm, Fastflow, ReverseDistillation, Cflow, Stfpm, Draem,
+                EfficientAd)}
