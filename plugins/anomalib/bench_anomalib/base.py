@@ -19,14 +19,14 @@ import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.core.config import PositiveInt, require
+from bench.core.config import PositiveInt
 from bench.core.errors import MissingDependency, UsageError
 from bench.datasets.base import TaskData
 from bench.methods._pretrained import EMBEDDED_FAMILIES
@@ -39,7 +39,7 @@ INSTALL = ("pip install -e '.[anomalib]' in a checkout of bench (or pip install 
            f"'anomalib{','.join(ANOMALIB_RANGE)}')")
 
 #: the backbones whose timm and torchvision parameter names agree (weights load either way)
-BACKBONES = ("resnet18", "resnet50", "wide_resnet50_2")
+Backbone = Literal["resnet18", "resnet50", "wide_resnet50_2"]
 
 
 def anomalib_version() -> str:
@@ -54,11 +54,6 @@ def anomalib_version() -> str:
         raise MissingDependency(f"needs anomalib {','.join(ANOMALIB_RANGE)}, found {version}; "
                                 f"install the extra: {INSTALL}")
     return version
-
-
-def check_backbone(backbone: str) -> None:
-    require(backbone in BACKBONES, f"backbone={backbone!r}: choose from {', '.join(BACKBONES)} "
-            "(their weights load into anomalib's timm backbone by parameter name)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,9 +28,9 @@ from bench.methods.base import ANY_FAMILY, MethodConfig, RunContext, Scores
 from bench_anomalib.base import (
     AnomalibConfig,
     AnomalibMethod,
+    Backbone,
     PretrainedConfig,
     anomalib_version,
-    check_backbone,
     epochs_loop,
     fill_memory,
     need,
@@ -53,15 +53,10 @@ def _trained_presets(epochs_on_demo: int,
 # ----------------------------------------------------------------------------- PatchCore
 @dataclass(frozen=True, kw_only=True)
 class PatchcoreConfig(PretrainedConfig):
-    backbone: str = "wide_resnet50_2"
+    backbone: Backbone = "wide_resnet50_2"
     layers: tuple[ResNetLayer, ...] = ("layer2", "layer3")
     coreset_sampling_ratio: Fraction = 0.1
     num_neighbors: PositiveInt = 9
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_backbone(self.backbone)
-
 
 class Patchcore(AnomalibMethod):
     """anomalib's PatchCore (Roth et al. 2022): coreset memory bank, nearest-neighbour scores."""
@@ -88,15 +83,10 @@ class Patchcore(AnomalibMethod):
 # --------------------------------------------------------------------------------- PaDiM
 @dataclass(frozen=True, kw_only=True)
 class PadimConfig(PretrainedConfig):
-    backbone: str = "resnet18"
+    backbone: Backbone = "resnet18"
     layers: tuple[ResNetLayer, ...] = ("layer1", "layer2", "layer3")
     #: channels kept at random (None: anomalib's per-backbone default, 100 for ResNet-18)
     n_features: Annotated[int | None, Range(ge=1)] = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_backbone(self.backbone)
-
 
 class Padim(AnomalibMethod):
     """anomalib's PaDiM (Defard et al. 2020): a Gaussian per patch position."""
@@ -123,18 +113,13 @@ class Padim(AnomalibMethod):
 # ----------------------------------------------------------------------------------- DFM
 @dataclass(frozen=True, kw_only=True)
 class DfmConfig(PretrainedConfig):
-    backbone: str = "resnet50"
+    backbone: Backbone = "resnet50"
     layer: ResNetLayer = "layer3"
     pooling_kernel_size: PositiveInt = 4
     #: PCA: the fraction of variance kept
     pca_level: Fraction = 0.97
     #: ``fre`` (feature reconstruction error, with maps) or ``nll`` (image scores only)
     score_type: Literal["fre", "nll"] = "fre"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_backbone(self.backbone)
-
 
 class Dfm(AnomalibMethod):
     """anomalib's DFM (Ahuja et al. 2019): PCA and a Gaussian on pooled deep features."""
@@ -208,7 +193,7 @@ class Fastflow(AnomalibMethod):
 # ------------------------------------------------------------------ Reverse Distillation
 @dataclass(frozen=True, kw_only=True)
 class ReverseDistillationConfig(PretrainedConfig):
-    backbone: Literal["resnet18", "resnet50", "wide_resnet50_2"] = "wide_resnet50_2"
+    backbone: Backbone = "wide_resnet50_2"
     layers: tuple[ResNetLayer, ...] = ("layer1", "layer2", "layer3")
     anomaly_map_mode: Literal["add", "multiply"] = "add"
     #: anomalib (PR #1389, as the official code): 200 epochs, Adam lr 0.005, betas (0.5, 0.99)
@@ -263,7 +248,7 @@ class ReverseDistillation(AnomalibMethod):
 # --------------------------------------------------------------------------------- CFlow
 @dataclass(frozen=True, kw_only=True)
 class CflowConfig(PretrainedConfig):
-    backbone: str = "wide_resnet50_2"
+    backbone: Backbone = "wide_resnet50_2"
     layers: tuple[ResNetLayer, ...] = ("layer2", "layer3", "layer4")
     fiber_batch_size: PositiveInt = 64
     decoder: Literal["freia-cflow"] = "freia-cflow"
@@ -274,11 +259,6 @@ class CflowConfig(PretrainedConfig):
     lr: PositiveFloat = 1e-4
     #: anomalib's Cflow config: 50 epochs
     epochs: PositiveInt = 50
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_backbone(self.backbone)
-
 
 class Cflow(AnomalibMethod):
     """anomalib's CFlow-AD (Gudovskiy et al. 2022): conditional normalizing flows per layer."""
@@ -337,7 +317,7 @@ class Cflow(AnomalibMethod):
 # --------------------------------------------------------------------------------- STFPM
 @dataclass(frozen=True, kw_only=True)
 class StfpmConfig(PretrainedConfig):
-    backbone: Literal["resnet18", "resnet50", "wide_resnet50_2"] = "resnet18"
+    backbone: Backbone = "resnet18"
     layers: tuple[ResNetLayer, ...] = ("layer1", "layer2", "layer3")
     #: the teacher's weights: anomalib always downloads timm's; here they must be given
     backbone_weights: Annotated[str | None, WEIGHTS] = None
