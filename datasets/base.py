@@ -145,6 +145,7 @@ class FileMasks(NativeMasks):
         super().__init__(len(mask_paths), crop_fraction)
         self.mask_paths = list(mask_paths)
         self.image_paths = list(image_paths)
+        self._sizes: dict[Path, tuple[int, int]] = {}  # image headers read once
 
     def _full(self, i: int) -> np.ndarray:
         path = self.mask_paths[i]
@@ -159,11 +160,13 @@ class FileMasks(NativeMasks):
 
     def _full_shape(self, i: int) -> tuple[int, int]:
         path = self.image_paths[i]
-        try:
-            with Image.open(path) as im:
-                return int(im.size[1]), int(im.size[0])
-        except OSError as exc:
-            raise DataCorruptError(f"cannot read image {path}: {exc}") from None
+        if path not in self._sizes:  # the metric asks for every size first, then each mask
+            try:
+                with Image.open(path) as im:
+                    self._sizes[path] = (int(im.size[1]), int(im.size[0]))
+            except OSError as exc:
+                raise DataCorruptError(f"cannot read image {path}: {exc}") from None
+        return self._sizes[path]
 
     def subset(self, index: Sequence[int]) -> FileMasks:
         return FileMasks([self.mask_paths[int(i)] for i in index],
