@@ -59,7 +59,8 @@ class BTAD(CategoryDataset):
 
     def count(self, base: Path) -> dict[str, int]:
         return self.count_folders(base, {"train/ok": "train/ok", "test/ok": "test/ok",
-                                         "test/ko": "test/ko", "ground_truth/ko": "ground_truth/ko"})
+                                         "test/ko": "test/ko",
+                                         "ground_truth/ko": "ground_truth/ko"})
 
     def manual_steps(self, root: Path | None) -> str:
         loc = self.location(root)
