@@ -35,15 +35,27 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: git without the locks it takes only to refresh its caches (never the index lock)
+_GIT = ("git", "--no-optional-locks")
+
+
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     """The commit of the checkout holding this package, with ``+dirty`` for local changes."""
-    here = Path(bench.__file__).resolve().parent.parent
+    return commit_of(Path(bench.__file__).resolve().parent.parent)
+
+
+def commit_of(checkout: Path) -> str | None:
+    """The commit of the git checkout ``checkout`` (``+dirty`` for local changes), None when it
+    is not one. It never writes to the checkout: ``--no-optional-locks``, since ``git status``
+    would otherwise refresh the index under ``.git/index.lock`` and fail a user's own
+    ``git commit`` at that moment."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here,
+        sha = subprocess.run([*_GIT, "rev-parse", "--short=12", "HEAD"], cwd=checkout,
                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10, check=True).stdout
+        dirty = subprocess.run([*_GIT, "status", "--porcelain", "--untracked-files=no"],
+                               cwd=checkout, capture_output=True, text=True, timeout=10,
+                               check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{sha}+dirty" if dirty.strip() else sha

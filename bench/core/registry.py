@@ -92,6 +92,9 @@ class PluginError:
 
 
 Adapt = Callable[[str, Any], Any]
+#: what loading a plugin may raise that leaves it out with a reason: any error, and a module
+#: that calls ``sys.exit()`` while it is imported (it must not end bench without a word)
+_PLUGIN_FAILURES = (Exception, SystemExit)
 
 
 class Registry(Generic[T]):
@@ -247,11 +250,11 @@ class Registry(Generic[T]):
             obj = ep.load()
         except MissingDependency as exc:  # an optional extra not installed: not a breakage
             return fail(_reason(exc), missing=_reason(exc))
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             return fail(f"cannot import it: {_reason(exc)}")
         try:
             item = self._adapt(ep.name, obj)
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             return fail(f"breaks the {self.kind} contract: {_reason(exc)}")
         self.add(ep.name, item, origin)
 
@@ -261,7 +264,7 @@ class Registry(Generic[T]):
         module_name, _, attr = name.partition(":")
         try:
             obj: Any = import_module(module_name)
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             raise UsageError(f"{self.kind} {name!r}: cannot import {module_name}: "
                              f"{_reason(exc)}") from None
         for part in attr.split("."):
@@ -270,7 +273,7 @@ class Registry(Generic[T]):
             obj = getattr(obj, part)
         try:
             item = self._adapt(name, obj)
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             raise UsageError(f"{self.kind} {name!r} breaks the {self.kind} contract: "
                              f"{_reason(exc)}") from None
         self._imported[name] = item
