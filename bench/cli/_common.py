@@ -46,7 +46,7 @@ class BenchGroup(click.Group):
             hint = ""
             if isinstance(exc, click.UsageError) and exc.ctx is not None:
                 hint = f" (see '{exc.ctx.command_path} --help')"
-            message = " ".join(exc.format_message().split())
+            message = clip(" ".join(exc.format_message().split()))
             click.echo(f"bench: error: {message}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
@@ -70,8 +70,19 @@ def one_line(exc: BaseException) -> str:
     full disk) as its reason and path, never a traceback."""
     if isinstance(exc, OSError) and not isinstance(exc, BenchError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror}{where}"
-    return str(exc) or type(exc).__name__  # a BenchError may list details on lines below
+        return clip(f"{exc.strerror}{where}")
+    return clip(str(exc) or type(exc).__name__)  # a BenchError may list details on lines below
+
+
+#: the longest error message shown (a message quoting a user's huge value is cut)
+MAX_MESSAGE = 4000
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text``, cut to ``limit`` characters and saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
 def configure_logging(debug: bool) -> None:

@@ -27,8 +27,9 @@ from bench.run.runner import plan
 from bench.run.select import select_jobs
 
 
-def _default_baseline(suite: str) -> Path:
-    return Path("results") / "baselines" / f"{suite}.csv"
+def _default_baseline(settings: Settings, suite: str) -> Path:
+    """``<results>/baselines/<suite>.csv``: under ``--results`` like everything else."""
+    return settings.results_root / "baselines" / f"{suite}.csv"
 
 
 def _failed_rows(store: Store, suite: str) -> pd.DataFrame:
@@ -40,7 +41,7 @@ def _failed_rows(store: Store, suite: str) -> pd.DataFrame:
 @click.command()
 @click.option("--suite", default="ci", show_default=True, callback=suite_refs)
 @click.option("--baseline", type=click.Path(dir_okay=False), default=None,
-              help="Baseline CSV (default: results/baselines/<suite>.csv).")
+              help="Baseline CSV (default: <results>/baselines/<suite>.csv).")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]T",
               help="Allowed absolute drop: a default (e.g. 0.01) or per metric "
                    "(pixel_aupro=0.02). Repeatable.")
@@ -51,23 +52,27 @@ def check(settings: Settings, suite: str, baseline: str | None, tolerances: tupl
           show: int) -> None:
     """Compare the suite's records with a baseline; exit 1 on a drop, a missing or failed job."""
     tol = Tolerances.parse(tolerances)
-    the_suite, jobs = select_jobs(suite, check_data=False)
-    base = read_baseline(baseline or _default_baseline(the_suite.name))
+    the_suite, jobs = select_jobs(suite, data_root=settings.data_root, check_data=False)
+    base_path = baseline or _default_baseline(settings, the_suite.name)
+    base = read_baseline(base_path)
     if base.empty:
-        raise UsageError(f"baseline {baseline or _default_baseline(the_suite.name)} pins nothing")
+        raise UsageError(f"baseline {base_path} pins nothing")
     store = Store(settings.results_root)
     ids = {j.id for j in jobs}
     df = store.load(the_suite.name)
     current = baseline_frame(df[df["id"].isin(ids)])
     result = compare(current, base, tol, _failed_rows(store, the_suite.name))
-    todo, _, _ = plan(jobs, store)
+    todo, _, failed = plan(jobs, store)
     pinned = set(zip(base["method"], base["overrides"], base["dataset"], base["task"],
                      base["seed"], strict=True))
+    errors = {r.id: r.error or "" for r in store.records(the_suite.name) if not r.ok}
+    # a job of the suite without a record, or failed, fails the check pinned or not
     unpinned_missing = [
         {"method": j.method, "overrides": json.dumps(j.overrides_dict, sort_keys=True),
-         "dataset": j.dataset, "task": j.task, "seed": j.seed, "metric": "(no record)",
-         "status": "missing", "error": ""}
-        for j in todo
+         "dataset": j.dataset, "task": j.task, "seed": j.seed,
+         "metric": "(no record)" if status == "missing" else "(failed)",
+         "status": status, "error": errors.get(j.id, "")}
+        for status, group in (("missing", todo), ("failed", failed)) for j in group
         if (j.method, json.dumps(j.overrides_dict, sort_keys=True), j.dataset, j.task,
             j.seed) not in pinned
     ]
@@ -133,14 +138,14 @@ def baseline() -> None:
 @baseline.command("update")
 @click.option("--suite", default="ci", show_default=True, callback=suite_refs)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Baseline CSV to write (default: results/baselines/<suite>.csv).")
+              help="Baseline CSV to write (default: <results>/baselines/<suite>.csv).")
 @click.option("--metric", "metrics", multiple=True,
               help=f"Metrics to pin (default: {', '.join(DEFAULT_METRICS)}).")
 @pass_settings
 def update(settings: Settings, suite: str, output: str | None, metrics: tuple[str, ...]) -> None:
     """Rewrite the baseline from the current records (every job of the suite must be ok)."""
     store = Store(settings.results_root)
-    the_suite, jobs = select_jobs(suite, check_data=False)
+    the_suite, jobs = select_jobs(suite, data_root=settings.data_root, check_data=False)
     todo, _, failed = plan(jobs, store)
     if todo or failed:
         raise UsageError(f"suite {the_suite.name}: {len(todo)} job(s) without a record and "
@@ -148,7 +153,7 @@ def update(settings: Settings, suite: str, output: str | None, metrics: tuple[st
     ids = {j.id for j in jobs}
     df = store.load(the_suite.name)
     frame = baseline_frame(df[df["id"].isin(ids)], metrics or DEFAULT_METRICS)
-    path = Path(output) if output else _default_baseline(the_suite.name)
+    path = Path(output) if output else _default_baseline(settings, the_suite.name)
     text = write_baseline(frame)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -9,6 +9,7 @@ import click
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
+from bench.cli._types import SEED
 from bench.core.config import parse_set
 from bench.datasets import DATASETS
 from bench.methods import METHODS
@@ -34,7 +35,7 @@ def _show(settings: Settings, report: CheckReport) -> None:
 @click.argument("name")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Config value on top of the method's test settings (repeatable).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @pass_settings
 def check_method_cmd(settings: Settings, name: str, sets: tuple[str, ...], seed: int) -> None:
     """Check method NAME against the contract on a tiny synthetic task; exit 1 on a failure.

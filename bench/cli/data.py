@@ -11,6 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferS
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
+from bench.cli._types import number
 from bench.datasets import DATASETS
 from bench.datasets.download import DEFAULT_LIMITS, ExtractLimits, Reachability, reachable
 from bench.datasets.manage import fetch, status
@@ -50,12 +51,12 @@ def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
 @click.option("--url", default=None, help="Download the archive from this URL instead.")
 @click.option("--sha256", default=None, help="Expected sha256 of --url/--archive, if not known.")
 @click.option("--keep-archive", is_flag=True, help="Keep the downloaded archive after unpacking.")
-@click.option("--max-extract-gib", type=click.FloatRange(min=0, min_open=True),
+@click.option("--max-extract-gib", type=number(min=0, min_open=True),
               default=DEFAULT_LIMITS.max_bytes / 2**30, show_default=True,
               help="Refuse an archive whose files add up to more GiB.")
 @click.option("--max-members", type=click.IntRange(min=1), default=DEFAULT_LIMITS.max_members,
               show_default=True, help="Refuse an archive with more members.")
-@click.option("--max-ratio", type=click.FloatRange(min=1), default=DEFAULT_LIMITS.max_ratio,
+@click.option("--max-ratio", type=number(min=1), default=DEFAULT_LIMITS.max_ratio,
               show_default=True,
               help="Refuse a zip member, or a tar archive, that expands more times.")
 @pass_settings
@@ -98,7 +99,7 @@ def fetch_cmd(settings: Settings, name: str, archive: Path | None, accept_licens
 @click.option("--check", is_flag=True,
               help="Ask each address whether it answers (headers only, nothing downloaded); "
                    "exit 1 if one does not.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=15.0,
+@click.option("--timeout", type=number(min=0, min_open=True), default=15.0,
               show_default=True, help="Seconds to wait for each address with --check.")
 @pass_settings
 def urls_cmd(settings: Settings, names: tuple[str, ...], check: bool, timeout: float) -> None:

@@ -10,7 +10,8 @@ import click
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings, suite_refs
-from bench.core.errors import BenchError, UsageError
+from bench.cli._types import number
+from bench.core.errors import BenchError
 from bench.core.registry import Registry
 from bench.datasets import DATASETS
 from bench.methods import METHODS
@@ -119,7 +120,7 @@ def _duration(seconds: float | None) -> str:
                    "included).")
 @click.option("--workers", "n_workers", type=click.IntRange(min=1), default=None,
               help="Workers the ETA divides the work by (default: jobs running now, at least 1).")
-@click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True),
+@click.option("--claim-timeout", type=number(min=0, min_open=True),
               default=DEFAULT_CLAIM_TIMEOUT, show_default=True, metavar="SECONDS",
               help="A claim not refreshed for this long counts as dead (its job as pending).")
 @click.option("--by-method", is_flag=True,
@@ -144,8 +145,8 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
     timings: list[SuiteTime] = []
     for name in names:
         try:
-            suite, jobs = select_jobs(name, check_data=False)
-        except UsageError as exc:
+            suite, jobs = select_jobs(name, data_root=settings.data_root, check_data=False)
+        except BenchError as exc:  # one suite's missing data must not hide the others
             if suites:  # asked for by name: the user needs the reason
                 raise
             out.add_row(name, "–", "–", "–", "–", "–", "–", f"unavailable: {exc}")

@@ -14,6 +14,7 @@ from rich import box
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
+from bench.cli._types import number
 from bench.core.config import parse_set
 from bench.core.errors import UsageError
 from bench.perf.compare import SpeedComparison, compare_speed
@@ -62,7 +63,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 @click.option("--compare", "compare_to", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="A saved result (-o/--save) to compare with; exit 1 when a "
                                    "figure is slower by more than --max-slowdown.")
-@click.option("--max-slowdown", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+@click.option("--max-slowdown", type=number(min=0, max=1, min_open=True, max_open=True),
               default=0.25, show_default=True,
               help="With --compare: the slowdown (a fraction) that counts as a regression.")
 @pass_settings

@@ -10,6 +10,7 @@ import click
 import pandas as pd
 
 from bench.cli._common import Settings, pass_settings, suite_names
+from bench.cli._types import SEED
 from bench.cli.table import check_metric, load_records, task_orders, write_or_echo
 from bench.core.errors import UsageError
 from bench.records.store import Store
@@ -154,7 +155,7 @@ def _job_options(f: F) -> F:
         click.option("--method", default=None),
         click.option("--dataset", default=None),
         click.option("--task", default=None),
-        click.option("--seed", type=int, default=None),
+        click.option("--seed", type=SEED, default=None),
     ]):
         f = deco(f)
     return f

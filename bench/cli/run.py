@@ -9,6 +9,7 @@ import numpy as np
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
+from bench.cli._types import number
 from bench.core.config import parse_set
 from bench.core.environment import resolve_device
 from bench.core.errors import UsageError
@@ -19,15 +20,17 @@ from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
 from bench.run.runner import BACKENDS, RunOptions, RunReport
 from bench.run.runner import run as run_jobs
 from bench.run.select import select_jobs
+from bench.run.suites import check_seed
 
 
 def _seeds(text: str | None) -> list[int]:
     if not text:
         return []
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seeds expects integers separated by commas, got {text!r}") from None
+    return [check_seed(s, "--seeds") for s in seeds]
 
 
 @click.command()
@@ -55,15 +58,15 @@ def _seeds(text: str | None) -> list[int]:
 @click.option("--deterministic", is_flag=True,
               help="Also use torch's deterministic algorithms (jobs are always seeded).")
 @click.option("--retry-failed", is_flag=True, help="Run again jobs whose record says failed.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--timeout", type=number(min=0, min_open=True), default=None,
               metavar="SECONDS",
               help="Kill a job that runs longer and record it as failed (timeout). Each job "
                    "then runs in its own subprocess (a few seconds to start: imports).")
-@click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True),
+@click.option("--claim-timeout", type=number(min=0, min_open=True),
               default=DEFAULT_CLAIM_TIMEOUT, show_default=True, metavar="SECONDS",
               help="Take over a job claimed by a runner that has not refreshed its claim for "
                    "this long (claims of dead processes on the same host are taken at once).")
-@click.option("--threshold-quantile", type=click.FloatRange(min=0, max=1, min_open=True),
+@click.option("--threshold-quantile", type=number(min=0, max=1, min_open=True),
               default=DEFAULT_THRESHOLD_QUANTILE, show_default=True, metavar="Q",
               help="After fit, score the training (normal) images and record the F1 on the "
                    "test set at the Q-quantile of their scores (image_f1_at_train_quantile).")

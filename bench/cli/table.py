@@ -8,6 +8,7 @@ import click
 import pandas as pd
 
 from bench.cli._common import Settings, pass_settings, suite_names
+from bench.cli._types import number
 from bench.core.errors import UsageError
 from bench.datasets import DATASETS
 from bench.records.store import Store
@@ -76,7 +77,7 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
 @click.option("--drop-incomplete", is_flag=True,
               help="With --ranks/--versus: drop tasks a column lacks (the caption lists them) "
                    "instead of refusing.")
-@click.option("--ci", "ci", type=click.FloatRange(50, 99.9), default=None, metavar="LEVEL",
+@click.option("--ci", "ci", type=number(50, 99.9), default=None, metavar="LEVEL",
               help="Add a LEVEL% bootstrap interval of the image AUROC to single-seed cells "
                    "(from the saved test scores), e.g. --ci 95.")
 @click.option("--allow-unequal-seeds", is_flag=True,

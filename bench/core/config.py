@@ -20,6 +20,7 @@ Constraints between fields are plain code calling :func:`require`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -27,9 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-import yaml
-
 from bench.core.errors import UsageError
+from bench.core.yamlfile import YamlLimitError, load_yaml
 
 C = TypeVar("C")
 
@@ -43,8 +43,10 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--set expects key=value, got {item!r}")
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            out[key] = load_yaml(raw, f"--set {key}") if raw.strip() else ""
+        except YamlLimitError:  # an alias bomb is no plain string either
+            raise
+        except UsageError:  # not YAML: the text as it is
             out[key] = raw
     return out
 
@@ -127,14 +129,15 @@ def coerce(tp: Any, value: Any, name: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise UsageError(f"{name}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise UsageError(f"{name}: expected a number, got {value!r}")
+        try:
+            number = float(value) if isinstance(value, (int, float, str)) else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise UsageError(f"{name}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # nan passes every range check; inf means nothing here
+            raise UsageError(f"{name}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -203,7 +206,8 @@ class Range:
     lt: float | None = None
 
     def allows(self, x: float) -> bool:
-        return ((self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
+        return (math.isfinite(x)
+                and (self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
                 and (self.le is None or x <= self.le) and (self.lt is None or x < self.lt))
 
     def describe(self, name: str) -> str:

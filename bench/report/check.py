@@ -51,8 +51,8 @@ class Tolerances:
                 number = float(value)
             except ValueError:
                 raise UsageError(f"--tolerance expects T or METRIC=T, got {item!r}") from None
-            if number < 0:
-                raise UsageError(f"--tolerance must not be negative, got {item!r}")
+            if not math.isfinite(number) or number < 0:  # nan would pass every comparison
+                raise UsageError(f"--tolerance must be a finite number >= 0, got {item!r}")
             if sep:
                 per[name] = number
             else:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from bench.core.errors import UsageError
+from bench.core.yamlfile import read_yaml
 from bench.datasets import DATASETS
 from bench.methods import METHODS
 from bench.records.files import atomic_write
@@ -77,7 +78,7 @@ def record_definition(results_root: Path, suite: Suite, jobs: Sequence[Job],
     raw: dict[str, Any] = {"name": suite.name, "description": suite.description,
                            "seeds": [], "datasets": {}, "methods": {}}
     if path.is_file():
-        old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        old = read_yaml(path) or {}
         if isinstance(old, Mapping):
             raw.update({k: old[k] for k in ("seeds", "datasets", "methods") if k in old})
     raw["seeds"] = sorted({*map(int, raw["seeds"] or []), *(j.seed for j in jobs)})

@@ -12,8 +12,10 @@ A suite file::
       - datasets: {textures: all}
         methods: {kde: {}}
 
-Files are read with ``yaml.safe_load`` only. Shipped suites live beside this module; a user may
-pass the path of their own file.
+Files are read as UTF-8 with :func:`bench.core.yamlfile.read_yaml` (``yaml.safe_load``'s
+types, an alias budget, no key given twice), and their schema is checked before any job: each
+violation is one line naming the file and the key. Seeds are integers in ``[0, 2**32)``, given
+as integers. Shipped suites live beside this module; a user may pass the path of their own file.
 """
 
 from __future__ import annotations
@@ -23,12 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.core.errors import UsageError
+from bench.core.yamlfile import read_yaml
 from bench.records.key import check_suite_name
 
 SUITE_DIR = Path(__file__).resolve().parent
+#: seeds are what numpy's and torch's generators take: integers in [0, 2**32)
+SEED_LIMIT = 2**32
+
+
+def check_seed(value: Any, where: str) -> int:
+    """``value`` as a seed: an integer (not a bool, not a float) in ``[0, 2**32)``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{where}: a seed is an integer, got {value!r}")
+    if not 0 <= value < SEED_LIMIT:
+        raise UsageError(f"{where}: seed {value} is out of range (allowed: 0 <= seed < 2**32)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -59,8 +71,10 @@ def suite_names() -> list[str]:
 def _block(raw: Mapping[str, Any], where: str) -> Block:
     datasets = raw.get("datasets") or {}
     methods = raw.get("methods") or {}
-    if not isinstance(datasets, Mapping) or not isinstance(methods, Mapping):
-        raise UsageError(f"{where}: 'datasets' and 'methods' must be mappings")
+    for key, value in (("datasets", datasets), ("methods", methods)):
+        if not isinstance(value, Mapping):
+            raise UsageError(f"{where}: {key}: a mapping ({{<name>: ...}}), got "
+                             f"{type(value).__name__}")
     for key, value, example in (("datasets", datasets, "{<dataset>: all}"),
                                 ("methods", methods, "{<method>: {}}")):
         if not value:
@@ -74,9 +88,9 @@ def _block(raw: Mapping[str, Any], where: str) -> Block:
             if not tasks:
                 raise UsageError(f"{where}: dataset {name!r} lists no tasks; name some, or "
                                  "write 'all'")
-            ds[str(name)] = [str(t) for t in tasks]
+            ds[str(name)] = [str(_check_task(t, f"{where}: datasets: {name}")) for t in tasks]
         else:
-            ds[str(name)] = [str(tasks)]
+            ds[str(name)] = [str(_check_task(tasks, f"{where}: datasets: {name}"))]
     ms: dict[str, list[dict[str, Any]]] = {}
     for name, variants in methods.items():
         if variants is None:
@@ -93,6 +107,13 @@ def _block(raw: Mapping[str, Any], where: str) -> Block:
     return Block(ds, ms)
 
 
+def _check_task(task: Any, where: str) -> Any:
+    if isinstance(task, bool) or not isinstance(task, (str, int)):
+        raise UsageError(f"{where}: a task is a name, got {task!r} (write 'all' or a list of "
+                         "task names)")
+    return task
+
+
 def parse_suite(raw: Any, source: str) -> Suite:
     if not isinstance(raw, Mapping):
         raise UsageError(f"{source}: a suite file must be a YAML mapping")
@@ -101,22 +122,29 @@ def parse_suite(raw: Any, source: str) -> Suite:
         raise UsageError(f"{source}: the suite needs a 'name'")
     check_suite_name(name, source)
     seeds_raw = raw.get("seeds", [0])
-    try:
-        seeds = tuple(int(s) for s in (seeds_raw if isinstance(seeds_raw, list) else [seeds_raw]))
-    except (TypeError, ValueError):
-        raise UsageError(f"{source}: 'seeds' must be a list of integers") from None
+    if isinstance(seeds_raw, list):
+        seeds = tuple(check_seed(s, f"{source}: seeds[{i}]") for i, s in enumerate(seeds_raw))
+    else:
+        seeds = (check_seed(seeds_raw, f"{source}: seeds"),)
+    description = raw.get("description", "")
+    if description is not None and not isinstance(description, str):
+        raise UsageError(f"{source}: description: a text, got {type(description).__name__}")
     if not seeds:
         raise UsageError(f"{source}: 'seeds' is empty, so the suite has no jobs; e.g. seeds: [0]")
     blocks = []
     if raw.get("datasets") or raw.get("methods"):
         blocks.append(_block(raw, source))
-    for i, b in enumerate(raw.get("blocks") or []):
+    raw_blocks = raw.get("blocks") or []
+    if not isinstance(raw_blocks, list):
+        raise UsageError(f"{source}: blocks: a list of mappings (each with datasets and "
+                         f"methods), got {type(raw_blocks).__name__}")
+    for i, b in enumerate(raw_blocks):
         if not isinstance(b, Mapping):
             raise UsageError(f"{source}: blocks[{i}] must be a mapping")
         blocks.append(_block(b, f"{source}: blocks[{i}]"))
     if not blocks:
         raise UsageError(f"{source}: the suite names no datasets and methods")
-    return Suite(name, str(raw.get("description", "")).strip(), seeds, tuple(blocks), source)
+    return Suite(name, (description or "").strip(), seeds, tuple(blocks), source)
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
@@ -130,8 +158,4 @@ def load_suite(name_or_path: str | Path) -> Suite:
                              "or give the path of a YAML file")
     if not path.is_file():
         raise UsageError(f"suite file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse_suite(raw, str(path))
+    return parse_suite(read_yaml(path), str(path))
