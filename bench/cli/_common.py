@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
 
 from bench.core.errors import BenchError
 from bench.core.paths import results_root
+from bench.core.registry import no_imports
 from bench.run.adhoc import ADHOC, suite_name, suite_ref
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,6 +32,19 @@ class Settings:
 
 
 pass_settings = click.make_pass_decorator(Settings)
+
+
+def reads_results(f: F) -> F:
+    """``pass_settings`` for the commands that only read results (status, table, plot, report,
+    check): within them, modules named by records or ad-hoc suite files (``module:Class``) are
+    never imported (:func:`~bench.core.registry.no_imports`); such methods show by name."""
+
+    @functools.wraps(f)
+    def inert(*args: Any, **kwargs: Any) -> Any:
+        with no_imports():
+            return f(*args, **kwargs)
+
+    return cast(F, pass_settings(inert))
 
 
 class BenchGroup(click.Group):

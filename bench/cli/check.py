@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.cli._common import Settings, pass_settings, suite_refs
+from bench.cli._common import Settings, reads_results, suite_refs
 from bench.core.errors import UsageError
 from bench.records.key import variant_label
 from bench.records.record import plugin_labels
@@ -47,7 +47,7 @@ def _failed_rows(store: Store, suite: str) -> pd.DataFrame:
                    "(pixel_aupro=0.02). Repeatable.")
 @click.option("--show", type=click.IntRange(min=1), default=20, show_default=True,
               help="Rows of the diff table to print.")
-@pass_settings
+@reads_results
 def check(settings: Settings, suite: str, baseline: str | None, tolerances: tuple[str, ...],
           show: int) -> None:
     """Compare the suite's records with a baseline; exit 1 on a drop, a missing or failed job."""
@@ -141,7 +141,7 @@ def baseline() -> None:
               help="Baseline CSV to write (default: <results>/baselines/<suite>.csv).")
 @click.option("--metric", "metrics", multiple=True,
               help=f"Metrics to pin (default: {', '.join(DEFAULT_METRICS)}).")
-@pass_settings
+@reads_results
 def update(settings: Settings, suite: str, output: str | None, metrics: tuple[str, ...]) -> None:
     """Rewrite the baseline from the current records (every job of the suite must be ok)."""
     store = Store(settings.results_root)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.table import Table as RichTable
 
-from bench.cli._common import Settings, pass_settings, suite_refs
+from bench.cli._common import Settings, pass_settings, reads_results, suite_refs
 from bench.cli._types import number
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
@@ -125,7 +125,7 @@ def _duration(seconds: float | None) -> str:
               help="A claim not refreshed for this long counts as dead (its job as pending).")
 @click.option("--by-method", is_flag=True,
               help="Also the recorded time of each suite by method (total, mean per job).")
-@pass_settings
+@reads_results
 def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
            claim_timeout: float, by_method: bool) -> None:
     """Done / failed / running / pending jobs per suite, with an ETA.

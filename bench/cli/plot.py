@@ -9,7 +9,7 @@ from typing import Any
 import click
 import pandas as pd
 
-from bench.cli._common import Settings, pass_settings, suite_names
+from bench.cli._common import Settings, reads_results, suite_names
 from bench.cli._types import SEED
 from bench.cli.table import check_metric, load_records, task_orders, write_or_echo
 from bench.core.errors import UsageError
@@ -67,7 +67,7 @@ def plot() -> None:
 @_metric_option
 @click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
 @click.option("--paper", is_flag=True, help="Add published MKD numbers as hatched bars.")
-@pass_settings
+@reads_results
 def bars_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
              image_format: str, dpi: int, metric: str, datasets: tuple[str, ...],
              paper: bool) -> None:
@@ -84,7 +84,7 @@ def bars_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
 @plot.command("heatmap")
 @_common
 @_metric_option
-@pass_settings
+@reads_results
 def heatmap_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
                 image_format: str, dpi: int, metric: str) -> None:
     """Method × dataset heat map of the recomputed means."""
@@ -99,7 +99,7 @@ def heatmap_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None
 @_metric_option
 @click.option("--factor", default="layers", show_default=True,
               help="The config field whose levels form the x axis.")
-@pass_settings
+@reads_results
 def ablation_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
                  image_format: str, dpi: int, metric: str, factor: str) -> None:
     """Mean over tasks against the factor's levels (for layers: against the number of layers)."""
@@ -113,7 +113,7 @@ def ablation_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | Non
 @_common
 @_metric_option
 @click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
-@pass_settings
+@reads_results
 def curves_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
                image_format: str, dpi: int, metric: str, datasets: tuple[str, ...]) -> None:
     """Training curves from the per-epoch history (methods run with eval_every > 0)."""
@@ -133,7 +133,7 @@ def curves_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
               help="The post-hoc test whose non-significant pairs the bars join.")
 @click.option("--drop-incomplete", is_flag=True,
               help="Drop tasks a column lacks (the title says how many) instead of refusing.")
-@pass_settings
+@reads_results
 def cd_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None, image_format: str,
            dpi: int, metric: str, datasets: tuple[str, ...], posthoc: str,
            drop_incomplete: bool) -> None:
@@ -170,7 +170,7 @@ def _filter(suites: tuple[str, ...], job_id: str | None, method: str | None,
 @plot.command("roc")
 @_common
 @_job_options
-@pass_settings
+@reads_results
 def roc_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
             image_format: str, dpi: int, job_id: str | None, method: str | None,
             dataset: str | None, task: str | None, seed: int | None) -> None:
@@ -183,7 +183,7 @@ def roc_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
 @plot.command("overlays")
 @_common
 @_job_options
-@pass_settings
+@reads_results
 def overlays_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
                  image_format: str, dpi: int, job_id: str | None, method: str | None,
                  dataset: str | None, task: str | None, seed: int | None) -> None:
@@ -203,7 +203,7 @@ def overlays_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | Non
               help="The method (or column title) the Statistics section compares every other "
                    "column with (default: the method of the published paper numbers if it has "
                    "records, else the suite's first method).")
-@pass_settings
+@reads_results
 def report(settings: Settings, suite: str, output: str | None, dpi: int,
            versus: str | None) -> None:
     """One self-contained HTML page with the suite's tables and figures."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.cli._common import Settings, pass_settings, suite_names
+from bench.cli._common import Settings, reads_results, suite_names
 from bench.cli._types import number
 from bench.core.errors import UsageError
 from bench.datasets import DATASETS
@@ -85,7 +85,7 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
                    "the caption says so.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of the terminal.")
-@pass_settings
+@reads_results
 def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...], metric: str,
           fmt: str, digits: int, paper: bool, reruns: bool, factor: str | None, ranks: bool,
           versus: str | None, drop_incomplete: bool, ci: float | None,

@@ -22,13 +22,14 @@ looking its name up raises that line as a :class:`UsageError`. What came from a 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import importlib
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -49,6 +50,29 @@ PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 def is_import_name(name: str) -> bool:
     """Whether ``name`` reads as ``package.module:Class``."""
     return IMPORT_NAME.fullmatch(name) is not None
+
+
+_imports_off = 0
+
+
+@contextlib.contextmanager
+def no_imports() -> Generator[None, None, None]:
+    """Within: import names are never imported (looking one up raises :class:`UsageError`).
+
+    The commands that only read results use it: a record or an ad-hoc suite file naming
+    ``module:Class`` must not run that module's code when someone looks at the results; such a
+    method is shown by its name. (Installed entry-point plugins still load.)"""
+    global _imports_off
+    _imports_off += 1
+    try:
+        yield
+    finally:
+        _imports_off -= 1
+
+
+def imports_allowed() -> bool:
+    """False within :func:`no_imports`."""
+    return _imports_off == 0
 
 
 @dataclass(frozen=True)
@@ -261,6 +285,9 @@ class Registry(Generic[T]):
     def _import(self, name: str) -> T:
         if name in self._imported:
             return self._imported[name]
+        if not imports_allowed():
+            raise UsageError(f"{self.kind} {name!r} is named by its import path: not imported "
+                             "while reading results")
         module_name, _, attr = name.partition(":")
         try:
             obj: Any = import_module(module_name)

@@ -164,6 +164,11 @@ class Record:
         missing = [k for k in ("suite", "method", "dataset", "task", "seed") if k not in key]
         if missing:
             raise RecordError(f"its job lacks {', '.join(missing)}")
+        wrong = [k for k, kinds in _JOB_TYPES.items() if isinstance(key[k], bool)
+                 or not isinstance(key[k], kinds)]
+        if wrong or not isinstance(key.get("overrides") or {}, Mapping):
+            raise RecordError(f"its job's {', '.join(wrong or ['overrides'])} are of the wrong "
+                              "type")
         try:
             job = Job.from_key(key)
         except (TypeError, ValueError) as exc:
@@ -176,21 +181,29 @@ class Record:
         metrics = data.get("metrics") or {}
         if not isinstance(metrics, Mapping):
             raise RecordError("its 'metrics' is not an object")
-        bad = [k for k, v in metrics.items()
-               if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+        bad = [k for k, v in metrics.items() if v is not None and not _is_number(v)]
         if bad:
             raise RecordError(f"non-numeric metric(s): {', '.join(map(str, bad))}")
         history = data.get("history") or []
         if not isinstance(history, list) or not all(isinstance(h, Mapping) for h in history):
             raise RecordError("its 'history' is not a list of objects")
+        if not all(v is None or _is_number(v) for h in history for v in h.values()):
+            raise RecordError("its 'history' holds values that are not numbers")
         values: dict[str, Any] = {}
         for f in dataclasses.fields(Record):
             if f.name in ("job", "host") or f.name not in data:
                 continue
             values[f.name] = data[f.name]
-        for name in ("versions", "runner", "timing_s", "plugin", "dataset_plugin", "threshold"):
+        for name in _OBJECTS:
             if not isinstance(values.get(name) or {}, Mapping):
                 raise RecordError(f"its '{name}' is not an object")
+        for name in _TEXTS:
+            if values.get(name) is not None and not isinstance(values[name], str):
+                raise RecordError(f"its '{name}' is not a text")
+        numbers = [*((values.get("timing_s") or {}).values()), *(
+            values[n] for n in ("peak_rss_mb", "peak_gpu_mb") if values.get(n) is not None)]
+        if not all(_is_number(v) for v in numbers):
+            raise RecordError("its timings or peak memory are not numbers")
         values.update(metrics={str(k): None if v is None else float(v)
                                for k, v in metrics.items()},
                       history=[dict(h) for h in history],
@@ -243,6 +256,25 @@ def window_rule(last: int = 0) -> str:
     if last > 0:
         return f"last {last} evaluation{'s' if last > 1 else ''}"
     return "second half of training (epoch >= last evaluated epoch / 2)"
+
+
+#: the types of a record's job fields, and of its other fields that readers use
+_JOB_TYPES: dict[str, tuple[type, ...]] = {"suite": (str,), "method": (str,), "dataset": (str,),
+                                           "task": (str, int), "seed": (int,)}
+_OBJECTS = ("versions", "runner", "timing_s", "plugin", "dataset_plugin", "threshold", "config",
+            "data", "pixel_protocol", "converged_window", "artifacts")
+_TEXTS = ("error", "error_kind", "traceback", "created", "git", "expert", "checkpoint_policy")
+
+
+def _is_number(v: Any) -> bool:
+    """A JSON number a float can hold (a huge integer cannot)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        float(v)
+    except OverflowError:
+        return False
+    return True
 
 
 #: written only when known (a job that failed early has no config, data, artifacts, ...)

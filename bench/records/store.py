@@ -41,6 +41,8 @@ def _warn_once(path: Path, message: str, exc: Exception) -> None:
         log.warning(message, path, exc)
 
 
+#: a record is a few kB (its history and config included); a larger file is damaged
+MAX_RECORD_BYTES = 16 * 2**20
 #: columns of the tidy (long) frame returned by :meth:`Store.load`
 ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task", "seed",
               "status", "expert", "checkpoint_policy", "pixel_resolution",
@@ -101,16 +103,19 @@ class Store:
         the reason) when it cannot be read: such a file is treated as absent, so its job runs
         again and its old content is replaced."""
         try:
+            if path.stat().st_size > MAX_RECORD_BYTES:
+                raise RecordError(f"{path.stat().st_size:,} bytes, more than a record can be "
+                                  f"({MAX_RECORD_BYTES:,})")
             with path.open(encoding="utf-8") as fh:
                 data = json.load(fh)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:  # ValueError: bad JSON, bytes that are not UTF-8
+        except (OSError, ValueError, RecursionError) as exc:  # bad JSON, not UTF-8, too deep
             _warn_once(path, "ignoring unreadable record %s: %s", exc)
             return None
         try:
             return Record.from_json(data)
-        except RecordError as exc:
+        except (RecordError, RecursionError) as exc:
             _warn_once(path, "ignoring malformed record %s: %s", exc)
             return None
 

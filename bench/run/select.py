@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.core.config import check_files, field_names
 from bench.core.errors import UsageError
-from bench.core.registry import Registry
+from bench.core.registry import Registry, imports_allowed, is_import_name
 from bench.datasets import DATASETS
 from bench.methods import METHODS, MethodConfig
 from bench.run.jobs import Job, expand
@@ -27,10 +27,25 @@ def _check_names(kind: str, wanted: Iterable[str], known: Sequence[str], where: 
             raise UsageError(f"unknown {kind} {name!r}{where}; choose from: {', '.join(known)}")
 
 
+def _unimported(name: str) -> bool:
+    """A ``package.module:Class`` name while imports are off (reading results): taken by its
+    name, never imported, so not checked beyond it."""
+    return is_import_name(name) and not imports_allowed()
+
+
+def _tasks_in(name: str, data_root: Path | None) -> list[str]:
+    if _unimported(name):
+        raise UsageError(f"dataset {name!r} is named by its import path: its tasks are not "
+                         "known without importing it, which reading results never does")
+    return DATASETS.get(name).tasks_in(data_root)
+
+
 def _check_usable(registry: Registry[Any], wanted: Iterable[str], where: str) -> None:
     """A plugin left out (it fails to import, breaks the contract, reuses a name) or a
     ``package.module:Class`` that does not import: its own one-line reason."""
     for name in wanted:
+        if _unimported(name):
+            continue
         reason = registry.unavailable(name)
         if reason is not None:
             raise UsageError(f"{reason}{where}")
@@ -75,6 +90,10 @@ def _no_jobs(suite: Suite, methods: Sequence[str], datasets: Sequence[str],
                       f"{suite.name} --all --dry-run")
 
 
+def _needs_all(suite: Suite, dataset: str) -> bool:
+    return any(b.datasets.get(dataset) == "all" for b in suite.blocks)
+
+
 def select_jobs(
     suite_name: str | Path | Suite,
     *,
@@ -100,29 +119,32 @@ def select_jobs(
     # (a plugin whose extra is not installed) without stopping the others, but not unknown
     _check_usable(METHODS, list(methods) or suite.method_names(), f" (in suite {suite.name})")
     _check_usable(DATASETS, suite.dataset_names(), f" (in suite {suite.name})")
-    _check_names("method", [m for m in suite.method_names()
-                            if m not in METHODS and METHODS.unavailable(m) is None],
+    _check_names("method", [m for m in suite.method_names() if not _unimported(m)
+                            and m not in METHODS and METHODS.unavailable(m) is None],
                  METHODS.names(), f" in suite {suite.name}")
-    _check_names("dataset", [d for d in suite.dataset_names() if d not in DATASETS],
+    _check_names("dataset", [d for d in suite.dataset_names()
+                             if not _unimported(d) and d not in DATASETS],
                  DATASETS.names(), f" in suite {suite.name}")
     _check_names("dataset", datasets, suite.dataset_names(), f" in suite {suite.name}")
     selected_datasets = list(datasets) or suite.dataset_names()
     if tasks:
-        all_tasks = sorted({t for d in selected_datasets
-                            for t in DATASETS.get(d).tasks_in(data_root)})
+        all_tasks = sorted({t for d in selected_datasets for t in _tasks_in(d, data_root)})
         _check_names("task", tasks, all_tasks, f" in dataset(s) {', '.join(selected_datasets)}")
     for block in suite.blocks:
         for d, wanted in block.datasets.items():
-            if wanted != "all":
+            if wanted != "all" and not _unimported(d):
                 for t in wanted:
                     DATASETS.get(d).check_task(t)
     selected_methods = list(methods) or suite.method_names()
     extra = split_overrides(selected_methods, overrides or {})
-    tasks_of = {d: DATASETS.get(d).tasks_in(data_root) for d in selected_datasets}
+    tasks_of = {d: _tasks_in(d, data_root) for d in selected_datasets
+                if not _unimported(d) or _needs_all(suite, d)}
     jobs = expand(suite, tasks_of, methods=methods or None, datasets=datasets or None,
                   tasks=tasks or None, seeds=seeds or None, extra=extra)
     configs: dict[tuple[str, str, Any], tuple[Job, MethodConfig]] = {}
     for job in jobs:
+        if _unimported(job.method) or _unimported(job.dataset):
+            continue
         family = DATASETS.get(job.dataset).family
         key = (job.method, family, job.overrides)
         if key not in configs:
