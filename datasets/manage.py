@@ -5,8 +5,9 @@ own downloader; MVTec AD, MVTec LOCO and BTAD need ``accept_license=True`` (a li
 before the archive) or a local ``archive``; VisA's archive is linked openly, so it downloads
 without (``license_gate = False``) unless it is already there; the Kaggle sets, MPDD and
 MVTec AD 2 have no direct link, so :func:`fetch` returns the manual steps unless a downloaded
-``archive`` is given. Every archive is checked against the manifest's checksum where
-one is known (a mismatch rejects it) and unpacked safely (:func:`datasets.download.extract`).
+``archive`` is given, or a ``url`` of their archive (with its ``sha256``). Every archive is
+checked against the manifest's checksum where one is known (a mismatch rejects it) and unpacked
+safely (:func:`datasets.download.extract`).
 """
 
 from __future__ import annotations
@@ -136,12 +137,17 @@ def fetch(ds: DatasetProtocol, root: Path, *, archive: Path | None = None, url: 
         return FetchResult(True, loc, f"{ds.name}: {archive.name} {checked}, unpacked into "
                                       f"{loc}{note}")
     if ds.fetch_mode == "torchvision":
+        if url is not None:
+            raise UsageError(f"--url: {ds.name} is downloaded by torchvision from its own "
+                             "addresses; to use a copy of yours, pass --archive FILE")
         return FetchResult(True, ds.fetch(root), f"{ds.name}: downloaded by torchvision into "
                                                  f"{loc}")
     asked = accept_license or url is not None
     if ds.fetch_mode == "archive" and not asked and ds.find(root) is not None:
         return FetchResult(True, loc, f"{ds.name} is already in {ds.find(root)}")
-    if ds.fetch_mode == "archive" and (asked or not ds.license_gate):
+    # a manual dataset's archive from an address the user knows is fetched as any other
+    if ((ds.fetch_mode == "archive" and (asked or not ds.license_gate))
+            or (ds.fetch_mode == "manual" and url is not None)):
         known = ds.archives()[0] if ds.archives() else None
         source = url or (known.url if known else None)
         if not source:

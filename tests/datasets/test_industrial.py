@@ -244,6 +244,25 @@ def test_mpdd_reads_the_mvtec_layout_and_prints_manual_steps(cli, results, tmp_p
     assert counts["metal_plate/train/good"] == 0
 
 
+def test_mpdd_fetch_honours_url(cli, results, tmp_path):
+    """Issue 25 item 11: ``--url`` was ignored (the manual steps printed); now the archive at
+    that address is downloaded, checked against --sha256 and unpacked."""
+    site = tmp_path / "site"
+    site.mkdir()
+    data = _tar(fake_mvtec(tmp_path / "src", categories=("tubes",)), "w:gz")
+    (site / "mpdd.tar.gz").write_bytes(data)
+    root = tmp_path / "data"
+    with serve(site) as url:
+        res = invoke(cli, results, "data", "fetch", "mpdd", "--url", f"{url}/mpdd.tar.gz",
+                     "--sha256", hashlib.sha256(data).hexdigest(), data_root=root)
+        assert res.exit_code == 0, res.output
+        assert "downloaded mpdd.tar.gz" in res.output
+        assert DATASETS.get("mpdd").count(root / "mpdd")["tubes/test/defective"] == 4
+        unchecked = invoke(cli, results, "data", "fetch", "mpdd", "--url", f"{url}/mpdd.tar.gz",
+                           data_root=tmp_path / "other")
+    assert unchecked.exit_code == 2 and "--sha256" in unchecked.output  # never unchecked
+
+
 # ------------------------------------------------------------------------------ MVTec AD 2
 
 
