@@ -11,9 +11,13 @@ import time
 import uuid
 from pathlib import Path
 
+import click
 import pytest
 
+import bench.cli as bench_cli
+from bench.cli._types import FiniteFloatRange
 from bench.core import environment
+from bench.core.errors import UsageError
 from tests.conftest import invoke
 from tests.test_plugins import isolated_path  # noqa: F401 (a fixture)
 
@@ -60,3 +64,98 @@ def test_a_plugin_that_exits_while_it_is_imported_is_one_line(cli, results, here
     lines = [ln for ln in res.output.splitlines() if ln.startswith("bench: error:")]
     assert res.exit_code == 2 and len(lines) == 1, res.output
     assert f"cannot import {name}: SystemExit: 3" in lines[0]
+
+
+# ------------------------------------------------------------------ item 1: numbers from users
+
+
+def leaf_commands(group: click.Group | None = None,
+                  path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    """Every command of the ``bench`` tree (groups walked), so a new one is covered at once."""
+    group = group or bench_cli.main
+    out = []
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            out += leaf_commands(cmd, (*path, name))
+        else:
+            out.append(((*path, name), cmd))
+    return out
+
+
+def _placeholders(cmd: click.Command) -> list[str]:
+    """A value for each argument, so that parsing reaches the options."""
+    return [p.type.choices[0] if isinstance(p.type, click.Choice) else "x"
+            for p in cmd.params if isinstance(p, click.Argument)]
+
+
+def numeric_options() -> list[tuple[tuple[str, ...], click.Command, click.Option]]:
+    return [(path, cmd, opt) for path, cmd in leaf_commands()
+            for opt in [*bench_cli.main.params, *cmd.params]
+            if isinstance(opt, click.Option)
+            and isinstance(opt.type, (click.types.FloatParamType, click.types.IntParamType))]
+
+
+NUMERIC = numeric_options()
+#: options typed as text whose value holds numbers, parsed by the command itself
+TEXT_NUMBERS = [(("check",), "--tolerance", []), (("run",), "--seeds", ["--all", "--suite", "ci"]),
+                (("perf",), "--sizes", [])]
+
+
+def test_every_float_option_uses_the_shared_finite_type():
+    floats = [(p, o.name) for p, _, o in NUMERIC
+              if isinstance(o.type, click.types.FloatParamType)]
+    assert len(floats) >= 9  # the walk finds them (status, run, table, data, perf ...)
+    wrong = [(p, o.name) for p, _, o in NUMERIC
+             if isinstance(o.type, click.types.FloatParamType)
+             and not isinstance(o.type, FiniteFloatRange)]
+    assert not wrong
+
+
+def _bad_values(opt: click.Option) -> list[str]:
+    if isinstance(opt.type, click.types.FloatParamType):
+        return ["nan", "NaN", "inf", "-inf", "1e999"]
+    return ["nan", "1.5", "inf"]
+
+
+@pytest.mark.parametrize(("path", "cmd", "opt"), NUMERIC,
+                         ids=[f"{' '.join(p)} {o.opts[-1]}" for p, _, o in NUMERIC])
+def test_every_numeric_option_refuses_nan_and_inf_in_one_line_before_any_work(
+        cli, tmp_path, path, cmd, opt):
+    """Item 1 / deliverable 2: nan passed click's ranges (``--max-ratio nan`` unpacked a bomb,
+    ``--claim-timeout nan`` never took a dead claim over); every numeric option of every
+    command now refuses it, and infinity, as a usage error before the command runs."""
+    results = tmp_path / "results"
+    flag = opt.opts[-1]
+    for value in _bad_values(opt):
+        where = [flag, value, *path] if opt in bench_cli.main.params else \
+            [*path, *_placeholders(cmd), flag, value]
+        res = invoke(cli, results, *where)
+        lines = [ln for ln in res.output.splitlines() if ln.startswith("bench: error:")]
+        assert res.exit_code == 2 and len(lines) == 1, (where, res.output)
+        assert flag in lines[0] and "Traceback" not in res.output, lines[0]
+        assert not results.exists()
+
+
+@pytest.mark.parametrize(("path", "flag", "extra"), TEXT_NUMBERS,
+                         ids=[f"{' '.join(p)} {f}" for p, f, _ in TEXT_NUMBERS])
+def test_numbers_in_text_options_refuse_nan_and_inf(cli, tmp_path, path, flag, extra):
+    results = tmp_path / "results"
+    cmd = dict(leaf_commands())[path]
+    for value in ("nan", "inf", "-1e999"):
+        res = invoke(cli, results, *path, *_placeholders(cmd)[:0], *extra,
+                     *(["ocsvm"] if path == ("perf",) else []), f"{flag}={value}")
+        lines = [ln for ln in res.output.splitlines() if ln.startswith("bench: error:")]
+        assert res.exit_code == 2 and len(lines) == 1, res.output
+        assert flag in lines[0], lines[0]
+        assert not results.exists()
+
+
+@pytest.mark.parametrize("field", ["nu", "gamma"])  # a Range, and a float-or-name union
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "nan", "1e999"])
+def test_config_floats_refuse_nan_and_inf(field, value):
+    """Item 10: ``--set gamma=.inf`` (and nan) left failed records; now refused up front."""
+    from bench.core.config import parse_set
+    from bench.methods import METHODS
+
+    with pytest.raises(UsageError, match=field):
+        METHODS.get("ocsvm").checked_config("digits", parse_set([f"{field}={value}"]))
