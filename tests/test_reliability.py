@@ -18,8 +18,12 @@ import bench.cli as bench_cli
 from bench.cli._types import FiniteFloatRange
 from bench.core import environment
 from bench.core.errors import UsageError
+from bench.methods import METHODS
 from tests.conftest import invoke
-from tests.test_plugins import isolated_path  # noqa: F401 (a fixture)
+from tests.test_plugins import (
+    MYMOD,
+    isolated_path,  # noqa: F401 (a fixture)
+)
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -159,3 +163,34 @@ def test_config_floats_refuse_nan_and_inf(field, value):
 
     with pytest.raises(UsageError, match=field):
         METHODS.get("ocsvm").checked_config("digits", parse_set([f"{field}={value}"]))
+
+
+# ------------------------------------------------------------------ item 4: reading is inert
+
+
+def test_reading_results_never_imports_the_modules_they_name(cli, results, here, tmp_path):
+    """Item 4: after an ad-hoc run of ``--method mod:Class``, a plain ``bench status`` imported
+    ``mod`` again (its side effects ran). Reading commands show such a method by name."""
+    name = f"loud_{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "imported"
+    (here / f"{name}.py").write_text(f"from pathlib import Path\nPath({str(marker)!r})"
+                                     f".write_text('ran')\n{MYMOD}", encoding="utf-8")
+    method = f"{name}:Mean"
+    res = invoke(cli, results, "run", "--method", method, "--dataset", "digits", "--task", "3")
+    assert res.exit_code == 0 and marker.exists(), res.output
+    base = tmp_path / "base.csv"
+    marker.unlink()
+    del sys.modules[name]
+    METHODS.reload_plugins()
+    commands = [("status",), ("status", "--suite", "adhoc"), ("table",),
+                ("table", "--suite", "adhoc"), ("report", "--suite", "adhoc"),
+                ("plot", "bars", "--suite", "adhoc"),
+                ("baseline", "update", "--suite", "adhoc", "-o", str(base)),
+                ("check", "--suite", "adhoc", "--baseline", str(base))]
+    for args in commands:
+        res = invoke(cli, results, *args)
+        assert res.exit_code == 0, (args, res.output)
+        assert not marker.exists() and name not in sys.modules, args
+        if args[0] in ("status", "table"):
+            assert (method if args[0] == "table" else "adhoc-") in res.output, res.output
+    assert method in base.read_text()
