@@ -20,6 +20,7 @@ from bench.core import environment
 from bench.core.errors import UsageError
 from bench.methods import METHODS
 from tests.conftest import invoke
+from tests.datasets.fakes import fake_mvtec_category
 from tests.test_plugins import (
     MYMOD,
     isolated_path,  # noqa: F401 (a fixture)
@@ -194,3 +195,72 @@ def test_reading_results_never_imports_the_modules_they_name(cli, results, here,
         if args[0] in ("status", "table"):
             assert (method if args[0] == "table" else "adhoc-") in res.output, res.output
     assert method in base.read_text()
+
+
+# ------------------------------------------------------------------ items 5, 6: the options
+
+
+def _no_default(explicit: object = None) -> Path:
+    if explicit is None:
+        raise AssertionError("a default folder was resolved despite --results/--data-root")
+    return Path(str(explicit))
+
+
+def _every_command(suite: str) -> dict[tuple[str, ...], list[str]]:
+    """One invocation of each command that reads or writes results or data."""
+    sel = ["--suite", suite]
+    one = [*sel, "--dataset", "digits", "--task", "3"]
+    return {
+        ("run",): ["run", *sel, "--all"],
+        ("list",): ["list", "suites"],
+        ("status",): ["status"],
+        ("table",): ["table", *sel],
+        ("plot", "bars"): ["plot", "bars", *sel],
+        ("plot", "heatmap"): ["plot", "heatmap", *sel],
+        ("plot", "ablation"): ["plot", "ablation", *sel],
+        ("plot", "curves"): ["plot", "curves", *sel],
+        ("plot", "cd"): ["plot", "cd", *sel],
+        ("plot", "roc"): ["plot", "roc", *one],
+        ("plot", "overlays"): ["plot", "overlays", *one],
+        ("report",): ["report", *sel],
+        ("baseline", "update"): ["baseline", "update", *sel],
+        ("check",): ["check", *sel],
+        ("data", "status"): ["data", "status"],
+        ("data", "fetch"): ["data", "fetch", "mpdd"],
+        ("data", "urls"): ["data", "urls", "mpdd"],
+        ("data", "verify"): ["data", "verify", "mpdd"],
+        ("perf",): ["perf", "ocsvm", "--sizes", "32", "--images", "4", "--loop-images", "0",
+                    "--save"],
+        ("check-method",): ["check-method", "ocsvm"],
+        ("check-dataset",): ["check-dataset", "digits"],
+    }
+
+
+def test_every_command_honours_results_and_data_root(cli, tmp_path, monkeypatch):
+    """Items 5, 6 / deliverable 5: ``baseline update`` wrote under the current folder, status
+    and check resolved the default data root. Every command runs with both options pointing at
+    temporary folders: nothing is written anywhere else, no default folder is even resolved."""
+    for module in ("bench.datasets.stored", "bench.datasets.folder", "bench.cli._common"):
+        name = "results_root" if module.endswith("_common") else "data_root"
+        monkeypatch.setattr(f"{module}.{name}", _no_default)
+    for env in ("BENCH_RESULTS", "BENCH_DATA_ROOT"):
+        monkeypatch.delenv(env, raising=False)
+    home, work, results, data = (tmp_path / n for n in ("home", "work", "results", "data"))
+    for folder in (home, work, data):
+        folder.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    fake_mvtec_category(data / "folder" / "widget")  # tasks found under --data-root only
+    suite = tmp_path / "mine.yaml"
+    suite.write_text("name: mine\ndatasets: {digits: ['3']}\nmethods: {ocsvm: {}}\nblocks:\n"
+                     "  - {datasets: {folder: all}, methods: {ocsvm: {image_size: 16}}}\n")
+    commands = _every_command(str(suite))
+    assert set(commands) == {path for path, _ in leaf_commands()}  # a new command: add it
+    for path, args in commands.items():
+        res = invoke(cli, results, *args, data_root=data)
+        assert "Traceback" not in res.output and res.exit_code in (0, 1, 2), (path, res.output)
+        assert not list(work.iterdir()), (path, list(work.iterdir()))
+        assert not (home / ".cache" / "bench").exists(), path
+    assert (results / "baselines" / "mine.csv").is_file()  # baseline update without -o
+    assert (results / "report-mine.html").is_file() and list((results / "perf").glob("*.json"))
+    assert "PASS" in invoke(cli, results, "check", "--suite", str(suite), data_root=data).output

@@ -77,7 +77,7 @@ def bars_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
     if datasets:
         df = df[df["dataset"].isin(datasets)]
     ref = load_reference(settings.results_root) if paper else None
-    orders = task_orders(sorted(df["dataset"].unique()))
+    orders = task_orders(settings, sorted(df["dataset"].unique()))
     _save(settings, figures.bars(df, metric, orders, ref), suites, out_dir, image_format, dpi)
 
 
@@ -90,7 +90,8 @@ def heatmap_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None
     """Method × dataset heat map of the recomputed means."""
     df = load_records(settings, suites)
     check_metric(df, metric)
-    named = figures.heatmap(df, metric, task_orders(sorted(df["dataset"].unique())))
+    orders = task_orders(settings, sorted(df["dataset"].unique()))
+    named = figures.heatmap(df, metric, orders)
     _save(settings, named, suites, out_dir, image_format, dpi)
 
 
@@ -105,7 +106,8 @@ def ablation_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | Non
     """Mean over tasks against the factor's levels (for layers: against the number of layers)."""
     df = load_records(settings, suites)
     check_metric(df, metric)
-    named = figures.ablation(df, metric, factor, task_orders(sorted(df["dataset"].unique())))
+    orders = task_orders(settings, sorted(df["dataset"].unique()))
+    named = figures.ablation(df, metric, factor, orders)
     _save(settings, named, suites, out_dir, image_format, dpi)
 
 
@@ -141,7 +143,8 @@ def cd_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None, ima
     df = load_records(settings, suites)
     check_metric(df, metric)
     names = list(datasets) or sorted(df["dataset"].unique())
-    named, skipped = figures.cd(df, metric, names, task_orders(names), posthoc, drop_incomplete)
+    named, skipped = figures.cd(df, metric, names, task_orders(settings, names), posthoc,
+                                drop_incomplete)
     if not named:
         raise UsageError(f"no critical-difference diagram: {skipped[0]}")
     for line in skipped:
@@ -212,8 +215,9 @@ def report(settings: Settings, suite: str, output: str | None, dpi: int,
     reference = load_reference(settings.results_root)
     if versus is None:
         versus = stats.default_reference(suite_methods(suite, df), reference)
-    text = build_report(store, suite, task_orders=task_orders(sorted(df["dataset"].unique())),
-                        reference=reference, dpi=dpi, versus=versus)
+    orders = task_orders(settings, sorted(df["dataset"].unique()))
+    text = build_report(store, suite, task_orders=orders, reference=reference, dpi=dpi,
+                        versus=versus)
     path = output or str(settings.results_root / f"report-{suite}.html")
     write_or_echo(settings, text, path)
 

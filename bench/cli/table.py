@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.cli._common import Settings, reads_results, suite_names
 from bench.cli._types import number
-from bench.core.errors import UsageError
+from bench.core.errors import BenchError, UsageError
 from bench.datasets import DATASETS
 from bench.records.store import Store
 from bench.report import stats
@@ -21,9 +21,17 @@ from bench.report.render_stats import render_stats
 from bench.report.stat_tables import StatTable, ranks_table, versus_tables
 
 
-def task_orders(names: list[str]) -> dict[str, list[str]]:
-    """Each registered dataset's own task order (digit order, MVTec's category tuple)."""
-    return {n: DATASETS.get(n).tasks() for n in names if n in DATASETS}
+def task_orders(settings: Settings, names: list[str]) -> dict[str, list[str]]:
+    """Each registered dataset's own task order (digit order, MVTec's category tuple; a folder
+    dataset's categories under --data-root)."""
+    out = {}
+    for n in names:
+        if n in DATASETS:
+            try:
+                out[n] = DATASETS.get(n).tasks_in(settings.data_root)
+            except BenchError:  # its folder is not here: the records' order
+                continue
+    return out
 
 
 def load_records(settings: Settings, suites: tuple[str, ...]) -> pd.DataFrame:
@@ -100,8 +108,9 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
         if factor or paper or reruns or ci is not None:
             raise UsageError("--ranks/--versus compare the columns of method tables: not with "
                              "--ablation, --paper, --reruns or --ci")
-        write_or_echo(settings, render_stats(statistics(df, metric, names, ranks, versus,
-                                                        drop_incomplete, digits), fmt), output)
+        stat_tables = statistics(df, metric, names, ranks, versus, drop_incomplete, digits,
+                                 task_orders(settings, names))
+        write_or_echo(settings, render_stats(stat_tables, fmt), output)
         return
     if drop_incomplete:
         raise UsageError("--drop-incomplete applies to --ranks and --versus")
@@ -110,7 +119,8 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
                          "--metric image_auroc and without --ablation")
     kinds = [k for k, on in (("paper", paper), ("rerun", reruns)) if on]
     reference = load_reference(settings.results_root) if kinds else None
-    tables = build_tables(df, metric, datasets=names, task_orders=task_orders(names),
+    tables = build_tables(df, metric, datasets=names,
+                          task_orders=task_orders(settings, names),
                           ablation=factor, reference=reference, kinds=kinds,
                           allow_unequal_seeds=allow_unequal_seeds)
     if not tables:
@@ -125,8 +135,9 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
 
 
 def statistics(df: pd.DataFrame, metric: str, names: list[str], ranks: bool,
-               versus: str | None, drop_incomplete: bool, digits: int) -> list[StatTable]:
+               versus: str | None, drop_incomplete: bool, digits: int,
+               orders: dict[str, list[str]]) -> list[StatTable]:
     """The ranks table and/or the comparisons against ``versus``, per dataset and over all."""
-    mats = stats.matrices(df, metric, names, task_orders(names), drop_incomplete)
+    mats = stats.matrices(df, metric, names, orders, drop_incomplete)
     out = [ranks_table(mats)] if ranks else []
     return out + (versus_tables(mats, versus, digits) if versus is not None else [])
