@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -38,6 +39,16 @@ def assert_one_line_error(result, before: dict[str, bytes], root: Path, code: in
     assert match in errors[0], errors[0]
     assert snapshot(root) == before, "the results folder changed"
     return errors[0]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A results folder holding one finished job (made once; tests copy it)."""
+    from click.testing import CliRunner
+
+    root = tmp_path_factory.mktemp("finished") / "results"
+    assert invoke(CliRunner(), root, *ONE_JOB).exit_code == 0
+    return root
 
 
 @pytest.fixture
@@ -242,14 +253,143 @@ CASES = [
 ]
 
 
+# ------------------------------------------------------------------ issue 25, the same table
+
+SUITE_OK = "datasets: {digits: ['3']}\nmethods: {ocsvm: {}}\n"
+#: nine levels of nine aliases (a "billion laughs"): 342 bytes for 9**9 strings
+ALIASES = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+ONE_VALUE_BOMB = "[&a [1,1,1,1,1,1,1,1,1], " + ", ".join(
+    f"&{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)) + "]"
+RUN = [*DEMO_JOB, "--method", "ocsvm"]
+
+
+def _suite_with(t: Path, text: str) -> list[str]:
+    return ["run", "--suite", _suite(t, text), "--all"]
+
+
+def _non_utf8_suite(t: Path) -> list[str]:
+    path = t / "latin1.yaml"
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1") + SUITE_OK.encode())
+    return ["run", "--suite", str(path), "--all"]
+
+
+CASES += [
+    # item 1: nan and inf never pass a number option (one shared click type), nor --tolerance
+    ("25.1", "max-ratio nan lets a bomb in", lambda t: [
+        "data", "fetch", "headct", "--archive", _zip_bomb(t), "--max-ratio", "nan"], 2,
+     "--max-ratio"),
+    ("25.1", "max-extract-gib nan", lambda t: [
+        "data", "fetch", "headct", "--archive", _zip_bomb(t), "--max-extract-gib", "nan"], 2,
+     "--max-extract-gib"),
+    ("25.1", "max-extract-gib inf", lambda t: [
+        "data", "fetch", "headct", "--archive", _zip_bomb(t), "--max-extract-gib", "inf"], 2,
+     "--max-extract-gib"),
+    ("25.1", "tolerance nan", lambda t: ["check", "--suite", "ci", "--tolerance", "nan"], 2,
+     "--tolerance"),
+    ("25.1", "tolerance inf", lambda t: ["check", "--suite", "ci", "--tolerance", "inf"], 2,
+     "--tolerance"),
+    ("25.1", "per-metric tolerance nan", lambda t: [
+        "check", "--suite", "ci", "--tolerance", "image_auroc=nan"], 2, "--tolerance"),
+    ("25.1", "negative tolerance", lambda t: ["check", "--suite", "ci", "--tolerance", "-1"],
+     2, "--tolerance"),
+    ("25.1", "claim-timeout nan", lambda t: [*RUN, "--claim-timeout", "nan"], 2,
+     "--claim-timeout"),
+    ("25.1", "timeout nan", lambda t: [*RUN, "--timeout", "nan"], 2, "--timeout"),
+    ("25.1", "timeout inf", lambda t: [*RUN, "--timeout", "inf"], 2, "--timeout"),
+    ("25.1", "threshold-quantile nan", lambda t: [*RUN, "--threshold-quantile", "nan"], 2,
+     "--threshold-quantile"),
+    ("25.1", "table --ci nan", lambda t: ["table", "--ci", "nan"], 2, "--ci"),
+    ("25.1", "status --claim-timeout inf", lambda t: ["status", "--claim-timeout", "inf"], 2,
+     "--claim-timeout"),
+    ("25.1", "perf --max-slowdown nan", lambda t: ["perf", "ocsvm", "--max-slowdown", "nan"], 2,
+     "--max-slowdown"),
+    ("25.1", "urls --timeout nan", lambda t: ["data", "urls", "--timeout", "nan"], 2,
+     "--timeout"),
+    # item 3: YAML aliases within a budget
+    ("25.3", "alias bomb as the task list", lambda t: _suite_with(
+        t, ALIASES + "name: bomb\ndatasets: {digits: [*i]}\nmethods: {ocsvm: {}}\n"), 2,
+     "aliases"),
+    ("25.3", "alias bomb as the description", lambda t: _suite_with(
+        t, ALIASES + "name: bomb\ndescription: *i\n" + SUITE_OK), 2, "aliases"),
+    ("25.3", "an alias inside itself", lambda t: _suite_with(
+        t, "name: loop\ndatasets: &d {digits: [*d]}\nmethods: {ocsvm: {}}\n"), 2, "alias"),
+    ("25.3", "alias bomb in --set", lambda t: [*RUN, "--set", f"nu={ONE_VALUE_BOMB}"], 2,
+     "aliases"),
+    # item 8: suite files that are not UTF-8 or break the schema
+    ("25.8", "suite file not UTF-8", _non_utf8_suite, 2, "UTF-8"),
+    ("25.8", "blocks: 5", lambda t: _suite_with(t, "name: b\nblocks: 5\n"), 2, "blocks"),
+    ("25.8", "blocks: a mapping", lambda t: _suite_with(t, "name: b\nblocks: {x: 1}\n"), 2,
+     "blocks"),
+    ("25.8", "a block that is a number", lambda t: _suite_with(t, "name: b\nblocks: [5]\n"), 2,
+     "blocks[0]"),
+    ("25.8", "datasets: a list", lambda t: _suite_with(
+        t, "name: b\ndatasets: [digits]\nmethods: {ocsvm: {}}\n"), 2, "datasets"),
+    ("25.8", "methods: a text", lambda t: _suite_with(
+        t, "name: b\ndatasets: {digits: all}\nmethods: ocsvm\n"), 2, "methods"),
+    ("25.8", "a task that is a mapping", lambda t: _suite_with(
+        t, "name: b\ndatasets: {digits: [{a: 1}]}\nmethods: {ocsvm: {}}\n"), 2, "task"),
+    ("25.8", "description: a list", lambda t: _suite_with(
+        t, "name: b\ndescription: [1, 2]\n" + SUITE_OK), 2, "description"),
+    ("25.8", "YAML nested too deeply", lambda t: _suite_with(
+        t, "name: b\ndescription: " + "[" * 20000 + "]" * 20000 + "\n" + SUITE_OK), 2,
+     "nested"),
+    ("25.8", "a suite that is a list", lambda t: _suite_with(t, "- a\n- b\n"), 2, "mapping"),
+    ("25.8", "invalid YAML", lambda t: _suite_with(t, "name: [\n"), 2, "YAML"),
+    ("25.8", "suite without a name", lambda t: _suite_with(t, SUITE_OK), 2, "name"),
+    ("25.8", "a name that is a list", lambda t: _suite_with(t, "name: [1]\n" + SUITE_OK), 2,
+     "name"),
+    # item 10: seeds are integers in [0, 2**32), keys are given once, config floats finite
+    ("25.10", "seeds: [-1]", lambda t: _suite_with(t, "name: s\nseeds: [-1]\n" + SUITE_OK),
+     2, "seed"),
+    ("25.10", "seeds: [1.5, 2.7]", lambda t: _suite_with(
+        t, "name: s\nseeds: [1.5, 2.7]\n" + SUITE_OK), 2, "seed"),
+    ("25.10", "seeds: [true]", lambda t: _suite_with(
+        t, "name: s\nseeds: [true]\n" + SUITE_OK), 2, "seed"),
+    ("25.10", "seed 10**29", lambda t: _suite_with(
+        t, f"name: s\nseeds: [{10**29}]\n" + SUITE_OK), 2, "seed"),
+    ("25.10", "seed 2**32", lambda t: _suite_with(
+        t, f"name: s\nseeds: {2**32}\n" + SUITE_OK), 2, "seed"),
+    ("25.10", "seeds: a text", lambda t: _suite_with(
+        t, "name: s\nseeds: abc\n" + SUITE_OK), 2, "seed"),
+    ("25.10", "seeds: []", lambda t: _suite_with(t, "name: s\nseeds: []\n" + SUITE_OK), 2,
+     "seeds"),
+    ("25.10", "--seeds=-1", lambda t: [*RUN, "--seeds=-1"], 2, "seed"),
+    ("25.10", "--seeds 10**29", lambda t: [*RUN, "--seeds", str(10**29)], 2, "seed"),
+    ("25.10", "--seeds 1.5", lambda t: [*RUN, "--seeds", "1.5"], 2, "seeds"),
+    ("25.10", "--set gamma=.inf", lambda t: [*RUN, "--set", "gamma=.inf"], 2, "gamma"),
+    ("25.10", "--set nu=.nan", lambda t: [*RUN, "--set", "nu=.nan"], 2, "nu"),
+    ("25.10", "--set nu=nan", lambda t: [*RUN, "--set", "nu=nan"], 2, "nu"),
+    ("25.10", "a method key given twice", lambda t: _suite_with(
+        t, "name: d\ndatasets: {digits: ['3']}\nmethods:\n  ocsvm: {}\n  ocsvm: {nu: 0.5}\n"),
+     2, "twice"),
+    ("25.10", "a dataset key given twice", lambda t: _suite_with(
+        t, "name: d\ndatasets: {digits: ['3'], digits: ['4']}\nmethods: {ocsvm: {}}\n"), 2,
+     "twice"),
+    ("25.10", "the name given twice", lambda t: _suite_with(
+        t, "name: d\nname: e\n" + SUITE_OK), 2, "twice"),
+    ("25.10", "plot --seed -1", lambda t: ["plot", "roc", "--seed", "-1"], 2, "--seed"),
+    ("25.10", "check-method --seed 2**32", lambda t: [
+        "check-method", "ocsvm", "--seed", str(2**32)], 2, "--seed"),
+    # item 11: --url is used or refused, never ignored
+    ("25.11", "--url of a torchvision set", lambda t: [
+        "data", "fetch", "fashion_mnist", "--url", "http://127.0.0.1:9/f.tar.gz"], 2,
+     "torchvision"),
+    ("25.11", "--url of a manual set without --sha256", lambda t: [
+        "data", "fetch", "mpdd", "--url", "http://127.0.0.1:9/mpdd.tar.gz"], 2, "--sha256"),
+]
+assert len(CASES) >= 60
+
+
 @pytest.mark.parametrize(("item", "what", "args", "code", "words"), CASES,
                          ids=[f"{c[0]}-{c[1]}" for c in CASES])
-def test_every_bad_input_ends_in_one_line(cli, results, tmp_path, item, what, args, code, words):
+def test_every_bad_input_ends_in_one_line(cli, results, finished, tmp_path, item, what, args,
+                                          code, words):
     (tmp_path / "empty").mkdir()
     data = tmp_path / "data"
     data.mkdir()
     argv = args(tmp_path)
-    assert invoke(cli, results, *ONE_JOB).exit_code == 0  # a finished result to keep
+    shutil.copytree(finished, results)  # a finished result to keep
     before, data_before = snapshot(results), snapshot(data)
     res = invoke(cli, results, *argv, data_root=data)
     line = assert_one_line_error(res, before, results, code=code)
