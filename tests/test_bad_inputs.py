@@ -62,19 +62,51 @@ def one_record(cli, results) -> Path:
 # ------------------------------------------------------------------ 1, 2: damaged records
 
 
+def _retyped(**fields: object):
+    """A damage: the record's own JSON with some fields of the wrong type or size."""
+    def damage(data: dict) -> bytes:
+        for dotted, value in fields.items():
+            *parents, last = dotted.split("__")
+            target = data
+            for name in parents:
+                target = target[name]
+            target[last] = value
+        return json.dumps(data).encode()
+    return damage
+
+
 @pytest.mark.parametrize("damage", [
     b"\xff\xfe\x00x",                                      # not UTF-8
     b'{"schema_version": 1, "job": "x"}',                  # job is not an object
     b'{"schema_version": 1, "job": {"suite": "demo"}}',    # job without method
-])
+    # issue 25 item 8: deeply nested (a RecursionError), huge, fields of the wrong type
+    b'{"schema_version": 2, "job": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+    b'{"schema_version": 2, "pad": "' + b"x" * (17 * 2**20) + b'"}',
+    _retyped(metrics__image_auroc=10**400),
+    _retyped(error=["a", "list"]),
+    _retyped(pixel_protocol="a text"),
+    _retyped(timing_s__total="abc"),
+    _retyped(config=[1, 2]),
+    _retyped(history=[{"epoch": 1, "image_auroc": "high"}]),
+    _retyped(job__method=["ocsvm"]),
+    _retyped(job__seed=True),
+    _retyped(peak_rss_mb="lots"),
+], ids=["not-utf8", "job-text", "job-no-method", "nested", "huge", "huge-int-metric",
+        "error-list", "protocol-text", "timing-text", "config-list", "history-text",
+        "method-list", "seed-bool", "memory-text"])
 def test_damaged_records_are_reported_skipped_and_moved_aside_before_a_rerun(
         cli, results, one_record, damage, caplog):
+    if callable(damage):
+        damage = damage(json.loads(one_record.read_text()))
     one_record.write_bytes(damage)
     for args in (("table", "--suite", "demo"), ("status", "--suite", "demo"),
-                 ("plot", "bars", "--suite", "demo")):
+                 ("plot", "bars", "--suite", "demo"), ("report", "--suite", "demo"),
+                 ("check", "--suite", "demo", "--baseline", str(_baseline(results.parent,
+                                                                          "0.9")))):
         res = invoke(cli, results, *args)
         assert "Traceback" not in res.output
-        assert res.exit_code in (0, 2), res.output  # 2: nothing left to tabulate or plot
+        assert res.exit_code in (0, 1, 2), res.output  # 2: nothing left; 1: check fails
+    assert caplog.text.count(str(one_record)) == 1, caplog.text  # reported once
     caplog.clear()
     again = invoke(cli, results, *ONE_JOB)
     assert again.exit_code == 0, again.output

@@ -264,3 +264,31 @@ def test_every_command_honours_results_and_data_root(cli, tmp_path, monkeypatch)
     assert (results / "baselines" / "mine.csv").is_file()  # baseline update without -o
     assert (results / "report-mine.html").is_file() and list((results / "perf").glob("*.json"))
     assert "PASS" in invoke(cli, results, "check", "--suite", str(suite), data_root=data).output
+
+
+# ------------------------------------------------------------------ item 2: bench check
+
+
+def test_check_fails_when_a_job_the_baseline_does_not_pin_failed(cli, results, tmp_path):
+    """Item 2: ``bench check`` passed while a job of the suite failed, when the baseline did
+    not pin that job (the docs say it exits 1)."""
+    from bench.records.record import Record
+    from bench.records.store import Store
+    from bench.run.jobs import Job
+
+    one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
+    one.write_text("name: mine\ndatasets: {digits: ['3']}\nmethods: {ocsvm: {}}\n")
+    two.write_text("name: mine\ndatasets: {digits: ['3', '4']}\nmethods: {ocsvm: {}}\n")
+    base = tmp_path / "base.csv"
+    assert invoke(cli, results, "run", "--suite", str(one), "--all").exit_code == 0
+    assert invoke(cli, results, "baseline", "update", "--suite", str(one), "-o",
+                  str(base)).exit_code == 0
+    assert invoke(cli, results, "check", "--suite", str(two), "--baseline",
+                  str(base)).exit_code == 1  # the job of task 4 has no record: missing
+    job = Job.make("mine", "ocsvm", "digits", "4", 0)
+    failed = Record.new(job, created="now", versions={}, git=None).finish(
+        timing_s={}, peak_rss_mb=None, peak_gpu_mb=None, status="failed", error="it broke")
+    Store(results).write(failed)
+    res = invoke(cli, results, "check", "--suite", str(two), "--baseline", str(base))
+    assert res.exit_code == 1, res.output
+    assert "FAIL" in res.output and "it broke" in res.output
