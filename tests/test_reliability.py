@@ -292,3 +292,19 @@ def test_check_fails_when_a_job_the_baseline_does_not_pin_failed(cli, results, t
     res = invoke(cli, results, "check", "--suite", str(two), "--baseline", str(base))
     assert res.exit_code == 1, res.output
     assert "FAIL" in res.output and "it broke" in res.output
+
+
+def test_one_suite_without_its_data_does_not_stop_status_for_the_others(cli, results, tmp_path,
+                                                                       monkeypatch):
+    """Item 6: an ad-hoc suite whose folder dataset is gone made ``bench status`` fail for
+    every suite; it is one row saying why, and the others are listed."""
+    gone = tmp_path / "gone"
+    definition = results / "runs" / "adhoc-0000beef" / "suite.yaml"
+    definition.parent.mkdir(parents=True)
+    definition.write_text(f"name: adhoc-0000beef\nseeds: [0]\ndatasets: {{'folder:{gone}': all}}"
+                          "\nmethods: {ocsvm: [{}]}\n")
+    monkeypatch.setenv("COLUMNS", "300")  # rich: one line per row
+    res = invoke(cli, results, "status", data_root=tmp_path / "data")
+    assert res.exit_code == 0, res.output
+    assert "adhoc-0000beef" in res.output and "unavailable" in res.output
+    assert "demo" in res.output and "paper" in res.output
