@@ -308,3 +308,11 @@ def test_one_suite_without_its_data_does_not_stop_status_for_the_others(cli, res
     assert res.exit_code == 0, res.output
     assert "adhoc-0000beef" in res.output and "unavailable" in res.output
     assert "demo" in res.output and "paper" in res.output
+
+
+def test_an_error_quoting_a_huge_value_is_cut(cli, results):
+    """Item 3: the alias bomb printed a 312 MB error line; a message is cut to a few kB."""
+    res = invoke(cli, results, "run", "--suite", "demo", "--method", "ocsvm", "--dataset",
+                 "digits", "--task", "3", "--set", "nu=" + "x" * 100_000)
+    (line,) = [ln for ln in res.output.splitlines() if ln.startswith("bench: error:")]
+    assert res.exit_code == 2 and len(line) < 5000 and "more characters" in line, line[:200]
