@@ -5,10 +5,10 @@ runs, :meth:`Record.finish` once it ends), serialized by :meth:`Record.to_json` 
 :meth:`Record.from_json`, which checks the schema. Every field is documented in
 ``results/README.md``.
 
-**Schema version 1.** A field added later keeps the version; a field renamed or removed bumps
-it, and :meth:`Record.from_json` then migrates older records (or says in one line how to).
-Records written before this module existed (main at 764a8e8 and earlier) have the same layout
-and load as they are.
+**Schema version 2** (:data:`SCHEMA_VERSION`). A field added later keeps the version; a field
+renamed or removed bumps it, and :meth:`Record.from_json` then migrates older records (or says
+in one line how to): version-1 records load through :func:`upgrade`. Records written before this
+module existed (main at 764a8e8 and earlier) are version 1 and load that way.
 """
 
 from __future__ import annotations
@@ -71,7 +71,11 @@ class Record:
     created: str = ""
     versions: dict[str, Any] = field(default_factory=dict)
     git: str | None = None
+    #: True only when torch's deterministic algorithms were on and no op fell back
     deterministic: bool = False
+    #: the warnings of the ops that fell back to a nondeterministic kernel (``deterministic``
+    #: is then False); absent when none did
+    deterministic_fallbacks: list[str] | None = None
     #: backend, worker, slot, scheduler, claim token
     runner: dict[str, Any] = field(default_factory=dict)
     #: where it ran (:data:`HOST_FIELDS`)
@@ -247,11 +251,11 @@ def window_rule(last: int = 0) -> str:
 
 #: written only when known (a job that failed early has no config, data, artifacts, ...)
 _OPTIONAL_KEYS = ("config", "data", "artifacts", "traceback", "plugin", "dataset_plugin",
-                  "converged_window", "threshold")
+                  "converged_window", "threshold", "deterministic_fallbacks")
 #: may be stored as null and read back as None
 _NULLABLE = ("error", "error_kind", "traceback", "git", "config", "expert", "checkpoint_policy",
              "data", "pixel_protocol", "artifacts", "peak_rss_mb", "peak_gpu_mb", "plugin",
-             "dataset_plugin", "converged_window", "threshold")
+             "dataset_plugin", "converged_window", "threshold", "deterministic_fallbacks")
 
 
 @dataclass(frozen=True)
