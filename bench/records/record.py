@@ -97,6 +97,9 @@ class Record:
     #: what defines ``image_f1_at_train_quantile``: the quantile of the training images' scores
     #: taken as the threshold and its value (absent when the run did not score the training set)
     threshold: dict[str, Any] | None = None
+    #: the test images' scores in brief: ``n``, ``distinct`` (values), ``min``, ``max``; a
+    #: detector with one distinct score is degenerate (:mod:`bench.report.degenerate`)
+    score_summary: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     #: the evaluations of ``history`` that the ``*_converged_*`` metrics cover: ``rule`` (in
     #: words), ``last`` (0: second half of training; K: the last K evaluations), ``epochs``
@@ -192,7 +195,8 @@ class Record:
             if f.name in ("job", "host") or f.name not in data:
                 continue
             values[f.name] = data[f.name]
-        for name in ("versions", "runner", "timing_s", "plugin", "dataset_plugin", "threshold"):
+        for name in ("versions", "runner", "timing_s", "plugin", "dataset_plugin", "threshold",
+                     "score_summary"):
             if not isinstance(values.get(name) or {}, Mapping):
                 raise RecordError(f"its '{name}' is not an object")
         values.update(metrics={str(k): None if v is None else float(v)
@@ -251,11 +255,12 @@ def window_rule(last: int = 0) -> str:
 
 #: written only when known (a job that failed early has no config, data, artifacts, ...)
 _OPTIONAL_KEYS = ("config", "data", "artifacts", "traceback", "plugin", "dataset_plugin",
-                  "converged_window", "threshold", "deterministic_fallbacks")
+                  "converged_window", "threshold", "deterministic_fallbacks", "score_summary")
 #: may be stored as null and read back as None
 _NULLABLE = ("error", "error_kind", "traceback", "git", "config", "expert", "checkpoint_policy",
              "data", "pixel_protocol", "artifacts", "peak_rss_mb", "peak_gpu_mb", "plugin",
-             "dataset_plugin", "converged_window", "threshold", "deterministic_fallbacks")
+             "dataset_plugin", "converged_window", "threshold", "deterministic_fallbacks",
+             "score_summary")
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,12 @@ def image_scores(data: TaskData, scores: Scores) -> np.ndarray:
     return image
 
 
+def score_summary(image: np.ndarray) -> dict[str, Any]:
+    """The record's ``score_summary``: how many scores, how many distinct, their range."""
+    return {"n": int(image.size), "distinct": int(np.unique(image).size),
+            "min": float(image.min()), "max": float(image.max())}
+
+
 def score_metrics(test: TaskData, scores: Scores,
                   extra_map_protocols: Mapping[str, str] | None = None, *,
                   native: bool = True) -> tuple[dict[str, float], dict[str, Any] | None]:
@@ -295,6 +301,7 @@ def run_job(
             scores = method.score(test, ctx)
             timing["score"] = time.perf_counter() - t0
             metrics, protocol = score_metrics(test, scores, method.extra_map_protocols)
+            done["score_summary"] = score_summary(image_scores(test, scores))
             if threshold_quantile is not None:
                 t0 = time.perf_counter()
                 train_scores = image_scores(train, method.score(train, ctx))
