@@ -80,7 +80,8 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
               help="Add a LEVEL% bootstrap interval of the image AUROC to single-seed cells "
                    "(from the saved test scores), e.g. --ci 95.")
 @click.option("--allow-unequal-seeds", is_flag=True,
-              help="Show the Mean of a column whose tasks have unequal seed counts (else –); "
+              help="Show the Mean of a column whose tasks have unequal seed counts (else –), "
+                   "and rank cells of unequal seed counts (--ranks/--versus; else refused); "
                    "the caption says so.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of the terminal.")
@@ -100,7 +101,8 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
             raise UsageError("--ranks/--versus compare the columns of method tables: not with "
                              "--ablation, --paper, --reruns or --ci")
         write_or_echo(settings, render_stats(statistics(df, metric, names, ranks, versus,
-                                                        drop_incomplete, digits), fmt), output)
+                                                        drop_incomplete, digits,
+                                                        allow_unequal_seeds), fmt), output)
         return
     if drop_incomplete:
         raise UsageError("--drop-incomplete applies to --ranks and --versus")
@@ -124,8 +126,10 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
 
 
 def statistics(df: pd.DataFrame, metric: str, names: list[str], ranks: bool,
-               versus: str | None, drop_incomplete: bool, digits: int) -> list[StatTable]:
+               versus: str | None, drop_incomplete: bool, digits: int,
+               allow_unequal_seeds: bool = False) -> list[StatTable]:
     """The ranks table and/or the comparisons against ``versus``, per dataset and over all."""
-    mats = stats.matrices(df, metric, names, task_orders(names), drop_incomplete)
+    mats = stats.matrices(df, metric, names, task_orders(names), drop_incomplete,
+                          allow_unequal_seeds)
     out = [ranks_table(mats)] if ranks else []
     return out + (versus_tables(mats, versus, digits) if versus is not None else [])
