@@ -7,7 +7,7 @@ import pytest
 
 from bench.core.errors import UsageError
 from bench.report.check import Tolerances, baseline_frame, compare, read_baseline, write_baseline
-from tests.conftest import invoke
+from tests.conftest import invoke, run_mini_suite
 
 SUBSET = ("--method", "ocsvm", "--dataset", "digits", "--task", "0", "--task", "3")
 
@@ -15,10 +15,7 @@ SUBSET = ("--method", "ocsvm", "--dataset", "digits", "--task", "0", "--task", "
 @pytest.fixture
 def pinned(cli, results, tmp_path):
     """A small suite file, run once, with its baseline written."""
-    suite = tmp_path / "mini.yaml"
-    suite.write_text("name: mini\nseeds: [0]\ndatasets: {digits: ['0', '3']}\n"
-                     "methods: {ocsvm: {}, kde: {}}\n")
-    assert invoke(cli, results, "run", "--suite", str(suite), "--all").exit_code == 0
+    suite = run_mini_suite(cli, results, tmp_path)
     base = tmp_path / "mini.csv"
     res = invoke(cli, results, "baseline", "update", "--suite", str(suite), "-o", str(base))
     assert res.exit_code == 0, res.output
