@@ -13,6 +13,7 @@ from bench.datasets import DATASETS
 from bench.records.store import Store
 from bench.report import stats
 from bench.report.aggregate import ablation_factors, build_tables
+from bench.report.cost import cost_tables
 from bench.report.intervals import with_auroc_intervals
 from bench.report.reference import load_reference
 from bench.report.render import FORMATS, render
@@ -67,6 +68,9 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
               help="Add independent re-runs of MKD by others (different protocols).")
 @click.option("--ablation", "factor", default=None, metavar="FIELD",
               help="Columns = the levels of this config field (e.g. layers, loss_terms, lamda).")
+@click.option("--cost", is_flag=True,
+              help="Instead of scores: fit seconds, score milliseconds per image, peak RAM and "
+                   "peak GPU memory per method and dataset, with the hardware in the caption.")
 @click.option("--ranks", is_flag=True,
               help="Instead of scores: each column's average rank over tasks per dataset and "
                    "over all, with the Friedman test and Nemenyi's critical difference.")
@@ -87,11 +91,23 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
               help="Write to this file instead of the terminal.")
 @pass_settings
 def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...], metric: str,
-          fmt: str, digits: int, paper: bool, reruns: bool, factor: str | None, ranks: bool,
+          fmt: str, digits: int, paper: bool, reruns: bool, factor: str | None, cost: bool,
+          ranks: bool,
           versus: str | None, drop_incomplete: bool, ci: float | None,
           allow_unequal_seeds: bool, output: str | None) -> None:
     """One table per dataset: tasks as rows (plus a recomputed Mean), methods as columns."""
     df = load_records(settings, suites)
+    if cost:
+        if factor or paper or reruns or ranks or versus is not None or ci is not None:
+            raise UsageError("--cost tabulates the records' timings and memory: not with "
+                             "--ablation, --paper, --reruns, --ranks, --versus or --ci")
+        summary = Store(settings.results_root).summary(list(suites) or None)
+        costs = cost_tables(summary, list(datasets) or None, digits)
+        if not costs:
+            raise UsageError("no successful records to cost"
+                             + (f" for {', '.join(datasets)}" if datasets else ""))
+        write_or_echo(settings, render_stats(costs, fmt), output)
+        return
     check_metric(df, metric)
     if factor and (paper or reruns):
         raise UsageError("--paper/--reruns apply to method tables, not to --ablation")
