@@ -184,13 +184,6 @@ def _native_size(path: Path) -> tuple[int, int]:
         return (0, 0)
 
 
-def nonzero_mask(mask: Image.Image) -> Image.Image:
-    """A 0/255 mask where any channel of ``mask`` is non-zero (masks storing class numbers)."""
-    arr = np.asarray(mask)
-    hit = arr.any(axis=2) if arr.ndim == 3 else arr != 0
-    return Image.fromarray(hit.astype(np.uint8) * 255)
-
-
 def load_files(
     paths: Sequence[Path],
     spec: InputSpec,
@@ -199,14 +192,13 @@ def load_files(
     mask_paths: Sequence[Path | None] | None = None,
     base: Path | None = None,
     cache_dir: Path | None = None,
-    nonzero_masks: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int]]:
     """Read, resize (and crop) image files into ``uint8 [N, 3, S, S]`` and masks into ``[N, S, S]``.
 
-    A ``None`` mask path gives an all-zero mask; with ``nonzero_masks`` every non-zero mask
-    pixel counts as a defect before resizing (:func:`nonzero_mask`). ``cache_dir`` enables the
-    on-disk cache for lists of at least :data:`CACHE_MIN_IMAGES` files. Returns (images, masks,
-    native HxW of the first image).
+    A ``None`` mask path gives an all-zero mask; any non-zero value in any channel of a mask
+    is a defect, before resizing (:func:`~bench.datasets.base.transform_mask`). ``cache_dir``
+    enables the on-disk cache for lists of at least :data:`CACHE_MIN_IMAGES` files. Returns
+    (images, masks, native HxW of the first image).
     """
     n = len(paths)
     if n == 0:
@@ -221,7 +213,9 @@ def load_files(
                  "masks": _fingerprint(mask_paths or [], anchor),
                  "spec": [spec.size, spec.crop, spec.interpolation],
                  "default_size": default_size}
-        key = cache.key({**parts, "nonzero_masks": True} if nonzero_masks else parts)
+        # the key of the caches made under the mask rule (any channel non-zero): caches of
+        # masks made otherwise (grey level, then >= 0.5) are not reused
+        key = cache.key({**parts, "nonzero_masks": True})
         hit = cache.get(key)
         if hit is not None:
             log.info("tensor cache hit %s (%d images)", key, n)
@@ -236,9 +230,7 @@ def load_files(
             mp = mask_paths[i]
             if mp is None:
                 return transform_mask(None, spec, default_size)
-            mask = read_image(mp)
-            return transform_mask(nonzero_mask(mask) if nonzero_masks else mask, spec,
-                                  default_size)
+            return transform_mask(read_image(mp), spec, default_size)
 
         masks = fill(n, (out, out), torch.float32, make_mask)
     native = _native_size(paths[0])
@@ -267,17 +259,15 @@ def load_arrays(arrays: np.ndarray, spec: InputSpec, default_size: int) -> torch
 
 def taskdata_from_index(rows: pd.DataFrame, spec: InputSpec, default_size: int, *, name: str,
                         base: Path, id_prefix: str, cache_dir: Path | None = None,
-                        with_masks: bool = False, nonzero_masks: bool = False) -> TaskData:
+                        with_masks: bool = False) -> TaskData:
     """Load the files of an index DataFrame (columns ``path``, ``label`` and, with masks,
     ``mask_path``; ``None`` = zero mask) into a :class:`TaskData` whose ids are the paths
-    relative to ``base``, prefixed with ``id_prefix`` (``nonzero_masks``: see
-    :func:`load_files`)."""
+    relative to ``base``, prefixed with ``id_prefix``."""
     paths = [Path(p) for p in rows["path"]]
     mask_paths = ([Path(m) if isinstance(m, str) else None for m in rows["mask_path"]]
                   if with_masks else None)
     images, masks, native = load_files(paths, spec, default_size, mask_paths=mask_paths,
-                                       base=base, cache_dir=cache_dir,
-                                       nonzero_masks=nonzero_masks)
+                                       base=base, cache_dir=cache_dir)
     ids = [f"{id_prefix}/{p.relative_to(base).as_posix()}" for p in paths]
     native_masks = (FileMasks(mask_paths, paths, crop_fraction(spec, default_size))
                     if mask_paths is not None else None)

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from bench.core.errors import ContractError, DataCorruptError, UsageError
+from bench.core.metrics import MASK_RULE, defect_pixels
 
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
 
@@ -111,7 +112,7 @@ class NativeMasks(Sequence[np.ndarray]):
 class ArrayMasks(NativeMasks):
     """Masks held in memory (synthetic data); ``None`` is an all-normal mask of ``shape``."""
 
-    binarization = ">= 0.5 of the mask at its own resolution"
+    binarization = MASK_RULE
 
     def __init__(self, masks: Sequence[np.ndarray | None], shapes: Sequence[tuple[int, int]],
                  crop_fraction: float | None = None) -> None:
@@ -121,7 +122,7 @@ class ArrayMasks(NativeMasks):
 
     def _full(self, i: int) -> np.ndarray:
         mask = self._masks[i]
-        return np.zeros(self._shapes[i], dtype=bool) if mask is None else np.asarray(mask) >= 0.5
+        return np.zeros(self._shapes[i], dtype=bool) if mask is None else defect_pixels(mask)
 
     def _full_shape(self, i: int) -> tuple[int, int]:
         return self._shapes[i]
@@ -136,7 +137,7 @@ class FileMasks(NativeMasks):
     has an all-normal mask of the image's size. Any non-zero pixel marks a defect, as the MVTec
     AD evaluation reads its ground truth."""
 
-    binarization = "non-zero pixels of the mask files"
+    binarization = MASK_RULE
 
     def __init__(self, mask_paths: Sequence[Path | None], image_paths: Sequence[Path],
                  crop_fraction: float | None = None) -> None:
@@ -151,12 +152,12 @@ class FileMasks(NativeMasks):
         path = self.mask_paths[i]
         if path is None:
             return np.zeros(self._full_shape(i), dtype=bool)
-        mask = np.asarray(read_image(path).convert("L"))
+        mask = mask_pixels(read_image(path))
         if mask.shape != self._full_shape(i):
             raise DataCorruptError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} px but its "
                                    f"image {self.image_paths[i]} is "
                                    f"{self._full_shape(i)[1]}x{self._full_shape(i)[0]} px")
-        return mask != 0
+        return mask
 
     def _full_shape(self, i: int) -> tuple[int, int]:
         path = self.image_paths[i]
@@ -292,13 +293,25 @@ def transform_image(img: Image.Image, spec: InputSpec, default_size: int) -> np.
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
 
+def mask_pixels(mask: Image.Image) -> np.ndarray:
+    """The defect pixels of a mask image by :data:`~bench.core.metrics.MASK_RULE` (``H x W``
+    booleans): any non-zero value in any channel; an alpha channel is dropped first, a palette
+    image read through its colours."""
+    if mask.mode in ("P", "PA"):
+        mask = mask.convert("RGBA")
+    if mask.mode in ("RGBA", "RGBa", "LA", "La"):
+        mask = mask.convert("L" if mask.mode.startswith("L") else "RGB")
+    return defect_pixels(np.asarray(mask))
+
+
 def transform_mask(mask: Image.Image | None, spec: InputSpec, default_size: int) -> np.ndarray:
-    """Resize a binary mask bilinearly to a soft float mask in [0, 1]; None gives zeros."""
+    """A mask at the model's size: its defect pixels (:func:`mask_pixels`) as 0/255, resized
+    bilinearly to a soft float mask in [0, 1] (cropped like the image); None gives zeros."""
     size = spec.size or default_size
     out = spec.crop or size
     if mask is None:
         return np.zeros((out, out), dtype=np.float32)
-    mask = mask.convert("L")
+    mask = Image.fromarray(mask_pixels(mask).astype(np.uint8) * 255)
     if mask.size != (size, size):
         mask = mask.resize((size, size), Image.Resampling.BILINEAR)
     if spec.crop:
@@ -327,8 +340,7 @@ def build_taskdata(
         m = np.stack([transform_mask(mk, spec, default_size) for mk in masks])
         mask_t = torch.from_numpy(m)
         native_masks = ArrayMasks(
-            [None if mk is None else np.asarray(mk.convert("L"), dtype=np.float32) / 255.0
-             for mk in masks],
+            [None if mk is None else mask_pixels(mk) for mk in masks],
             [im.size[::-1] for im in images], crop_fraction(spec, default_size))
     return TaskData(torch.from_numpy(arr), labels, mask_t, ids,
                     native_size=(int(native[0]), int(native[1])), name=name,

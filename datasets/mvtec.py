@@ -146,17 +146,16 @@ def index_normal_bad(category_dir: Path, *, train: str, test: str, normal: str, 
 
 
 def load_category(index: pd.DataFrame, spec: InputSpec, default_size: int, *, name: str,
-                  base: Path, id_prefix: str, masks: bool,
-                  nonzero_masks: bool = False) -> tuple[TaskData, TaskData]:
+                  base: Path, id_prefix: str, masks: bool) -> tuple[TaskData, TaskData]:
     """``(train, test)`` of one category from its index (used by ``mvtec``, ``folder`` and the
-    other category datasets). ``nonzero_masks``: every non-zero mask pixel is a defect (masks
-    that store a class number per pixel, as VisA's)."""
+    other category datasets). Any non-zero mask pixel is a defect (masks that store a class
+    number per pixel, as VisA's, included)."""
     train_rows = index[index["split"] == "train"]
     test_rows = index[index["split"] == "test"]
     train = taskdata_from_index(train_rows, spec, default_size, name=f"{name}/train", base=base,
                                 id_prefix=id_prefix)
     test = taskdata_from_index(test_rows, spec, default_size, name=f"{name}/test", base=base,
-                               id_prefix=id_prefix, with_masks=masks, nonzero_masks=nonzero_masks)
+                               id_prefix=id_prefix, with_masks=masks)
     return train, test
 
 
@@ -175,8 +174,6 @@ class CategoryDataset(StoredDataset):
     has_masks = True
     categories: ClassVar[tuple[str, ...]]
     marker: ClassVar[str] = "train/good"
-    #: non-zero mask pixels are defects (masks holding class numbers rather than 0/255)
-    nonzero_masks: ClassVar[bool] = False
 
     def tasks(self) -> list[str]:
         return list(self.categories)
@@ -209,8 +206,7 @@ class CategoryDataset(StoredDataset):
         folder = self.category_dir(root, task)
         return load_category(self.index_category(folder, task), spec or InputSpec(),
                              self.default_size, name=f"{self.name}/{task}", base=folder.parent,
-                             id_prefix=self.name, masks=self.has_masks,
-                             nonzero_masks=self.nonzero_masks)
+                             id_prefix=self.name, masks=self.has_masks)
 
     def count_folders(self, base: Path, folders: dict[str, str]) -> dict[str, int]:
         """``{<category>/<key>: image files}`` for each category and each ``key -> relative

@@ -106,7 +106,6 @@ class VisA(CategoryDataset):
     name = "visa"
     categories = CATEGORIES
     marker = "Data/Images/Normal"
-    nonzero_masks = True
     fetch_mode = "archive"
     license_gate = False
     layout = "split_csv/1cls.csv and <object>/Data/{Images/{Normal,Anomaly}, Masks/Anomaly}"

@@ -5,7 +5,8 @@ the script registers them in its own process.
 
 - ``probe``: the one-class SVM, plus a log line per finished fit in ``ctx.cache_dir`` (to count
   how often each job ran), an optional sleep, and optional failures
-  (``fail=oom|memory|alloc|kill``; ``kill`` only in a job process of its own).
+  (``fail=oom|memory|alloc|kill``; ``kill`` only in a job process of its own), and an optional
+  warning (``warn=TEXT``, as torch gives for an op without a deterministic kernel).
 - ``tinynet``: a small torch autoencoder trained with shuffled mini-batches, dropout and random
   initialisation from the global generators, so that only the runner's seeding makes it
   repeatable; it saves its scores in ``ctx.cache_dir``.
@@ -18,6 +19,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from bench.methods.classic import OCSVMConfig, OneClassSVMDetector
 class ProbeConfig(OCSVMConfig):
     sleep: float = 0.0
     fail: str = ""
+    warn: str = ""
 
 
 class Probe(OneClassSVMDetector):
@@ -52,6 +55,8 @@ class Probe(OneClassSVMDetector):
             torch.empty(1 << 45, device=ctx.device)
         if self.config.fail == "kill":  # as the kernel's out-of-memory killer would
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.config.warn:
+            warnings.warn(self.config.warn, UserWarning, stacklevel=1)
         time.sleep(self.config.sleep)
         super().fit(train, ctx)
         with (ctx.cache_dir / "fits.log").open("a") as fh:

@@ -36,6 +36,17 @@ def results(tmp_path: Path) -> Path:
     return tmp_path / "results"
 
 
+def run_mini_suite(cli: CliRunner, results: Path, folder: Path,
+                   methods: str = "{ocsvm: {}, kde: {}}") -> Path:
+    """Write suite ``mini`` (digits 0 and 3, seed 0, ``methods`` as YAML) under ``folder``, run
+    it, and return its file."""
+    suite = folder / "mini.yaml"
+    suite.write_text("name: mini\nseeds: [0]\ndatasets: {digits: ['0', '3']}\n"
+                     f"methods: {methods}\n")
+    assert invoke(cli, results, "run", "--suite", str(suite), "--all").exit_code == 0
+    return suite
+
+
 def invoke(cli: CliRunner, results: Path, *args: str, data_root: Path | None = None):
     """Run ``bench --results RESULTS ARGS`` and return the click Result."""
     base = ["--results", str(results), "--quiet"]

@@ -39,7 +39,7 @@ def test_an_ad_hoc_run_is_a_suite_that_tables_status_and_list_find(cli, results,
     status = invoke(cli, results, "status", "--suite", "adhoc")
     assert status.exit_code == 0 and name in status.output
     assert [ln.split("│")[1:7] for ln in status.output.splitlines() if name in ln and "│" in ln
-            ] == [[f" {name} ", "    2 ", "    2 ", "      0 ", "       0 ", "       0 "]]
+            ] == [[f" {name} ", "    2 ", "    2 ", "     0 ", "      0 ", "       0 "]]
     everything = invoke(cli, results, "status")
     assert everything.exit_code == 0 and name in everything.output and "demo" in everything.output
     listed = invoke(cli, results, "list", "suites")

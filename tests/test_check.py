@@ -7,7 +7,7 @@ import pytest
 
 from bench.core.errors import UsageError
 from bench.report.check import Tolerances, baseline_frame, compare, read_baseline, write_baseline
-from tests.conftest import invoke
+from tests.conftest import invoke, run_mini_suite
 
 SUBSET = ("--method", "ocsvm", "--dataset", "digits", "--task", "0", "--task", "3")
 
@@ -15,10 +15,7 @@ SUBSET = ("--method", "ocsvm", "--dataset", "digits", "--task", "0", "--task", "
 @pytest.fixture
 def pinned(cli, results, tmp_path):
     """A small suite file, run once, with its baseline written."""
-    suite = tmp_path / "mini.yaml"
-    suite.write_text("name: mini\nseeds: [0]\ndatasets: {digits: ['0', '3']}\n"
-                     "methods: {ocsvm: {}, kde: {}}\n")
-    assert invoke(cli, results, "run", "--suite", str(suite), "--all").exit_code == 0
+    suite = run_mini_suite(cli, results, tmp_path)
     base = tmp_path / "mini.csv"
     res = invoke(cli, results, "baseline", "update", "--suite", str(suite), "-o", str(base))
     assert res.exit_code == 0, res.output
@@ -65,14 +62,45 @@ def test_missing_and_failed_records_fail(cli, results, pinned):
     assert "missing" in res.output and "failed" in res.output and "boom" in res.output
 
 
-def test_improvement_reported_separately(cli, results, pinned):
+def test_a_rise_beyond_tolerance_fails_too(cli, results, pinned):
     suite, base = pinned
     path = _records(results)[0]
     rec = json.loads(path.read_text())
     rec["metrics"]["image_ap"] = min(1.0, rec["metrics"]["image_ap"]) + 0.5
     path.write_text(json.dumps(rec))
     res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base))
-    assert res.exit_code == 0 and "improvements" in res.output and "1 improvement" in res.output
+    assert res.exit_code == 1 and "FAIL" in res.output and "1 improvement" in res.output
+    assert "improvement beyond tolerance: accept it with `bench baseline update" in res.output
+    assert "IMPROVEMENT" in res.output and "+0.5" in res.output
+    ok = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base),
+                "--tolerance", "image_ap=0.6")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_constant_scores_fail_as_degenerate(cli, results, pinned):
+    suite, base = pinned
+    paths = _records(results)
+    assert all(json.loads(p.read_text())["score_summary"]["distinct"] > 1 for p in paths)
+    rec = json.loads(paths[0].read_text())
+    rec["score_summary"]["distinct"] = 1  # as a detector that gives every image one score
+    paths[0].write_text(json.dumps(rec))
+    res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base))
+    assert res.exit_code == 1 and "1 degenerate" in res.output
+    assert "DEGENERATE" in res.output and "constant image scores" in res.output
+
+
+def test_a_column_at_chance_fails_as_degenerate(cli, results, pinned):
+    suite, base = pinned
+    for path in _records(results):
+        rec = json.loads(path.read_text())
+        if rec["job"]["method"] == "kde":  # both digits tasks at chance
+            rec["metrics"]["image_auroc"] = 0.51 if rec["job"]["task"] == "0" else 0.49
+            path.write_text(json.dumps(rec))
+    res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base),
+                 "--tolerance", "1")  # no regression: the chance column alone fails it
+    assert res.exit_code == 1 and "1 degenerate" in res.output and "0 regression" in res.output
+    assert "kde digits/all 2 tasks image_auroc" in res.output
+    assert "within 0.5 ± 0.02 on every task" in res.output
 
 
 def test_baseline_round_trips_unchanged(cli, results, pinned, tmp_path):
@@ -205,3 +233,33 @@ def test_a_variant_in_brackets_is_printed_as_written(cli, results, tmp_path):
     path.write_text(json.dumps(rec))
     res = invoke(cli, results, "check", "--suite", str(suite), "--baseline", str(base))
     assert res.exit_code == 1 and "ocsvm[nu=0.3]" in res.output, res.output
+
+
+def test_degenerate_band_and_minimum_tasks():
+    from bench.report.degenerate import CHANCE_BAND, at_chance
+
+    assert at_chance(pd.Series([0.5, 0.5 + CHANCE_BAND, 0.5 - CHANCE_BAND]))
+    assert not at_chance(pd.Series([0.5, 0.53]))
+    assert not at_chance(pd.Series([0.5]))  # one task is no evidence
+
+
+def test_tables_mark_degenerate_cells(cli, results, pinned):
+    suite, _ = pinned
+    for path in _records(results):
+        rec = json.loads(path.read_text())
+        if rec["job"]["method"] == "kde":
+            rec["metrics"]["image_auroc"] = 0.5
+            path.write_text(json.dumps(rec))
+        elif rec["job"]["task"] == "3":
+            rec["score_summary"]["distinct"] = 1
+            path.write_text(json.dumps(rec))
+    res = invoke(cli, results, "table", "--suite", str(suite))
+    assert res.exit_code == 0, res.output
+    rows = {line.split("|")[1].strip(): line for line in res.output.splitlines()
+            if line.startswith("|")}
+    assert rows["0"].count("‡") == 1 and rows["3"].count("‡") == 2
+    assert rows["Mean"].count("‡") == 1
+    assert "constant image scores" in res.output and "ocsvm on 3" in res.output
+    assert "image_auroc within 0.5 ± 0.02 on every task" in res.output
+    latex = invoke(cli, results, "table", "--suite", str(suite), "--format", "latex")
+    assert r"$^\ddagger$" in latex.output and "‡" not in latex.output

@@ -79,3 +79,14 @@ def test_the_window_is_recorded_and_named_in_the_caption(tmp_path, hist_method, 
     assert f"converged window: {rule}" in caption(t)
     (t,) = build_tables(df, "image_auroc_best_on_test_optimistic")
     assert "converged window" not in caption(t)  # the best is over all evaluations
+
+
+def test_undefined_evaluations_are_not_counted():
+    history = [{"epoch": 1, "pixel_auroc": 0.5}, {"epoch": 2, "pixel_auroc": float("nan")},
+               {"epoch": 3, "pixel_auroc": 0.7}, {"epoch": 4, "pixel_auroc": 0.9}]
+    out = summarize_history(history)  # window: epochs 2, 3, 4; epoch 2 undefined
+    assert out["pixel_auroc_converged_n"] == 2
+    assert out["pixel_auroc_converged_mean"] == pytest.approx(0.8)
+    assert out["pixel_auroc_best_on_test_optimistic"] == pytest.approx(0.9)
+    nothing = summarize_history([{"epoch": 1, "pixel_auroc": float("nan")}])
+    assert "pixel_auroc_converged_n" not in nothing

@@ -164,15 +164,19 @@ def test_readme_command_2_is_what_ci_runs():
     second = quick_start()[1]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     test_lines = [ln.strip() for ln in ci.splitlines() if ln.strip().startswith("python -m pytest")]
-    # the core tests, then (after the anomalib extra) the tests that need anomalib
-    assert test_lines == ["python -m pytest", "python -m pytest tests/test_anomalib.py"], \
+    # the core tests, then (after the anomalib extra) the tests that need anomalib, then a
+    # subset on the declared minimum versions (.ci/constraints-min.txt)
+    assert test_lines[:2] == ["python -m pytest", "python -m pytest tests/test_anomalib.py"], \
         "the test commands of .ci/run changed"
+    assert len(test_lines) == 3 and test_lines[2].startswith("python -m pytest -q tests/")
     assert second.rstrip().endswith("&& python -m pytest"), second
     installs = [ln.strip() for ln in ci.splitlines() if ln.strip().startswith("pip install")]
     # the README's install, then the example plugin its tests run (tests/test_plugin_example.py)
     assert [w for w in shlex.split(installs[1]) if w != "-q"] == [
         "pip", "install", "./examples/bench-plugin-example"]
-    assert len(installs) == 3
+    assert len(installs) == 4
+    assert [w for w in shlex.split(installs[3]) if w != "-q"] == [
+        "pip", "install", "-c", ".ci/constraints-min.txt", "-e", ".[test]"]
     # the anomalib extra, after the core tests: docs/zoo.md gives the same two commands
     extra = [w for w in shlex.split(installs[2]) if w != "-q"]
     assert extra == ["pip", "install", "-e", ".[anomalib]"]

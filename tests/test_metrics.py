@@ -138,7 +138,10 @@ def test_evaluate_shapes_and_protocol():
     masks[2:, 2:4, 2:4] = 1
     m, p = M.evaluate(y, s, masks, masks * 2.0)
     assert m["pixel_auroc"] == 1.0 and m["pixel_aupro"] == pytest.approx(1.0)
-    assert p["resolution"] == "native" and p["model_resolution"] == 8
+    # no native masks given: the standard pixel metrics used the model-size masks, and say so
+    assert p["resolution"] == "model" and p["model_resolution"] == 8
+    _, p_native = M.evaluate(y, s, masks, masks * 2.0, native_masks=list(masks != 0))
+    assert p_native is not None and p_native["resolution"] == "native"
     assert p["includes_normal_images"] is True and p["thresholds"] == "exact"
     assert m["pixel_auroc_model_res"] == 1.0 and m["pixel_f1_max"] == 1.0
     with pytest.raises(ValueError, match="do not match"):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
 
 from bench.records.key import Job
-from bench.records.record import SCHEMA_VERSION, Record, RecordError
+from bench.records.record import HOST_FIELDS, SCHEMA_VERSION, Record, RecordError
 from bench.records.store import Store
 
 #: a record written by main at 764a8e8 (before the typed record), by
@@ -90,3 +92,26 @@ def test_broken_record_files_are_skipped_with_a_warning(tmp_path, caplog):
         assert [r.id for r in store.records("demo")] == [good.id]
         assert len(store.load("demo")) == len(good.metrics)
     assert "bytes.json" in caplog.text and "schema.json" in caplog.text
+
+
+def _documented_fields() -> list[str]:
+    """The field names of the first table of results/README.md (its first column)."""
+    text = (Path(__file__).resolve().parents[1] / "results" / "README.md").read_text("utf-8")
+    table = text.split("| field | type | meaning |", 1)[1].split("\n\n", 1)[0]
+    names: list[str] = []
+    for line in table.splitlines()[2:]:
+        first = line.split("|")[1]
+        names += re.findall(r"`([a-z_]+)`", first)
+    return names
+
+
+def test_results_readme_documents_exactly_the_record_fields():
+    documented = _documented_fields()
+    stored = {"schema_version", "id", "job", *HOST_FIELDS,
+              *(f.name for f in dataclasses.fields(Record) if f.name not in ("job", "host"))}
+    assert len(documented) == len(set(documented)), "a field is documented twice"
+    assert sorted(stored - set(documented)) == [], "fields the README does not document"
+    assert sorted(set(documented) - stored) == [], "documented fields the record lacks"
+    text = (Path(__file__).resolve().parents[1] / "results" / "README.md").read_text("utf-8")
+    assert f"| `schema_version` | int | {SCHEMA_VERSION} |" in text
+    assert f"**Schema version {SCHEMA_VERSION}.**" in text

@@ -15,12 +15,12 @@ from sklearn.metrics import roc_auc_score
 from bench.core.errors import UsageError
 from bench.records.record import Record
 from bench.records.store import Store
-from bench.report import stats
+from bench.report import figures, stats
 from bench.report.aggregate import method_table
 from bench.report.intervals import with_auroc_intervals
 from bench.report.render import render
 from bench.report.render_stats import render_stats
-from bench.report.stat_tables import ranks_table, versus_tables
+from bench.report.stat_tables import CD_ROW, ranks_table, versus_tables
 from bench.run.jobs import Job
 from tests.conftest import invoke
 from tests.records import record, write_all
@@ -186,7 +186,11 @@ def stat_records(tasks: int = 8, seeds: tuple[int, ...] = (0,), skip: tuple = ()
 
 def test_matrix_averages_seeds_per_task_and_says_so(tmp_path):
     df = write_all(tmp_path, stat_records(tasks=6, seeds=(0, 1, 2))).load()
-    mats = stats.matrices(df, "image_auroc", ["digits", "textures"])
+    with pytest.raises(UsageError, match=r"all datasets: cells rest on 1 to 3 seeds.*"
+                                         "--allow-unequal-seeds"):
+        stats.matrices(df, "image_auroc", ["digits", "textures"])
+    mats = stats.matrices(df, "image_auroc", ["digits", "textures"], allow_unequal_seeds=True)
+    assert "shown as asked (--allow-unequal-seeds)" in ranks_table(mats).caption
     assert [m.scope for m in mats] == ["digits", "textures", stats.ALL]
     digits = mats[0]
     want = np.mean([value("kde", 2, s) for s in (0, 1, 2)])
@@ -447,3 +451,22 @@ def test_report_says_why_statistics_are_missing(cli, results):
     assert invoke(cli, results, "report", "--suite", "st").exit_code == 0
     page = (results / "report-st.html").read_text()
     assert "Not computed: 1 missing cell(s) in digits" in page
+
+
+def test_a_friedman_test_that_is_not_significant_is_said(tmp_path):
+    rng = np.random.default_rng(0)
+    noise = as_matrix(0.8 + 0.01 * rng.normal(size=(8, 4)), ["a", "b", "c", "d"], "noise")
+    f = stats.friedman(noise)
+    assert not f.significant and f.pvalue >= stats.ALPHA
+    t = ranks_table([noise])
+    assert t.cells.at[CD_ROW, "noise"] == "n.s."
+    assert "noise: the Friedman test is not significant at α = 0.05" in t.caption
+    assert bool(t.data["friedman_significant"].iloc[0]) is False
+    assert stats.friedman(as_matrix(DEMSAR, DEMSAR_COLUMNS)).significant
+    recs = [record("st", m, "digits", str(i), 0, {"image_auroc": float(noise.values.iat[i, j])})
+            for j, m in enumerate(METHODS) for i in range(8)]
+    named, skipped = figures.cd(write_all(tmp_path, recs).load(), "image_auroc", ["digits"], {})
+    assert not skipped and len(named) == 1
+    title = named[0][1].texts[0].get_text().replace("\n", " ")
+    assert "Friedman test is not significant at α = 0.05" in title
+    assert "no post-hoc test was run" in title

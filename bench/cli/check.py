@@ -19,6 +19,7 @@ from bench.report.check import (
     Tolerances,
     baseline_frame,
     compare,
+    degenerate_rows,
     read_baseline,
     verdict,
     write_baseline,
@@ -43,14 +44,15 @@ def _failed_rows(store: Store, suite: str) -> pd.DataFrame:
 @click.option("--baseline", type=click.Path(dir_okay=False), default=None,
               help="Baseline CSV (default: <results>/baselines/<suite>.csv).")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]T",
-              help="Allowed absolute drop: a default (e.g. 0.01) or per metric "
+              help="Allowed absolute change either way: a default (e.g. 0.01) or per metric "
                    "(pixel_aupro=0.02). Repeatable.")
 @click.option("--show", type=click.IntRange(min=1), default=20, show_default=True,
               help="Rows of the diff table to print.")
 @reads_results
 def check(settings: Settings, suite: str, baseline: str | None, tolerances: tuple[str, ...],
           show: int) -> None:
-    """Compare the suite's records with a baseline; exit 1 on a drop, a missing or failed job."""
+    """Compare the suite's records with a baseline; exit 1 on a drop or a rise beyond the
+    tolerance, a missing or failed job, or a degenerate detector."""
     tol = Tolerances.parse(tolerances)
     the_suite, jobs = select_jobs(suite, data_root=settings.data_root, check_data=False)
     base_path = baseline or _default_baseline(settings, the_suite.name)
@@ -78,6 +80,9 @@ def check(settings: Settings, suite: str, baseline: str | None, tolerances: tupl
     ]
     if unpinned_missing:
         result = pd.concat([pd.DataFrame(unpinned_missing), result], ignore_index=True)
+    dead = degenerate_rows(df[df["id"].isin(ids)])
+    if len(dead):
+        result = pd.concat([dead, result], ignore_index=True)
     counts = result["status"].value_counts().to_dict()
     con = settings.console
     bad = result[result["status"].isin(["failed", "missing", "regression"])]
@@ -87,9 +92,14 @@ def check(settings: Settings, suite: str, baseline: str | None, tolerances: tupl
     if len(bad):
         con.print(_diff_lines(bad.head(show), "regressions, missing and failed (worst first)",
                               plugins), highlight=False, soft_wrap=True, markup=False)
+    dead = result[result["status"] == "degenerate"]
+    if len(dead):
+        con.print(_diff_lines(dead.head(show), "degenerate detectors (docs/tables.md#checks)",
+                              plugins), highlight=False, soft_wrap=True, markup=False)
     if len(better):
         con.print(_diff_lines(better.sort_values("delta", ascending=False).head(show),
-                              "improvements (consider `bench baseline update`)", plugins),
+                              "improvement beyond tolerance: accept it with "
+                              f"`bench baseline update --suite {suite}`", plugins),
                   highlight=False, soft_wrap=True, markup=False)
     if len(new):
         con.print(f"{len(new)} value(s) have no baseline yet (not checked)")
@@ -98,7 +108,8 @@ def check(settings: Settings, suite: str, baseline: str | None, tolerances: tupl
                                                           sorted(plugins.items())),
                   highlight=False, soft_wrap=True)
     summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in
-                        ("ok", "regression", "missing", "failed", "improvement", "new"))
+                        ("ok", "regression", "missing", "failed", "improvement", "degenerate",
+                         "new"))
     ok = verdict(result)
     con.print(f"bench check {the_suite.name}: {'PASS' if ok else 'FAIL'} ({summary}; "
               f"tolerance {tol.default:g}"
@@ -120,8 +131,10 @@ def _diff_lines(rows: pd.DataFrame, title: str, plugins: dict[str, str] | None =
         delta = r["delta"]
         change = "" if pd.isna(delta) else f" ({'+' if delta > 0 else ''}{delta:.4f}, " \
             f"tolerance {r['tolerance']:g})"
-        line = (f"  {r['status'].upper():<11} {name} {r['dataset']}/{r['task']} seed {r['seed']} "
-                f"{r['metric']}: {fmt(r['baseline'])} -> {fmt(r['current'])}{change}")
+        seed = "" if r["seed"] == "" or pd.isna(r["seed"]) else f" seed {r['seed']}"
+        line = f"  {r['status'].upper():<11} {name} {r['dataset']}/{r['task']}{seed} {r['metric']}"
+        if r["status"] != "degenerate":  # no values to compare: the reason says it all
+            line += f": {fmt(r['baseline'])} -> {fmt(r['current'])}{change}"
         if r.get("error"):
             line += f" — {r['error']}"
         if (plugins or {}).get(r["method"]):

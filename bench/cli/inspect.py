@@ -19,8 +19,12 @@ from bench.records.store import Store
 from bench.run.adhoc import stored_adhoc
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
 from bench.run.select import select_jobs
+from bench.run.stale import Stale
 from bench.run.status import SuiteTime, suite_progress, time_by_method
 from bench.run.suites import load_suite, suite_names
+
+#: stale records listed by `bench status` (the count says how many more)
+STALE_SHOWN = 5
 
 
 @click.command("list")
@@ -139,9 +143,11 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
     names = list(suites) or [*suite_names(), *map(str, stored_adhoc(settings.results_root))]
     workers: set[int] = set()
     out = RichTable(show_header=True, header_style="bold")
-    for col in ("suite", "jobs", "done", "failed", "running", "pending", "time", "ETA"):
+    for col in ("suite", "jobs", "done", "stale", "failed", "running", "pending", "time",
+                "ETA"):
         out.add_column(col, justify="right" if col != "suite" else "left")
     live = []
+    stale: list[tuple[str, Stale]] = []
     timings: list[SuiteTime] = []
     for name in names:
         try:
@@ -149,12 +155,14 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
         except BenchError as exc:  # one suite's missing data must not hide the others
             if suites:  # asked for by name: the user needs the reason
                 raise
-            out.add_row(name, "–", "–", "–", "–", "–", "–", f"unavailable: {exc}")
+            out.add_row(name, "–", "–", "–", "–", "–", "–", "–", f"unavailable: {exc}")
             continue
         p = suite_progress(store, suite.name, jobs, workers=n_workers,
                            claim_timeout=claim_timeout)
-        out.add_row(suite.name, str(p.jobs), str(p.done), str(p.failed), str(p.running),
-                    str(p.pending), _duration(p.recorded_s), _duration(p.eta_s))
+        out.add_row(suite.name, str(p.jobs), str(p.done), str(len(p.stale)), str(p.failed),
+                    str(p.running), str(p.pending), _duration(p.recorded_s),
+                    _duration(p.eta_s))
+        stale += [(suite.name, s) for s in p.stale]
         live += [(suite.name, c) for c in p.live]
         workers.add(p.workers)
         if by_method:
@@ -162,6 +170,14 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
     settings.console.print(out)
     settings.console.print(f"time: recorded; ETA: expected time of the jobs left / "
                            f"{'|'.join(map(str, sorted(workers)))} worker(s)", highlight=False)
+    for suite_name, s in stale[:STALE_SHOWN]:
+        settings.console.print(f"stale: {suite_name} {s.describe()}", highlight=False,
+                               soft_wrap=True, markup=False)
+    if stale:
+        more = f" (and {len(stale) - STALE_SHOWN} more)" if len(stale) > STALE_SHOWN else ""
+        settings.console.print(f"{len(stale)} stale record(s){more}: their config differs from "
+                               "today's resolution; `bench run ... --rerun-stale` reruns them",
+                               highlight=False)
     if live:
         run_table = RichTable(show_header=True, header_style="bold", title="running")
         for col in ("suite", "job", "host", "pid", "worker", "for"):

@@ -135,16 +135,18 @@ def curves_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
               help="The post-hoc test whose non-significant pairs the bars join.")
 @click.option("--drop-incomplete", is_flag=True,
               help="Drop tasks a column lacks (the title says how many) instead of refusing.")
+@click.option("--allow-unequal-seeds", is_flag=True,
+              help="Rank cells that rest on different numbers of seeds (else refused).")
 @reads_results
 def cd_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None, image_format: str,
            dpi: int, metric: str, datasets: tuple[str, ...], posthoc: str,
-           drop_incomplete: bool) -> None:
+           drop_incomplete: bool, allow_unequal_seeds: bool) -> None:
     """Critical-difference diagrams of average ranks, per dataset and over all datasets."""
     df = load_records(settings, suites)
     check_metric(df, metric)
     names = list(datasets) or sorted(df["dataset"].unique())
     named, skipped = figures.cd(df, metric, names, task_orders(settings, names), posthoc,
-                                drop_incomplete)
+                                drop_incomplete, allow_unequal_seeds)
     if not named:
         raise UsageError(f"no critical-difference diagram: {skipped[0]}")
     for line in skipped:

@@ -58,6 +58,9 @@ def _seeds(text: str | None) -> list[int]:
 @click.option("--deterministic", is_flag=True,
               help="Also use torch's deterministic algorithms (jobs are always seeded).")
 @click.option("--retry-failed", is_flag=True, help="Run again jobs whose record says failed.")
+@click.option("--rerun-stale", is_flag=True,
+              help="Run again ok jobs whose record's config differs from what their method and "
+                   "preset resolve to today (else such a selection is refused).")
 @click.option("--timeout", type=number(min=0, min_open=True), default=None,
               metavar="SECONDS",
               help="Kill a job that runs longer and record it as failed (timeout). Each job "
@@ -78,7 +81,8 @@ def _seeds(text: str | None) -> list[int]:
 def run(settings: Settings, all_: bool, suite: str | None, methods: tuple[str, ...],
         datasets: tuple[str, ...], tasks: tuple[str, ...], seeds: str | None,
         sets: tuple[str, ...], n_jobs: int, backend: str, scheduler: str | None, device: str,
-        deterministic: bool, retry_failed: bool, timeout: float | None, claim_timeout: float,
+        deterministic: bool, retry_failed: bool, rerun_stale: bool, timeout: float | None,
+        claim_timeout: float,
         threshold_quantile: float, no_train_threshold: bool, dry_run: bool) -> None:
     """Run the jobs of a suite (``--all``, or narrowed by --method/--dataset/--task).
 
@@ -117,7 +121,8 @@ def run(settings: Settings, all_: bool, suite: str | None, methods: tuple[str, .
         return
     options = RunOptions(results_root=settings.results_root, data_root=settings.data_root,
                          device=device, n_jobs=n_jobs, deterministic=deterministic,
-                         retry_failed=retry_failed, backend=backend, scheduler=scheduler,
+                         retry_failed=retry_failed, rerun_stale=rerun_stale, backend=backend,
+                         scheduler=scheduler,
                          timeout=timeout, claim_timeout=claim_timeout,
                          threshold_quantile=None if no_train_threshold else threshold_quantile)
     if adhoc:

@@ -14,6 +14,7 @@ from bench.datasets import DATASETS
 from bench.records.store import Store
 from bench.report import stats
 from bench.report.aggregate import ablation_factors, build_tables
+from bench.report.cost import cost_tables
 from bench.report.intervals import with_auroc_intervals
 from bench.report.reference import load_reference
 from bench.report.render import FORMATS, render
@@ -76,6 +77,9 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
               help="Add independent re-runs of MKD by others (different protocols).")
 @click.option("--ablation", "factor", default=None, metavar="FIELD",
               help="Columns = the levels of this config field (e.g. layers, loss_terms, lamda).")
+@click.option("--cost", is_flag=True,
+              help="Instead of scores: fit seconds, score milliseconds per image, peak RAM and "
+                   "peak GPU memory per method and dataset, with the hardware in the caption.")
 @click.option("--ranks", is_flag=True,
               help="Instead of scores: each column's average rank over tasks per dataset and "
                    "over all, with the Friedman test and Nemenyi's critical difference.")
@@ -89,17 +93,30 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
               help="Add a LEVEL% bootstrap interval of the image AUROC to single-seed cells "
                    "(from the saved test scores), e.g. --ci 95.")
 @click.option("--allow-unequal-seeds", is_flag=True,
-              help="Show the Mean of a column whose tasks have unequal seed counts (else –); "
+              help="Show the Mean of a column whose tasks have unequal seed counts (else –), "
+                   "and rank cells of unequal seed counts (--ranks/--versus; else refused); "
                    "the caption says so.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of the terminal.")
 @reads_results
 def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...], metric: str,
-          fmt: str, digits: int, paper: bool, reruns: bool, factor: str | None, ranks: bool,
+          fmt: str, digits: int, paper: bool, reruns: bool, factor: str | None, cost: bool,
+          ranks: bool,
           versus: str | None, drop_incomplete: bool, ci: float | None,
           allow_unequal_seeds: bool, output: str | None) -> None:
     """One table per dataset: tasks as rows (plus a recomputed Mean), methods as columns."""
     df = load_records(settings, suites)
+    if cost:
+        if factor or paper or reruns or ranks or versus is not None or ci is not None:
+            raise UsageError("--cost tabulates the records' timings and memory: not with "
+                             "--ablation, --paper, --reruns, --ranks, --versus or --ci")
+        summary = Store(settings.results_root).summary(list(suites) or None)
+        costs = cost_tables(summary, list(datasets) or None, digits)
+        if not costs:
+            raise UsageError("no successful records to cost"
+                             + (f" for {', '.join(datasets)}" if datasets else ""))
+        write_or_echo(settings, render_stats(costs, fmt), output)
+        return
     check_metric(df, metric)
     if factor and (paper or reruns):
         raise UsageError("--paper/--reruns apply to method tables, not to --ablation")
@@ -109,7 +126,7 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
             raise UsageError("--ranks/--versus compare the columns of method tables: not with "
                              "--ablation, --paper, --reruns or --ci")
         stat_tables = statistics(df, metric, names, ranks, versus, drop_incomplete, digits,
-                                 task_orders(settings, names))
+                                 task_orders(settings, names), allow_unequal_seeds)
         write_or_echo(settings, render_stats(stat_tables, fmt), output)
         return
     if drop_incomplete:
@@ -136,8 +153,9 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
 
 def statistics(df: pd.DataFrame, metric: str, names: list[str], ranks: bool,
                versus: str | None, drop_incomplete: bool, digits: int,
-               orders: dict[str, list[str]]) -> list[StatTable]:
+               orders: dict[str, list[str]], allow_unequal_seeds: bool = False
+               ) -> list[StatTable]:
     """The ranks table and/or the comparisons against ``versus``, per dataset and over all."""
-    mats = stats.matrices(df, metric, names, orders, drop_incomplete)
+    mats = stats.matrices(df, metric, names, orders, drop_incomplete, allow_unequal_seeds)
     out = [ranks_table(mats)] if ranks else []
     return out + (versus_tables(mats, versus, digits) if versus is not None else [])

@@ -139,6 +139,19 @@ def train_quantile_f1(labels: np.ndarray, scores: np.ndarray, train_scores: np.n
     return image_f1_at(labels, scores, threshold), protocol
 
 
+#: the one rule that makes a mask binary, everywhere (native masks, the masks resized to the
+#: model's size, in-memory masks): a pixel is a defect where any channel is non-zero
+MASK_RULE = "any non-zero value in any channel is a defect (alpha ignored)"
+
+
+def defect_pixels(mask: Any) -> np.ndarray:
+    """A mask (``H x W`` or ``H x W x C``, any dtype) as booleans by :data:`MASK_RULE`."""
+    arr = np.asarray(mask)
+    if arr.dtype == bool:
+        return arr
+    return np.asarray(arr.any(axis=-1) if arr.ndim == 3 else arr != 0, dtype=bool)
+
+
 def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float:
     """Standard pixel AUROC over all pixels of all test images; masks binarized at 0.5."""
     return image_auroc(np.asarray(masks) >= 0.5, maps)
@@ -521,11 +534,14 @@ def evaluate(
     maps = np.asarray(maps, dtype=np.float64)
     if maps.shape != masks.shape:
         raise ValueError(f"anomaly maps {maps.shape} do not match the masks {masks.shape}")
+    # the standard pixel metrics' masks: the dataset's own, or (a dataset without native
+    # masks) the masks at the model's size, and the record says which
     protocol: dict[str, Any] = {
-        "resolution": "native" if native else None,
+        "resolution": None if not native else "native" if native_masks is not None else "model",
         "model_resolution": int(masks.shape[-1]),
         "includes_normal_images": True,
-        "mask_threshold": 0.5,  # of the masks at the model's size
+        "mask_threshold": 0.5,  # of the masks at the model's size (soft after resizing)
+        "mask_rule": MASK_RULE,
         "aupro_fpr_limit": 0.3,
     }
     if native:

@@ -5,10 +5,10 @@ runs, :meth:`Record.finish` once it ends), serialized by :meth:`Record.to_json` 
 :meth:`Record.from_json`, which checks the schema. Every field is documented in
 ``results/README.md``.
 
-**Schema version 1.** A field added later keeps the version; a field renamed or removed bumps
-it, and :meth:`Record.from_json` then migrates older records (or says in one line how to).
-Records written before this module existed (main at 764a8e8 and earlier) have the same layout
-and load as they are.
+**Schema version 2** (:data:`SCHEMA_VERSION`). A field added later keeps the version; a field
+renamed or removed bumps it, and :meth:`Record.from_json` then migrates older records (or says
+in one line how to): version-1 records load through :func:`upgrade`. Records written before this
+module existed (main at 764a8e8 and earlier) are version 1 and load that way.
 """
 
 from __future__ import annotations
@@ -71,7 +71,11 @@ class Record:
     created: str = ""
     versions: dict[str, Any] = field(default_factory=dict)
     git: str | None = None
+    #: True only when torch's deterministic algorithms were on and no op fell back
     deterministic: bool = False
+    #: the warnings of the ops that fell back to a nondeterministic kernel (``deterministic``
+    #: is then False); absent when none did
+    deterministic_fallbacks: list[str] | None = None
     #: backend, worker, slot, scheduler, claim token
     runner: dict[str, Any] = field(default_factory=dict)
     #: where it ran (:data:`HOST_FIELDS`)
@@ -93,6 +97,9 @@ class Record:
     #: what defines ``image_f1_at_train_quantile``: the quantile of the training images' scores
     #: taken as the threshold and its value (absent when the run did not score the training set)
     threshold: dict[str, Any] | None = None
+    #: the test images' scores in brief: ``n``, ``distinct`` (values), ``min``, ``max``; a
+    #: detector with one distinct score is degenerate (:mod:`bench.report.degenerate`)
+    score_summary: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     #: the evaluations of ``history`` that the ``*_converged_*`` metrics cover: ``rule`` (in
     #: words), ``last`` (0: second half of training; K: the last K evaluations), ``epochs``
@@ -262,7 +269,7 @@ def window_rule(last: int = 0) -> str:
 _JOB_TYPES: dict[str, tuple[type, ...]] = {"suite": (str,), "method": (str,), "dataset": (str,),
                                            "task": (str, int), "seed": (int,)}
 _OBJECTS = ("versions", "runner", "timing_s", "plugin", "dataset_plugin", "threshold", "config",
-            "data", "pixel_protocol", "converged_window", "artifacts")
+            "data", "pixel_protocol", "converged_window", "artifacts", "score_summary")
 _TEXTS = ("error", "error_kind", "traceback", "created", "git", "expert", "checkpoint_policy")
 
 
@@ -279,11 +286,12 @@ def _is_number(v: Any) -> bool:
 
 #: written only when known (a job that failed early has no config, data, artifacts, ...)
 _OPTIONAL_KEYS = ("config", "data", "artifacts", "traceback", "plugin", "dataset_plugin",
-                  "converged_window", "threshold")
+                  "converged_window", "threshold", "deterministic_fallbacks", "score_summary")
 #: may be stored as null and read back as None
 _NULLABLE = ("error", "error_kind", "traceback", "git", "config", "expert", "checkpoint_policy",
              "data", "pixel_protocol", "artifacts", "peak_rss_mb", "peak_gpu_mb", "plugin",
-             "dataset_plugin", "converged_window", "threshold")
+             "dataset_plugin", "converged_window", "threshold", "deterministic_fallbacks",
+             "score_summary")
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,11 @@ MAX_RECORD_BYTES = 16 * 2**20
 ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task", "seed",
               "status", "expert", "checkpoint_policy", "pixel_resolution",
               "pixel_model_resolution", "pixel_mask_size", "pixel_thresholds",
-              "pixel_includes_normal", "threshold_quantile", "config"]
+              "pixel_includes_normal", "threshold_quantile", "constant_scores", "config"]
+#: what :meth:`Store.summary` adds to the identity columns (timings, sizes, memory, hardware)
+SUMMARY_COLUMNS = ["error", "total_s", "fit_s", "score_s", "created", "train_images",
+                   "test_images", "peak_rss_mb", "peak_gpu_mb", "device", "device_name",
+                   "cpu_model", "cpu_cores", "threads"]
 
 
 class ResultsWriteError(BenchError):
@@ -204,15 +208,20 @@ class Store:
         return pd.DataFrame(rows, columns=[*ID_COLUMNS, "epoch", "metric", "value"])
 
     def summary(self, suites: Iterable[str] | str | None = None) -> pd.DataFrame:
-        """One row per record: identity, status, error, timings."""
+        """One row per record: identity, status, error, timings, data sizes, peak memory and
+        where it ran (:data:`SUMMARY_COLUMNS`)."""
         rows = []
         for rec in self.records(suites):
             t = rec.timing_s
+            data = rec.data or {}
             rows.append({**_identity(rec), "error": rec.error,
                          "total_s": t.get("total"), "fit_s": t.get("fit"),
-                         "score_s": t.get("score"), "created": rec.created})
-        return pd.DataFrame(rows, columns=[*ID_COLUMNS, "error", "total_s", "fit_s", "score_s",
-                                           "created"])
+                         "score_s": t.get("score"), "created": rec.created,
+                         "train_images": data.get("train"), "test_images": data.get("test"),
+                         "peak_rss_mb": rec.peak_rss_mb, "peak_gpu_mb": rec.peak_gpu_mb,
+                         **{k: rec.host.get(k) for k in ("device", "device_name", "cpu_model",
+                                                         "cpu_cores", "threads")}})
+        return pd.DataFrame(rows, columns=[*ID_COLUMNS, *SUMMARY_COLUMNS])
 
 
 def _mask_size(size: Any) -> str | None:
@@ -244,5 +253,8 @@ def _identity(rec: Record) -> dict[str, Any]:
         "pixel_thresholds": proto.get("thresholds"),
         "pixel_includes_normal": proto.get("includes_normal_images"),
         "threshold_quantile": (rec.threshold or {}).get("quantile"),
+        # None: a record written before score_summary existed (not judged)
+        "constant_scores": (None if not rec.score_summary
+                            else int(rec.score_summary.get("distinct", 2)) <= 1),
         "config": json.dumps(rec.config or {}, sort_keys=True),
     }

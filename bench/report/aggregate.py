@@ -24,6 +24,7 @@ import pandas as pd
 
 from bench.records.key import variant_label
 from bench.records.record import window_rule
+from bench.report.degenerate import CHANCE_METRICS, MARK, at_chance, chance_text
 from bench.report.reference import provenance_text, reference_columns
 
 MEAN_ROW = "Mean"
@@ -109,6 +110,8 @@ class Table:
     #: optional per-cell confidence interval (fractions), shown next to single-seed cells
     ci_low: pd.DataFrame | None = None
     ci_high: pd.DataFrame | None = None
+    #: (row, column) of degenerate cells (:mod:`bench.report.degenerate`), marked in print
+    degenerate: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def columns(self) -> list[str]:
@@ -193,9 +196,29 @@ def _build(sel: pd.DataFrame, dataset: str, metric: str, task_order: Sequence[st
     methods = {str(c): str(g["method"].iloc[0]) for c, g in sel.groupby("column")}
     policy = history_policy(metric)
     headers = {str(c): f"{c} ({policy})" for c in cols} if policy else {}
+    degenerate, why = _degenerate(sel, metric, mean, rows)
     return Table(dataset, metric, mean, std, n, provenance, column_provenance,
-                 dict.fromkeys(cols, MEASURED), methods, notes=notes,
-                 title=f"{dataset} — {metric}", headers=headers)
+                 dict.fromkeys(cols, MEASURED), methods, notes=notes + why,
+                 title=f"{dataset} — {metric}", headers=headers, degenerate=degenerate)
+
+
+def _degenerate(sel: pd.DataFrame, metric: str, mean: pd.DataFrame,
+                rows: list[str]) -> tuple[set[tuple[str, str]], list[str]]:
+    """The degenerate cells of a table and the caption's note on them: cells with a record of
+    constant scores, and every cell of a column at chance (an AUROC table)."""
+    const: set[tuple[str, str]] = set()
+    if "constant_scores" in sel.columns:
+        flat = sel[sel["constant_scores"] == True]  # noqa: E712 (None: not known)
+        const = {(str(t), str(c)) for t, c in zip(flat["task"], flat["column"], strict=True)}
+    chance = [str(c) for c in mean.columns
+              if metric in CHANCE_METRICS and at_chance(mean.loc[rows, c])]
+    notes = []
+    if const:
+        notes.append(f"{MARK} degenerate: constant image scores (one value for every test "
+                     "image): " + ", ".join(f"{c} on {t}" for t, c in sorted(const)))
+    if chance:
+        notes.append(f"{MARK} degenerate: {chance_text(metric)}: {', '.join(chance)}")
+    return const | {(str(r), c) for c in chance for r in [*rows, MEAN_ROW]}, notes
 
 
 def _window(config: Any) -> str:

@@ -3,7 +3,13 @@
 The baseline is a CSV, one row per (method, overrides, dataset, task, seed, metric), sorted and
 formatted with fixed precision so that a diff of it reads well in review. ``compare`` is pure:
 it returns a frame classifying every pinned value as ``ok``, ``regression``, ``improvement``,
-``missing`` (no record, or a failed one) and every unpinned record value as ``new``.
+``missing`` (no record, or a failed one) and every unpinned record value as ``new``;
+:func:`degenerate_rows` adds ``degenerate`` rows (:mod:`bench.report.degenerate`).
+
+A check fails on a regression, a missing or failed job, a degenerate detector, and on an
+**improvement beyond the tolerance** too: a rise is as suspect as a drop (test labels reaching a
+threshold, test images in the training set), so it is accepted only by rewriting the baseline
+(``bench baseline update``), in review.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import pandas as pd
 
 from bench.core.errors import UsageError
 from bench.core.metrics import METRIC_NAMES
+from bench.report.degenerate import chance_columns, constant_records
 
 KEY = ["method", "overrides", "dataset", "task", "seed", "metric"]
 COLUMNS = [*KEY, "value"]
@@ -171,6 +178,24 @@ def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: Tolerance
     return merged.drop(columns="_o").reset_index(drop=True)
 
 
+#: statuses that fail a check
+FAILING = ("regression", "improvement", "missing", "failed", "degenerate")
+
+
+def degenerate_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of status ``degenerate`` (in :func:`compare`'s columns) for the ok records of
+    ``df`` (a store frame) with constant scores and the columns at chance."""
+    const = constant_records(df).assign(metric="(scores)")
+    chance = chance_columns(df)
+    chance = chance.assign(task=[f"all {n} tasks" for n in chance["tasks"]], seed="")
+    rows = pd.concat([const, chance], ignore_index=True)
+    return pd.DataFrame({"method": rows["method"], "overrides": rows["overrides"],
+                         "dataset": rows["dataset"], "task": rows["task"].astype(str),
+                         "seed": rows["seed"], "metric": rows["metric"],
+                         "status": "degenerate", "error": rows["reason"]})
+
+
 def verdict(result: pd.DataFrame) -> bool:
-    """True when nothing regressed and nothing pinned is missing or failed."""
-    return not result["status"].isin(["regression", "missing", "failed"]).any()
+    """True when nothing regressed or rose beyond its tolerance, nothing pinned is missing or
+    failed, and no detector is degenerate."""
+    return not result["status"].isin(list(FAILING)).any()

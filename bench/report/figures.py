@@ -83,23 +83,29 @@ def curves(store: Store, suites: Sequence[str] | None, metric: str,
 
 def cd(df: pd.DataFrame, metric: str, datasets: Sequence[str],
        task_orders: dict[str, list[str]], test: str = "nemenyi",
-       drop_incomplete: bool = False) -> tuple[Named, list[str]]:
+       drop_incomplete: bool = False,
+       allow_unequal_seeds: bool = False) -> tuple[Named, list[str]]:
     """Critical-difference diagrams per dataset and over all of them, and why a scope has none.
 
     Refuses (UsageError) a missing cell in any scope, like the statistics tables; a scope too
-    small for the test is skipped, with the reason returned.
+    small for the test is skipped, with the reason returned. Where the Friedman test is not
+    significant at α, no post-hoc test runs: one bar joins every column and the title says why.
     """
     named: Named = []
     skipped: list[str] = []
-    for m in stats.matrices(df, metric, datasets, task_orders, drop_incomplete):
+    for m in stats.matrices(df, metric, datasets, task_orders, drop_incomplete,
+                            allow_unequal_seeds):
         try:
             fr = stats.friedman(m)
-            p = stats.posthoc(m, test)
+            p = stats.posthoc(m, test) if fr.significant else _all_joined(m.columns)
         except UsageError as exc:
             skipped.append(f"{m.scope}: {exc}")
             continue
         ranks = stats.average_ranks(m)
-        if test == "nemenyi":
+        if not fr.significant:
+            line = (f"nothing: the Friedman test is not significant at α = {stats.ALPHA}, so "
+                    "no post-hoc test was run and one bar joins every column")
+        elif test == "nemenyi":
             line = (f"Nemenyi at α = {stats.ALPHA} (critical difference "
                     f"{stats.critical_difference(fr.n_methods, fr.n_tasks):.2f})")
         else:
@@ -114,6 +120,11 @@ def cd(df: pd.DataFrame, metric: str, datasets: Sequence[str],
         named.append((_stem("cd", scope, metric, "" if test == "nemenyi" else test),
                       plots.cd_diagram(ranks, p, title)))
     return named, skipped
+
+
+def _all_joined(columns: Sequence[str]) -> pd.DataFrame:
+    """Post-hoc p-values of 1 for every pair: the diagram then joins every column."""
+    return pd.DataFrame(1.0, index=list(columns), columns=list(columns))
 
 
 @dataclass(frozen=True)

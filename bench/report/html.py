@@ -27,6 +27,7 @@ from bench.records.record import Record
 from bench.records.store import Store
 from bench.report import figures, stats
 from bench.report.aggregate import ablation_factors, ablation_tables, build_tables
+from bench.report.cost import cost_tables
 from bench.report.render import to_html
 from bench.report.render_stats import stats_html
 from bench.report.stat_tables import ranks_table, versus_tables
@@ -143,6 +144,10 @@ def build_report(store: Store, suite: str, *, task_orders: dict[str, list[str]],
     if history:
         page.heading("Training curves")
         page.figures(history)
+    cost = cost_tables(store.summary(suite))
+    if cost:
+        page.heading("Cost")
+        page.add(stats_html(cost))
     _job_figures(page, store, suite, df, task_orders)
     body = "\n".join(page.parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

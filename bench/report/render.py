@@ -30,6 +30,7 @@ from bench.report.aggregate import (
     history_policy,
     is_missing,
 )
+from bench.report.degenerate import MARK
 
 MISSING = "–"
 
@@ -197,6 +198,8 @@ def _format(table: Table, digits: int, style: _Style) -> pd.DataFrame:
                 text += f"{style.pm}{100 * s:.{digits}f}"
             elif kind == MEASURED and (ci := _interval(table, r, c)) is not None:
                 text += f" [{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
+            if (str(r), str(c)) in table.degenerate:
+                text += MARK
             out.at[r, c] = style.bold(text) if best.at[r, c] else text
     out.columns = [table.header(str(c)) for c in out.columns]
     return out
@@ -244,7 +247,8 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 _LATEX_UNICODE = {"χ²": r"$\chi^2$", "α": r"$\alpha$", "<": r"$<$", ">": r"$>$",
                   "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "λ": r"$\lambda$",
                   "σ": r"$\sigma$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$",
-                  "–": "--", "—": "---", "→": r"$\rightarrow$", "…": r"\ldots{}"}
+                  "–": "--", "—": "---", "→": r"$\rightarrow$", "…": r"\ldots{}",
+                  MARK: r"$^\ddagger$"}
 
 
 def latex_escape(text: str) -> str:

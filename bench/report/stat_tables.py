@@ -59,6 +59,13 @@ def _signed(x: float, digits: int) -> str:
     return f"{x:+.{digits}f}".replace("-", "−")
 
 
+def describe_seeds(mats: Sequence[Matrix]) -> str:
+    """``1–3`` when the cells of ``mats`` rest on unequal seed counts, else empty."""
+    lo = min(m.seeds_per_cell[0] for m in mats)
+    hi = max(m.seeds_per_cell[1] for m in mats)
+    return f"{lo}–{hi}" if lo != hi else ""
+
+
 def ranks_table(mats: Sequence[Matrix], digits: int = 2) -> StatTable:
     """Rows = columns, one column per scope: the average rank over the scope's tasks; below them
     the scope's task count, Friedman and Iman–Davenport p-values and Nemenyi's critical
@@ -92,7 +99,10 @@ def ranks_table(mats: Sequence[Matrix], digits: int = 2) -> StatTable:
                     "nemenyi_cd": cd}
             cells.at[FRIEDMAN_ROW, m.scope] = format_p(f.pvalue)
             cells.at[IMAN_DAVENPORT_ROW, m.scope] = format_p(f.f_pvalue)
-            cells.at[CD_ROW, m.scope] = f"{cd:.{digits}f}"
+            cells.at[CD_ROW, m.scope] = f"{cd:.{digits}f}" if f.significant else "n.s."
+            test["friedman_significant"] = f.significant
+            if not f.significant:
+                reasons.append(f.not_significant_text(m.scope))
             if f.rough:
                 rough.append(m.scope)
         for c, v in r.items():
@@ -108,7 +118,11 @@ def ranks_table(mats: Sequence[Matrix], digits: int = 2) -> StatTable:
         "and its Iman–Davenport F (Demšar 2006)",
         f"Nemenyi critical difference CD at α = {ALPHA} (studentized range, scipy): two average "
         "ranks of a scope closer than CD are not significantly different (diagram: bench plot "
-        "cd); a post-hoc difference means little when the Friedman p is large",
+        "cd); n.s. = the Friedman test is not significant at that α, so there is no "
+        "critical difference to read",
+        *([f"cells rest on {describe_seeds(mats)} seeds, shown as asked "
+           "(--allow-unequal-seeds): tasks of unequal precision weigh alike"]
+          if describe_seeds(mats) else []),
         *reasons,
         *([f"{', '.join(rough)}: outside Demšar's rule of thumb for the χ² approximation "
            "(N > 10 tasks, k > 5 columns); read the Iman–Davenport p"] if rough else []),

@@ -10,7 +10,12 @@ The unit of analysis is the **task** (a class of a dataset): seeds are averaged 
 task) first, the same cells as the tables, so seeds never pose as independent tasks. A *scope* is
 one dataset, or all datasets at once (tasks named ``dataset/task``). A scope with a missing cell
 (a column without a value on a task) is refused unless the caller asks to drop such tasks, and
-then the caption lists them. Higher metric values are better (rank 1 = highest).
+then the caption lists them. A scope whose cells rest on different numbers of seeds (1 on one
+task, 3 on another) is refused too unless asked for (``allow_unequal_seeds``, as the score
+tables' Mean), and the caption says so. Higher metric values are better (rank 1 = highest).
+
+When the Friedman test is not significant at :data:`ALPHA`, the ranks table says so and gives
+no critical difference to read, and the diagram joins every column (no post-hoc test is run).
 """
 
 from __future__ import annotations
@@ -107,8 +112,9 @@ def selection(df: pd.DataFrame, metric: str, datasets: Sequence[str]) -> pd.Data
 
 def matrix(sel: pd.DataFrame, metric: str, scope: str, datasets: Sequence[str],
            task_orders: dict[str, list[str]] | None = None,
-           drop_incomplete: bool = False) -> Matrix:
-    """The tasks × columns matrix of one scope; refuses a missing cell unless told to drop it."""
+           drop_incomplete: bool = False, allow_unequal_seeds: bool = False) -> Matrix:
+    """The tasks × columns matrix of one scope; refuses a missing cell unless told to drop it,
+    and cells of unequal seed counts unless ``allow_unequal_seeds``."""
     sub = sel[sel["dataset"].isin(datasets)]
     if sub.empty:
         raise UsageError(f"no successful records with {metric} for {scope}")
@@ -148,6 +154,13 @@ def matrix(sel: pd.DataFrame, metric: str, scope: str, datasets: Sequence[str],
         if values.empty:
             raise UsageError(f"no task of {scope} has a value for every column")
     seeds_per_cell = counts.reindex(index=values.index, columns=values.columns)
+    lo, hi = int(seeds_per_cell.min().min()), int(seeds_per_cell.max().max())
+    if lo != hi and not allow_unequal_seeds:
+        few = seeds_per_cell.stack().idxmin()
+        raise UsageError(f"{scope}: cells rest on {lo} to {hi} seeds (e.g. {few[1]} on "
+                         f"{few[0]}: {lo}): a statistic over them weighs unequal precision "
+                         "alike; run the missing seeds, or pass --allow-unequal-seeds (the "
+                         "caption then says so)")
     return Matrix(scope=scope, metric=metric, values=values.astype(float), methods=methods,
                   seeds=sorted({str(s) for s in sub["seed"]}, key=int),
                   seeds_per_cell=(int(seeds_per_cell.min().min()),
@@ -157,13 +170,13 @@ def matrix(sel: pd.DataFrame, metric: str, scope: str, datasets: Sequence[str],
 
 def matrices(df: pd.DataFrame, metric: str, datasets: Sequence[str],
              task_orders: dict[str, list[str]] | None = None,
-             drop_incomplete: bool = False) -> list[Matrix]:
+             drop_incomplete: bool = False, allow_unequal_seeds: bool = False) -> list[Matrix]:
     """One matrix per scope (each dataset, then all together); refuses any missing cell."""
     sel = selection(df, metric, datasets)
     present = [d for d in datasets if (sel["dataset"] == d).any()]
     if not present:
         raise UsageError(f"no successful records with {metric} for {', '.join(datasets)}")
-    return [matrix(sel, metric, name, ds, task_orders, drop_incomplete)
+    return [matrix(sel, metric, name, ds, task_orders, drop_incomplete, allow_unequal_seeds)
             for name, ds in scopes(present)]
 
 
@@ -189,6 +202,18 @@ class Friedman:
     f_pvalue: float
     n_tasks: int
     n_methods: int
+
+    @property
+    def significant(self) -> bool:
+        """Whether the Friedman test rejects equal ranks at :data:`ALPHA` (χ² p-value)."""
+        return self.pvalue < ALPHA
+
+    def not_significant_text(self, scope: str) -> str:
+        """The caption's note for a scope where the test is not significant."""
+        return (f"{scope}: the Friedman test is not significant at α = {ALPHA} (p = "
+                f"{self.pvalue:.3g}, Iman–Davenport p = {self.f_pvalue:.3g}): the columns' "
+                "ranks are not shown to differ, so no critical difference is given and no "
+                "pair of columns is called different")
 
     @property
     def rough(self) -> bool:

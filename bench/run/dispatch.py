@@ -35,6 +35,8 @@ class RunOptions:
     n_jobs: int = 1
     deterministic: bool = False
     retry_failed: bool = False
+    #: rerun ok jobs whose record's config differs from today's resolution (else refuse)
+    rerun_stale: bool = False
     backend: str = "local"
     #: address of an existing Dask scheduler; None starts a LocalCluster of ``n_jobs`` workers
     scheduler: str | None = None

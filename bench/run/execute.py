@@ -8,12 +8,14 @@ for. Any exception, and any NaN score, becomes a ``failed`` record carrying the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import time
 import traceback
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,34 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+@contextlib.contextmanager
+def nondeterminism_watch(on: bool) -> Iterator[list[str]]:
+    """Collects, while ``on``, the warnings of torch ops that fell back to a nondeterministic
+    kernel under ``use_deterministic_algorithms(warn_only=True)`` (each distinct message once,
+    first line); other warnings are passed on as they came. The list fills when the block ends.
+    """
+    fallbacks: list[str] = []
+    if not on:
+        yield fallbacks
+        return
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # a once-only warning of an earlier job counts again
+        try:
+            yield fallbacks
+        finally:
+            rest = []
+            for w in seen:
+                text = str(w.message)
+                if "deterministic" in text:
+                    line = text.strip().splitlines()[0][:300] if text.strip() else text
+                    if line not in fallbacks:
+                        fallbacks.append(line)
+                else:
+                    rest.append(w)
+    for w in rest:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def converged_epochs(history: list[dict[str, float]], last: int = 0) -> list[float]:
     """The epochs of the evaluations that count as converged.
 
@@ -102,6 +132,7 @@ def summarize_history(history: list[dict[str, float]], last: int = 0) -> dict[st
         vals = np.array([h[name] for h in late if name in h and h[name] is not None], dtype=float)
         allv = np.array([h[name] for h in history if name in h and h[name] is not None],
                         dtype=float)
+        vals, allv = vals[~np.isnan(vals)], allv[~np.isnan(allv)]  # undefined evaluations
         if len(vals):
             out[f"{name}_converged_mean"] = float(np.nanmean(vals))
             out[f"{name}_converged_std"] = float(np.nanstd(vals))
@@ -120,6 +151,12 @@ def image_scores(data: TaskData, scores: Scores) -> np.ndarray:
         bad = int((~np.isfinite(image)).sum())
         raise ValueError(f"{bad} image score(s) are NaN or infinite")
     return image
+
+
+def score_summary(image: np.ndarray) -> dict[str, Any]:
+    """The record's ``score_summary``: how many scores, how many distinct, their range."""
+    return {"n": int(image.size), "distinct": int(np.unique(image).size),
+            "min": float(image.min()), "max": float(image.max())}
 
 
 def score_metrics(test: TaskData, scores: Scores,
@@ -148,7 +185,8 @@ def score_metrics(test: TaskData, scores: Scores,
     if protocol is not None and native:
         protocol["mask_binarization"] = (test.native_masks.binarization
                                          if test.native_masks is not None
-                                         else ">= 0.5 (the masks at the model's size)")
+                                         else ">= 0.5 of the masks at the model's size (the "
+                                              "dataset has no native masks)")
     return metrics, protocol
 
 
@@ -156,9 +194,14 @@ def _origin(origin: Origin | None) -> dict[str, Any] | None:
     return None if origin is None else origin.as_record()
 
 
+#: torch.OutOfMemoryError (torch >= 2.5); older releases name it torch.cuda.OutOfMemoryError
+_TORCH_OOM: type[BaseException] = getattr(torch, "OutOfMemoryError", None) or \
+    torch.cuda.OutOfMemoryError
+
+
 def error_kind(exc: BaseException) -> ErrorKind:
     """``out_of_memory`` (host or GPU), ``timeout`` or ``exception``."""
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+    if isinstance(exc, (MemoryError, _TORCH_OOM)):
         return "out_of_memory"
     text = str(exc).lower()
     if isinstance(exc, RuntimeError) and ("out of memory" in text
@@ -220,8 +263,9 @@ def run_job(
     timing: dict[str, float] = {}
     dev = env.resolve_device(device)
     memory = env.PeakMemory(device=dev)
+    fallbacks: list[str] = []
     try:
-        with memory:
+        with memory, nondeterminism_watch(deterministic) as fallbacks:
             spec = METHODS.get(job.method)
             dataset = DATASETS.get(job.dataset)
             done.update(plugin=_origin(METHODS.origin(job.method)),
@@ -257,6 +301,7 @@ def run_job(
             scores = method.score(test, ctx)
             timing["score"] = time.perf_counter() - t0
             metrics, protocol = score_metrics(test, scores, method.extra_map_protocols)
+            done["score_summary"] = score_summary(image_scores(test, scores))
             if threshold_quantile is not None:
                 t0 = time.perf_counter()
                 train_scores = image_scores(train, method.score(train, ctx))
@@ -285,6 +330,8 @@ def run_job(
         if done["error_kind"] == "out_of_memory" and dev.type == "cuda":
             torch.cuda.empty_cache()  # the worker's next job starts with the memory back
     timing["total"] = time.perf_counter() - started
+    if fallbacks:  # not deterministic after all: say which ops were not
+        done.update(deterministic=False, deterministic_fallbacks=fallbacks)
     record = record.finish(timing_s=timing, peak_rss_mb=memory.peak_rss_mb,
                            peak_gpu_mb=memory.peak_gpu_mb, **done)
     store.write(record)

@@ -1,7 +1,9 @@
 """The runner: resume, claim, run the rest in parallel, isolate failures, show progress.
 
-Jobs whose record exists with status ``ok`` are skipped (resume); ``failed`` records are kept and
-skipped too unless ``retry_failed``. The rest run:
+Jobs whose record exists with status ``ok`` are skipped (resume), unless the record is stale (its
+config differs from what the job resolves to today, :mod:`bench.run.stale`): then the run is
+refused in one line, or with ``rerun_stale`` those jobs run again. ``failed`` records are kept
+and skipped too unless ``retry_failed``. The rest run:
 
 - ``backend="local"``: in this process when ``n_jobs == 1`` (so a nested progress bar can follow
   the epochs), else in loky worker processes;
@@ -39,6 +41,7 @@ from bench.run.backends.local import run_in_process, run_local
 from bench.run.dispatch import NotRun, Outcome, RunOptions
 from bench.run.display import Display
 from bench.run.jobs import Job
+from bench.run.stale import stale_jobs
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "dask")
@@ -96,6 +99,16 @@ def run(
         raise UsageError("--scheduler needs --backend dask")
     store = Store(options.results_root)
     todo, done, failed = plan(jobs, store, options.retry_failed)
+    stale = stale_jobs(done, store)
+    if stale and not options.rerun_stale:
+        raise UsageError(f"{len(stale)} ok record(s) of this selection were made with a config "
+                         "that differs from what their method and preset resolve to today, e.g. "
+                         f"{stale[0].describe()}: rerun them with --rerun-stale (bench status "
+                         "counts them)")
+    if stale:
+        again = {s.job.id for s in stale}
+        todo += [j for j in done if j.id in again]
+        done = [j for j in done if j.id not in again]
     report = RunReport(selected=len(jobs), skipped_ok=done, skipped_failed=failed)
     if not todo:
         return report

@@ -1,7 +1,9 @@
 """Where a suite stands: done / failed / running / pending jobs, and an ETA from past timings.
 
-A job is *done* when its record says ``ok``; *running* when a live claim holds it (a failed job
-being retried counts as running); *failed* when its record says ``failed``; *pending* otherwise.
+A job is *done* when its record says ``ok`` (*stale* too when that record's config differs from
+what the job resolves to today, :mod:`bench.run.stale`); *running* when a live claim holds it (a
+failed job being retried counts as running); *failed* when its record says ``failed``; *pending*
+otherwise.
 
 The ETA is the work left divided by the workers. A job's expected duration is the median
 ``timing_s.total`` of the suite's ok records with the same method, variant and dataset, else the
@@ -25,6 +27,7 @@ from bench.records.record import Record
 from bench.records.store import Store
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT, Claims
 from bench.run.jobs import Job
+from bench.run.stale import Stale, stale_records
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class SuiteProgress:
     workers: int
     #: live claims of this suite's selected jobs, with the job's ``label`` and ``elapsed_s``
     live: list[dict[str, Any]] = field(default_factory=list)
+    #: done jobs whose record's config differs from today's resolution (:mod:`bench.run.stale`)
+    stale: list[Stale] = field(default_factory=list)
 
 
 def _keys(method: str, overrides: Any, dataset: str) -> list[tuple[Any, ...]]:
@@ -108,7 +113,8 @@ def suite_progress(store: Store, suite: str, jobs: Sequence[Job], *, workers: in
     recorded = sum(float(r.timing_s.get("total") or 0.0) for r in records)
     eta = None if unknown else work / n_workers
     return SuiteProgress(suite=suite, jobs=len(jobs), recorded_s=recorded, eta_s=eta,
-                         workers=n_workers, live=running, **counts)
+                         workers=n_workers, live=running, stale=stale_records(jobs, records),
+                         **counts)
 
 
 # ------------------------------------------------------------------------- time by method

@@ -6,7 +6,10 @@ Every worker process gets a *slot*, its rank among the workers of its host, and
   visible (``cuda:K`` and ``cpu`` are taken as given; a worker that sees one GPU, because its
   launcher set ``CUDA_VISIBLE_DEVICES``, uses that one);
 - sets torch's intra-op threads and the BLAS/OpenMP pools (threadpoolctl) to
-  ``usable cores // workers on the host``, so that N workers do not oversubscribe the cores.
+  ``usable cores // workers on the host``, so that N workers do not oversubscribe the cores;
+  under ``--deterministic`` to :data:`DETERMINISTIC_THREADS` whatever the machine, since the
+  thread count changes how floating-point sums are split, and so the scores (the record's
+  ``threads`` says which).
 
 Locally (joblib/loky) the slot comes from a counter held by the runner's ``multiprocessing``
 manager. Under Dask it is the worker's rank among the workers of its host, asked of the
@@ -24,9 +27,11 @@ by the worker itself, in the same registries; a worker started before a plugin w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +74,16 @@ class Placement:
         return workers is not None and claim.get("worker") not in workers
 
 
-def threads_per_worker(n_workers: int) -> int:
+#: torch/BLAS threads of every worker in deterministic mode: scores then do not depend on the
+#: machine's core count (the ``ci`` baseline was made this way)
+DETERMINISTIC_THREADS = 1
+
+
+def threads_per_worker(n_workers: int, deterministic: bool = False) -> int:
+    """Threads for each of ``n_workers`` workers on this host: a share of the usable cores,
+    or :data:`DETERMINISTIC_THREADS` in deterministic mode."""
+    if deterministic:
+        return DETERMINISTIC_THREADS
     return max(1, usable_cores() // max(1, n_workers))
 
 
@@ -77,6 +91,19 @@ def pin_threads(n: int) -> None:
     """Limit torch and the BLAS/OpenMP libraries (NumPy, scikit-learn) to ``n`` threads."""
     torch.set_num_threads(n)
     threadpool_limits(limits=n)
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    """:func:`pin_threads` for a block of this process, restored afterwards (the runner's own
+    process, running jobs in place under ``--deterministic``)."""
+    before = torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=n):
+            torch.set_num_threads(n)
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def pin_device(requested: str, slot: int) -> str:
@@ -106,7 +133,7 @@ def _host(address: str) -> str:
     return rest.rsplit(":", 1)[0] if ":" in rest else rest
 
 
-def dask_placement(threads: int | None = None) -> Placement:
+def dask_placement(threads: int | None = None, deterministic: bool = False) -> Placement:
     """Slot and threads of the Dask worker running the calling task.
 
     Args:
@@ -125,6 +152,8 @@ def dask_placement(threads: int | None = None) -> Placement:
     host = _host(me.address)
     mine = sorted(a for a in workers if _host(a) == host) or [me.address]
     slot = mine.index(me.address) if me.address in mine else 0
+    if threads is None and deterministic:
+        threads = DETERMINISTIC_THREADS
     if threads is None:
         confined = usable_cores() < (os.cpu_count() or 1)
         busy = sum(int(workers[a].get("nthreads", 1)) for a in mine if a in workers)

@@ -28,7 +28,7 @@ Collect = Callable[[Outcome], None]
 
 def _dask_worker(job: Job, options: RunOptions, planned: str | None, regs: dict[str, Any],
                  threads: int | None) -> Outcome:
-    placement = dask_placement(threads)
+    placement = dask_placement(threads, options.deterministic)
     pin_threads(placement.threads)
     adopt(regs)
     return dispatch(job, options, placement, planned, regs)
@@ -81,7 +81,7 @@ def run_dask(todo: Sequence[Job], options: RunOptions, client: Any, n_jobs: int,
         client.wait_for_workers(1, timeout=DASK_WAIT_FOR_WORKERS_S)
     except TimeoutError as exc:
         raise BenchError(f"no Dask worker joined the cluster: {exc}") from None
-    threads = None if options.scheduler else threads_per_worker(n_jobs)
+    threads = None if options.scheduler else threads_per_worker(n_jobs, options.deterministic)
     futures = {client.submit(_dask_worker, job, options, planned[job.id], registrations(job),
                              threads, key=f"bench-{job.suite}-{job.id}", pure=False): job
                for job in todo}

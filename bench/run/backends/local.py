@@ -7,6 +7,7 @@ is recorded as ``crashed`` and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import queue
@@ -30,6 +31,7 @@ from bench.run.workers import (
     adopt,
     local_slot,
     pin_threads,
+    pinned_threads,
     registrations,
     threads_per_worker,
 )
@@ -41,10 +43,15 @@ Collect = Callable[[Outcome], None]
 def run_in_process(todo: Sequence[Job], options: RunOptions, planned: dict[str, str | None],
                    display: Display, collect: Collect) -> None:
     """One job after the other in this process (a nested bar follows the epochs)."""
-    placement = Placement(slot=0, threads=threads_per_worker(1), worker="main")
-    for job in todo:
-        collect(dispatch(job, options, placement, planned[job.id], registrations(job),
-                         display.follow(job)))
+    placement = Placement(slot=0, threads=threads_per_worker(1, options.deterministic),
+                          worker="main")
+    # deterministic: the fixed thread count here too; otherwise this process's own setting
+    pinned = (pinned_threads(placement.threads) if options.deterministic
+              else contextlib.nullcontext())
+    with pinned:
+        for job in todo:
+            collect(dispatch(job, options, placement, planned[job.id], registrations(job),
+                             display.follow(job)))
 
 
 def _local_worker(job: Job, options: RunOptions, planned: str | None, regs: dict[str, Any],
@@ -67,7 +74,7 @@ def run_local(todo: Sequence[Job], options: RunOptions, n_jobs: int,
     events = manager.Queue()
     slots = (uuid.uuid4().hex, manager.Value("i", 0), manager.Lock())
     stop = threading.Event()
-    threads = threads_per_worker(n_jobs)
+    threads = threads_per_worker(n_jobs, options.deterministic)
 
     def pump() -> None:
         while not stop.is_set():
