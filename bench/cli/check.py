@@ -23,8 +23,6 @@ from bench.report.check import (
     verdict,
     write_baseline,
 )
-from bench.run.runner import plan
-from bench.run.select import select_jobs
 
 
 def _default_baseline(suite: str) -> Path:
@@ -51,6 +49,9 @@ def check(settings: Settings, suite: str, baseline: str | None, tolerances: tupl
           show: int) -> None:
     """Compare the suite's records with a baseline; exit 1 on a drop, a missing or failed job."""
     tol = Tolerances.parse(tolerances)
+    from bench.run.runner import plan  # imported when the command runs: it loads torch
+    from bench.run.select import select_jobs
+
     the_suite, jobs = select_jobs(suite, check_data=False)
     base = read_baseline(baseline or _default_baseline(the_suite.name))
     if base.empty:
@@ -140,6 +141,9 @@ def baseline() -> None:
 def update(settings: Settings, suite: str, output: str | None, metrics: tuple[str, ...]) -> None:
     """Rewrite the baseline from the current records (every job of the suite must be ok)."""
     store = Store(settings.results_root)
+    from bench.run.runner import plan  # imported when the command runs: it loads torch
+    from bench.run.select import select_jobs
+
     the_suite, jobs = select_jobs(suite, check_data=False)
     todo, _, failed = plan(jobs, store)
     if todo or failed:

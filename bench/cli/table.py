@@ -9,7 +9,6 @@ import pandas as pd
 
 from bench.cli._common import Settings, pass_settings, suite_names
 from bench.core.errors import UsageError
-from bench.datasets import DATASETS
 from bench.records.store import Store
 from bench.report import stats
 from bench.report.aggregate import ablation_factors, build_tables
@@ -22,6 +21,8 @@ from bench.report.stat_tables import StatTable, ranks_table, versus_tables
 
 def task_orders(names: list[str]) -> dict[str, list[str]]:
     """Each registered dataset's own task order (digit order, MVTec's category tuple)."""
+    from bench.datasets import DATASETS  # imported when a table is built (it loads torch)
+
     return {n: DATASETS.get(n).tasks() for n in names if n in DATASETS}
 
 
