@@ -106,9 +106,10 @@ def resolve(args: list[str]) -> tuple[list[str], click.Command, list[str]]:
     while isinstance(command, click.Group):
         assert words, f"`bench {' '.join(path)}` needs a subcommand"
         name = words.pop(0)
-        sub = command.commands.get(name)
+        ctx = click.Context(command)  # get_command loads a lazy command
+        sub = command.get_command(ctx, name)
         assert sub is not None, (f"`bench {' '.join([*path, name])}`: no such command; "
-                                 f"choose from {sorted(command.commands)}")
+                                 f"choose from {command.list_commands(ctx)}")
         path.append(name)
         command = sub
     rest.extend(words)

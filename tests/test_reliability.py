@@ -78,8 +78,11 @@ def leaf_commands(group: click.Group | None = None,
                   path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
     """Every command of the ``bench`` tree (groups walked), so a new one is covered at once."""
     group = group or bench_cli.main
-    out = []
-    for name, cmd in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    out: list[tuple[tuple[str, ...], click.Command]] = []
+    for name in sorted(group.list_commands(ctx)):  # lazy commands load here
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         if isinstance(cmd, click.Group):
             out += leaf_commands(cmd, (*path, name))
         else:

@@ -16,7 +16,6 @@ from rich.console import Console
 from bench.core.errors import BenchError
 from bench.core.paths import results_root
 from bench.core.registry import no_imports
-from bench.run.adhoc import ADHOC, suite_name, suite_ref
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -121,6 +120,8 @@ def _each(value: Any, convert: Callable[[str], str]) -> Any:
 
 def _note_adhoc(ctx: click.Context, value: Any) -> None:
     """Say which suite ``adhoc`` stands for (on stderr: stdout may be a table)."""
+    from bench.run.adhoc import ADHOC, suite_name
+
     if value == ADHOC or (isinstance(value, tuple) and ADHOC in value):
         click.echo(f"bench: --suite adhoc: {suite_name(ADHOC, _results(ctx))} (the latest "
                    "ad-hoc run)", err=True)
@@ -129,6 +130,8 @@ def _note_adhoc(ctx: click.Context, value: Any) -> None:
 def suite_names(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """``--suite`` callback of the commands that read records: a suite file's ``name``, the
     latest ad-hoc suite's for ``adhoc``, other names as given."""
+    from bench.run.adhoc import suite_name  # imported when a command runs: loads the registries
+
     out = _each(value, lambda v: suite_name(v, _results(ctx)))
     _note_adhoc(ctx, value)
     return out
@@ -138,6 +141,8 @@ def suite_refs(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """``--suite`` callback of the commands that expand a suite's jobs (status, check): a file
     or a shipped name as given, an ad-hoc suite (``adhoc``: the latest) as its stored
     definition."""
+    from bench.run.adhoc import suite_ref
+
     out = _each(value, lambda v: suite_ref(v, _results(ctx)))
     _note_adhoc(ctx, value)
     return out

@@ -24,8 +24,6 @@ from bench.report.check import (
     verdict,
     write_baseline,
 )
-from bench.run.runner import plan
-from bench.run.select import select_jobs
 
 
 def _default_baseline(settings: Settings, suite: str) -> Path:
@@ -54,6 +52,9 @@ def check(settings: Settings, suite: str, baseline: str | None, tolerances: tupl
     """Compare the suite's records with a baseline; exit 1 on a drop or a rise beyond the
     tolerance, a missing or failed job, or a degenerate detector."""
     tol = Tolerances.parse(tolerances)
+    from bench.run.runner import plan  # imported when the command runs: it loads torch
+    from bench.run.select import select_jobs
+
     the_suite, jobs = select_jobs(suite, data_root=settings.data_root, check_data=False)
     base_path = baseline or _default_baseline(settings, the_suite.name)
     base = read_baseline(base_path)
@@ -158,6 +159,9 @@ def baseline() -> None:
 def update(settings: Settings, suite: str, output: str | None, metrics: tuple[str, ...]) -> None:
     """Rewrite the baseline from the current records (every job of the suite must be ok)."""
     store = Store(settings.results_root)
+    from bench.run.runner import plan  # imported when the command runs: it loads torch
+    from bench.run.select import select_jobs
+
     the_suite, jobs = select_jobs(suite, data_root=settings.data_root, check_data=False)
     todo, _, failed = plan(jobs, store)
     if todo or failed:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table as RichTable
@@ -11,9 +12,9 @@ from rich.table import Table as RichTable
 from bench.cli._common import Settings, pass_settings
 from bench.cli._types import SEED
 from bench.core.config import parse_set
-from bench.datasets import DATASETS
-from bench.methods import METHODS
-from bench.testing import CheckReport, check_dataset, check_method
+
+if TYPE_CHECKING:
+    from bench.testing import CheckReport
 
 _STYLE = {"pass": "green", "FAIL": "bold red", "skip": "yellow"}
 
@@ -44,6 +45,9 @@ def check_method_cmd(settings: Settings, name: str, sets: tuple[str, ...], seed:
     of bench.testing.check_method: declarations, configs, scores, maps, higher = more
     anomalous, determinism, pickling.
     """
+    from bench.methods import METHODS  # imported when the command runs: it loads torch
+    from bench.testing import check_method
+
     METHODS.get(name)  # an unknown name, or a broken plugin's, is one line (exit 2)
     report = check_method(name, overrides=parse_set(sets), seed=seed, raise_on_failure=False)
     _show(settings, report)
@@ -61,6 +65,9 @@ def check_dataset_cmd(settings: Settings, name: str, task: str | None, size: int
     NAME is a registered name (plugins included), folder:/abs/path or package.module:Class;
     the data is read from the data root (--data-root).
     """
+    from bench.datasets import DATASETS
+    from bench.testing import check_dataset
+
     DATASETS.get(name)  # an unknown name, or a broken plugin's, is one line (exit 2)
     report = check_dataset(name, root=settings.data_root, task=task, size=size,
                            raise_on_failure=False)

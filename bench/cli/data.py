@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
@@ -12,11 +13,15 @@ from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
 from bench.cli._types import number
-from bench.datasets import DATASETS
-from bench.datasets.download import DEFAULT_LIMITS, ExtractLimits, Reachability, reachable
-from bench.datasets.manage import fetch, status
-from bench.datasets.stored import StoredDataset
-from bench.methods import backbones
+
+if TYPE_CHECKING:
+    from bench.datasets.download import Reachability
+
+# the datasets (and torch) are imported when a command runs, not for its --help; these are
+# ExtractLimits()'s defaults (tests/test_cli_startup.py checks that they are)
+MAX_EXTRACT_GIB = 64.0
+MAX_MEMBERS = 1_000_000
+MAX_RATIO = 1000.0
 
 
 @click.group("data")
@@ -29,6 +34,9 @@ def data() -> None:
 @pass_settings
 def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
     """Each dataset: found or missing, path, file counts, last verification."""
+    from bench.datasets import DATASETS
+    from bench.datasets.manage import status
+
     out = RichTable(show_header=True, header_style="bold",
                     title=f"data root: {settings.data_root}")
     for col in ("dataset", "state", "path", "counts", "checksum"):
@@ -52,11 +60,11 @@ def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
 @click.option("--sha256", default=None, help="Expected sha256 of --url/--archive, if not known.")
 @click.option("--keep-archive", is_flag=True, help="Keep the downloaded archive after unpacking.")
 @click.option("--max-extract-gib", type=number(min=0, min_open=True),
-              default=DEFAULT_LIMITS.max_bytes / 2**30, show_default=True,
+              default=MAX_EXTRACT_GIB, show_default=True,
               help="Refuse an archive whose files add up to more GiB.")
-@click.option("--max-members", type=click.IntRange(min=1), default=DEFAULT_LIMITS.max_members,
+@click.option("--max-members", type=click.IntRange(min=1), default=MAX_MEMBERS,
               show_default=True, help="Refuse an archive with more members.")
-@click.option("--max-ratio", type=number(min=1), default=DEFAULT_LIMITS.max_ratio,
+@click.option("--max-ratio", type=number(min=1), default=MAX_RATIO,
               show_default=True,
               help="Refuse a zip member, or a tar archive, that expands more times.")
 @pass_settings
@@ -69,6 +77,10 @@ def fetch_cmd(settings: Settings, name: str, archive: Path | None, accept_licens
     link, and within the --max-* limits (against compression bombs; the defaults are far
     above every supported dataset).
     """
+    from bench.datasets import DATASETS
+    from bench.datasets.download import ExtractLimits
+    from bench.datasets.manage import fetch
+
     ds = DATASETS.get(name)
     bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                    TransferSpeedColumn(), console=settings.err, disable=settings.quiet)
@@ -107,6 +119,11 @@ def urls_cmd(settings: Settings, names: tuple[str, ...], check: bool, timeout: f
 
     Mirrors are listed each; a dataset with none is fetched by hand (see bench data fetch).
     """
+    from bench.datasets import DATASETS
+    from bench.datasets.download import reachable
+    from bench.datasets.stored import StoredDataset
+    from bench.methods import backbones
+
     rows = [(name, url) for name in names or tuple(DATASETS.names())
             if isinstance(ds := DATASETS.get(name), StoredDataset) for url in ds.download_urls()]
     if not names:
@@ -138,6 +155,9 @@ def urls_cmd(settings: Settings, names: tuple[str, ...], check: bool, timeout: f
 @pass_settings
 def verify_cmd(settings: Settings, name: str) -> None:
     """Check NAME's file counts (and checksums where known) against the shipped manifest."""
+    from bench.datasets import DATASETS
+    from bench.datasets.stored import StoredDataset
+
     ds = DATASETS.get(name)
     if not isinstance(ds, StoredDataset):
         settings.console.print(f"{name} ships with the code: nothing to verify")

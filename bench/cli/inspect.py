@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table as RichTable
@@ -13,15 +13,13 @@ from bench.cli._common import Settings, pass_settings, reads_results, suite_refs
 from bench.cli._types import number
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
-from bench.datasets import DATASETS
-from bench.methods import METHODS
-from bench.records.store import Store
 from bench.run.adhoc import stored_adhoc
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
-from bench.run.select import select_jobs
-from bench.run.stale import Stale
-from bench.run.status import SuiteTime, suite_progress, time_by_method
 from bench.run.suites import load_suite, suite_names
+
+if TYPE_CHECKING:
+    from bench.run.stale import Stale
+    from bench.run.status import SuiteTime
 
 #: stale records listed by `bench status` (the count says how many more)
 STALE_SHOWN = 5
@@ -40,6 +38,8 @@ def list_cmd(settings: Settings, what: str) -> None:
     out = RichTable(show_header=True, header_style="bold")
     registry: Registry[Any] | None = None
     if what == "methods":
+        from bench.methods import METHODS  # the registries import torch: `list suites` does not
+
         registry = METHODS
         names = METHODS.names()
         out.add_column("method", no_wrap=True)
@@ -52,6 +52,8 @@ def list_cmd(settings: Settings, what: str) -> None:
             variant = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
             out.add_row(name, spec.cls.__name__, variant, spec.summary, *plugins(name))
     elif what == "datasets":
+        from bench.datasets import DATASETS
+
         registry = DATASETS
         names = DATASETS.names()
         out.add_column("dataset", no_wrap=True)
@@ -139,6 +141,10 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
     median recorded total time of the suite's ok jobs with the same method, variant and dataset
     (falling back to the same method and dataset, the same method, then the whole suite).
     """
+    from bench.records.store import Store
+    from bench.run.select import select_jobs
+    from bench.run.status import suite_progress, time_by_method
+
     store = Store(settings.results_root)
     names = list(suites) or [*suite_names(), *map(str, stored_adhoc(settings.results_root))]
     workers: set[int] = set()

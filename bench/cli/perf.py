@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 from rich import box
 from rich.table import Table as RichTable
 
@@ -18,7 +17,6 @@ from bench.cli._types import number
 from bench.core.config import parse_set
 from bench.core.errors import UsageError
 from bench.perf.compare import SpeedComparison, compare_speed
-from bench.perf.measure import PerfOptions, perf, resolve_methods
 from bench.perf.summary import loop_lines, summary_rows
 
 
@@ -43,9 +41,9 @@ def _sizes(text: str) -> tuple[int, ...]:
 @click.option("--epochs", type=click.IntRange(min=2), default=3, show_default=True,
               help="Training epochs of the deep methods (the first one is not counted).")
 @click.option("--amp/--no-amp", default=False, show_default=True,
-              help="bf16 autocast (CUDA only; methods with an 'amp' option).")
+              help="bf16 autocast (CPU and CUDA; methods with an 'amp' option).")
 @click.option("--channels-last/--no-channels-last", default=False, show_default=True,
-              help="channels_last memory format (CUDA only; methods with that option).")
+              help="channels_last memory format (CPU and CUDA; methods with that option).")
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
               help="torch.compile the networks (methods with a 'compile' option: MKD).")
 @click.option("--loop-images", type=click.IntRange(min=0), default=8, show_default=True,
@@ -79,6 +77,10 @@ def perf_cmd(settings: Settings, methods: tuple[str, ...], device: str, sizes: s
     expert cache off and on), scoring without maps, localization (scoring with maps), and, at
     --loop-size, batched vs per-image localization. Synthetic images, random weights.
     """
+    import torch  # imported when measuring, not for --help
+
+    from bench.perf.measure import PerfOptions, perf, resolve_methods
+
     baseline = _read_result(compare_to) if compare_to else None
     if threads is not None:
         torch.set_num_threads(threads)

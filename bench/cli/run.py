@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -11,16 +12,15 @@ from rich.table import Table as RichTable
 from bench.cli._common import Settings, pass_settings
 from bench.cli._types import number
 from bench.core.config import parse_set
-from bench.core.environment import resolve_device
 from bench.core.errors import UsageError
 from bench.core.metrics import DEFAULT_THRESHOLD_QUANTILE
 from bench.records.record import JobSummary
-from bench.run.adhoc import ADHOC, adhoc_suite, record_definition, suite_ref
+from bench.run.backends import BACKENDS
 from bench.run.claims import DEFAULT_CLAIM_TIMEOUT
-from bench.run.runner import BACKENDS, RunOptions, RunReport
-from bench.run.runner import run as run_jobs
-from bench.run.select import select_jobs
 from bench.run.suites import check_seed
+
+if TYPE_CHECKING:
+    from bench.run.runner import RunReport
 
 
 def _seeds(text: str | None) -> list[int]:
@@ -101,6 +101,13 @@ def run(settings: Settings, all_: bool, suite: str | None, methods: tuple[str, .
             "threshold_quantile") is not click.core.ParameterSource.DEFAULT:
         raise UsageError("--threshold-quantile needs the training set scored: drop "
                          "--no-train-threshold")
+    # imported here, not at the top: they load the registries (and torch)
+    from bench.core.environment import resolve_device
+    from bench.run.adhoc import ADHOC, adhoc_suite, record_definition, suite_ref
+    from bench.run.runner import RunOptions
+    from bench.run.runner import run as run_jobs
+    from bench.run.select import select_jobs
+
     overrides = parse_set(sets)
     adhoc = suite == ADHOC or (suite is None and bool(methods) and bool(datasets) and not all_)
     if adhoc:

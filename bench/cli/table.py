@@ -10,7 +10,6 @@ import pandas as pd
 from bench.cli._common import Settings, reads_results, suite_names
 from bench.cli._types import number
 from bench.core.errors import BenchError, UsageError
-from bench.datasets import DATASETS
 from bench.records.store import Store
 from bench.report import stats
 from bench.report.aggregate import ablation_factors, build_tables
@@ -25,6 +24,8 @@ from bench.report.stat_tables import StatTable, ranks_table, versus_tables
 def task_orders(settings: Settings, names: list[str]) -> dict[str, list[str]]:
     """Each registered dataset's own task order (digit order, MVTec's category tuple; a folder
     dataset's categories under --data-root)."""
+    from bench.datasets import DATASETS  # imported when a table is built (it loads torch)
+
     out = {}
     for n in names:
         if n in DATASETS:

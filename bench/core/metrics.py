@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
-import torch
 from scipy import ndimage
 from sklearn.metrics import auc, average_precision_score, roc_auc_score
 
@@ -245,6 +244,8 @@ NATIVE_BINS = 2**14
 def upsample_map(amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """One anomaly map resized bilinearly to ``shape`` (half-pixel centres, like PIL, OpenCV and
     torch's ``align_corners=False``), so each value stays within the map's range."""
+    import torch  # here only: the command line imports this module for its constants
+
     amap = np.asarray(amap, dtype=np.float64)
     if amap.shape == tuple(shape):
         return amap

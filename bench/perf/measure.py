@@ -45,8 +45,6 @@ StepFn = Callable[[str], None]
 #: config switches that ``PerfOptions`` turns on by name (for the methods that declare them in
 #: ``PerfProfile.flags``)
 FLAGS = ("amp", "channels_last", "compile")
-#: flags that only do something on CUDA
-CUDA_ONLY = ("amp", "channels_last")
 
 
 @dataclass(frozen=True)
@@ -122,16 +120,14 @@ def resolve_methods(patterns: Sequence[str]) -> list[str]:
 
 
 def check_options(methods: Sequence[str], options: PerfOptions, device: torch.device) -> None:
-    """Refuse what cannot be measured: a flag a method lacks, a CUDA-only flag on the CPU, an
-    ``extra`` key that no method has, input sizes below 32 px."""
+    """Refuse what cannot be measured: a flag a method lacks, an ``extra`` key that no method
+    has, input sizes below 32 px. (``amp`` and ``channels_last`` act on the CPU and CUDA.)"""
     if not options.sizes or min(options.sizes) < 32 or options.loop_size < 32:
         raise UsageError("sizes need at least 32 px (VGG-16 and the ResNets halve five times)")
     for flag in FLAGS:
         if not getattr(options, flag):
             continue
         name = "--" + flag.replace("_", "-")
-        if flag in CUDA_ONLY and device.type != "cuda":
-            raise UsageError(f"{name} only acts on CUDA; the device here is {device}")
         lacking = [m for m in methods if flag not in _profile(m).flags]
         if lacking:
             have = [m for m in METHODS.names() if flag in _profile(m).flags]

@@ -23,8 +23,6 @@ import yaml
 
 from bench.core.errors import UsageError
 from bench.core.yamlfile import read_yaml
-from bench.datasets import DATASETS
-from bench.methods import METHODS
 from bench.records.files import atomic_write
 from bench.records.key import SUITE_NAME, Job
 from bench.run.suites import SUITE_DIR, Block, Suite, load_suite
@@ -49,6 +47,11 @@ def adhoc_suite(methods: Sequence[str], datasets: Sequence[str],
     filters when jobs are selected), with ``seeds`` (default ``[0]``)."""
     if not methods or not datasets:
         raise UsageError("an ad-hoc run needs --method and --dataset (or a suite: --suite)")
+    # the registries (and torch) only when a selection is checked: `bench list suites` and the
+    # `--suite` callbacks read suite files without them
+    from bench.datasets import DATASETS
+    from bench.methods import METHODS
+
     for m in methods:
         METHODS.get(m)  # an unknown name, a broken plugin: one line
     for d in datasets:

@@ -36,6 +36,7 @@ from rich.console import Console
 from bench.core.errors import UsageError
 from bench.records.record import JobSummary
 from bench.records.store import Store
+from bench.run.backends import BACKENDS
 from bench.run.backends.dask import dask_client, run_dask
 from bench.run.backends.local import run_in_process, run_local
 from bench.run.dispatch import NotRun, Outcome, RunOptions
@@ -44,7 +45,6 @@ from bench.run.jobs import Job
 from bench.run.stale import stale_jobs
 
 log = logging.getLogger(__name__)
-BACKENDS = ("local", "dask")
 
 __all__ = ["BACKENDS", "RunOptions", "RunReport", "plan", "run"]
 

@@ -22,8 +22,8 @@ Speed without changing the math: the frozen expert's activations of the training
 computed once per job and reused every epoch (up to a memory budget; the rest are recomputed per
 batch); evaluation during training reuses the expert's activations of the test images the same
 way; localization is batched (one backward of the summed per-image scores gives every image's
-gradient, since images are independent in eval mode). On CUDA, optional bf16 autocast and
-channels_last.
+gradient, since images are independent in eval mode). Optional (CPU and CUDA): bf16 autocast
+(``amp``, which also halves the expert cache) and channels_last.
 
 Checkpoint policy: the final epoch is the headline; with ``eval_every > 0`` the history gives
 the mean ± std after convergence (the paper's protocol) and the optimistic best-on-test value.

@@ -117,6 +117,9 @@ class MKD(Method):
 
     def _build(self, ctx: RunContext) -> None:
         cfg = self.config
+        if cfg.amp and ctx.device.type not in ("cpu", "cuda"):  # recorded true: it must act
+            raise UsageError(f"amp=true: bf16 autocast is implemented for the CPU and CUDA, "
+                             f"not {ctx.device.type}; run with amp=false")
         self.device_ = ctx.device
         self.expert_ = FeatureExtractor(cfg.expert, cfg.expert_weights, cfg.trained_layers,
                                         seed=ctx.seed).to(ctx.device)
@@ -139,11 +142,12 @@ class MKD(Method):
 
     @property
     def _channels_last(self) -> bool:
-        return self.config.channels_last and self._cuda
+        return self.config.channels_last
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.config.amp and self._cuda:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        """bf16 autocast with ``amp`` (CUDA and the CPU alike), nothing otherwise."""
+        if self.config.amp:
+            return torch.autocast(device_type=self.device_.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _floats(self, images: torch.Tensor) -> torch.Tensor:
@@ -170,7 +174,7 @@ class MKD(Method):
         return cache.lookup(idx, compute)
 
     def _activation_dtype(self) -> torch.dtype:
-        return torch.bfloat16 if (self.config.amp and self._cuda) else torch.float32
+        return torch.bfloat16 if self.config.amp else torch.float32
 
     def _make_cache(self, images: torch.Tensor, layers: tuple[str, ...],
                     budget: int) -> ExpertCache | None:

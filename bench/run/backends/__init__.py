@@ -4,3 +4,6 @@ Each backend takes the jobs still to run and calls :func:`bench.run.dispatch.dis
 job in the process the job lands in, handing every :class:`~bench.run.dispatch.Outcome` to the
 runner's ``collect`` as it comes.
 """
+
+#: the backends' names (``bench run --backend``)
+BACKENDS = ("local", "dask")
