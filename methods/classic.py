@@ -28,9 +28,9 @@ C = 3 (6,000 Fashion-MNIST images: 1,024 columns instead of 3,072).
 - ``kde``: Gaussian kernel density estimate, Scott's bandwidth rule, PCA to 95 % variance (Ruff
   et al., ICML 2018, reduce with PCA before KDE); score = minus the log density (scikit-learn's
   ``KernelDensity``). KDE does not fold repeated channels: scikit-learn's tree is not exact in
-  ~100 dimensions (measured: log densities tens of nats above the exact sum), and rounding-level
-  changes of its input moved the pinned ``ci`` AUROC of digit 8 by 0.007, so it keeps the PCA
-  of all channels.
+  ~100 dimensions (measured on random data: log densities tens to hundreds of nats above the
+  exact sum), and rounding-level changes of its input moved the pinned ``ci`` AUROC of digit 8
+  by 0.007, so it keeps the PCA of all channels.
 - ``iforest``: Isolation Forest (Liu, Ting and Zhou, ICDM 2008) with the paper's standard
   settings: 100 trees, sub-sampling size ψ = 256 (``min(256, n_train)``), all features, no PCA
   (the forest picks single features, so it works on raw attributes); seeded from the job seed;
