@@ -120,15 +120,24 @@ def install_archive(ds: StoredDataset, root: Path, archive_path: Path, archive: 
 
 def fetch(ds: DatasetProtocol, root: Path, *, archive: Path | None = None, url: str | None = None,
           sha256: str | None = None, accept_license: bool = False, keep_archive: bool = False,
-          progress: ProgressFn | None = None,
-          limits: ExtractLimits = DEFAULT_LIMITS) -> FetchResult:
-    """Obtain a dataset (see the module docstring); returns what was done or what to do."""
+          progress: ProgressFn | None = None, limits: ExtractLimits = DEFAULT_LIMITS,
+          local: Path | None = None) -> FetchResult:
+    """Obtain a dataset (see the module docstring); returns what was done or what to do.
+
+    ``local``: a folder holding a local copy of the official files, laid out by the dataset's
+    :meth:`~datasets.stored.StoredDataset.import_from` (links, decompression; no download).
+    """
     if ds.embedded or not isinstance(ds, StoredDataset):
         return FetchResult(True, Path("-"), f"{ds.name} ships with the code: nothing to fetch")
     if ds.fetch_mode == "none":
         raise UsageError(f"{ds.name} holds your own images: nothing to fetch "
                          f"(put them in {ds.location(root)})")
     loc = ds.location(root)
+    if local is not None:
+        if archive is not None or url is not None or accept_license:
+            raise UsageError("--from takes a folder of local files: not with --archive, --url "
+                             "or --accept-license")
+        return FetchResult(True, loc, ds.import_from(root, local))
     if archive is not None:
         checked = install_archive(ds, root, archive, _known_archive(ds, archive.name, sha256),
                                   limits)

@@ -17,6 +17,14 @@ torchvision keeps them next to the extracted files) and of each CIFAR batch file
 torchvision classes at run time so they cannot drift. CIFAR batches are md5-checked by torchvision
 on every load; a failure becomes a :class:`DataCorruptError` naming the folder.
 
+A local copy of the official files (``bench data fetch NAME --from DIR``, :meth:`import_from`)
+is linked into this layout, ``.gz`` files decompressed beside their link (see
+:mod:`datasets.local`). A ``.gz`` whose md5 is not the official one but which decompresses to
+exactly the file that is read (a recompressed copy, e.g. Debian's ``dataset-fashion-mnist``) is
+reported as ``recompressed``, not as a failure; :meth:`content_checks` then stand in for the
+archive checksum: idx headers (magic number, image count, 28x28), one label per image, and the
+per-class counts of the manifest.
+
 Default sizes: 32 px for all three (MNIST/Fashion-MNIST are resized from 28 to 32 bilinearly, as
 the official code does; CIFAR-10 is kept at its native 32 px here, and MKD's preset asks for
 the paper's 256 px Lanczos resize and 224 centre crop).
@@ -35,8 +43,9 @@ from torchvision.datasets.mnist import read_label_file
 from bench.core.errors import DataCorruptError, DataMissingError, UsageError
 from bench.datasets._loading import load_arrays
 from bench.datasets.base import DatasetInfo, InputSpec, TaskData, one_vs_rest
-from bench.datasets.download import Archive
-from bench.datasets.stored import Check, StoredDataset, checksum_check
+from bench.datasets.download import Archive, check_file, extract
+from bench.datasets.local import find_file, gunzip, gz_content_equals, link
+from bench.datasets.stored import Check, StoredDataset, checksum_check, manifest
 
 DIGITS = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -159,10 +168,72 @@ class _MNISTLike(_TorchvisionClasses):
                                    ) from None
 
     def checksum_checks(self, base: Path) -> list[Check]:
-        # torchvision keeps the downloaded .gz next to the extracted file; its md5 is official
-        return [checksum_check(self.raw(base) / f, Archive(f, md5=md5),
-                               absent=("archive absent (extracted file only)", "unknown"))
-                for f, md5 in self.tv_class().resources]
+        """The md5 of each ``.gz`` beside its extracted file (torchvision keeps the download
+        there); a ``.gz`` of other bytes that decompresses to the extracted file is
+        ``recompressed``, and an official one whose content differs from it is a mismatch."""
+        out = []
+        for f, md5 in self.tv_class().resources:
+            packed, plain = self.raw(base) / f, self.raw(base) / f.removesuffix(".gz")
+            check = checksum_check(packed, Archive(f, md5=md5),
+                                   absent=("archive absent (extracted file only)", "unknown"))
+            if check.state in ("ok", "mismatch") and plain.is_file():
+                same = gz_content_equals(packed, plain)
+                if same and check.state == "mismatch":
+                    check = Check(f, check.expected, "other md5, same content as "
+                                  f"{plain.name}: a recompressed copy", "recompressed")
+                elif not same:
+                    check = Check(f, check.expected, check.found + (
+                        "; not a gzip file" if same is None else
+                        f"; its content differs from {plain.name}"), "mismatch")
+            out.append(check)
+        return out
+
+    def content_checks(self, base: Path) -> list[Check]:
+        """The idx headers: magic number, count (the manifest's), 28x28, file size."""
+        counts = manifest(self.name).get("counts", {})
+        out = []
+        for split, prefix in (("train", "train"), ("test", "t10k")):
+            n_images = None
+            for kind, magic, dims in (("images-idx3", 0x803, (28, 28)), ("labels-idx1", 0x801, ())):
+                path = self.raw(base) / f"{prefix}-{kind}-ubyte"
+                want = counts.get(split) if kind.startswith("images") else n_images
+                shape = "x".join(str(d) for d in (want if want is not None else "N", *dims))
+                out.append(Check(f"{path.name} header", shape, *idx_header(path, magic, dims,
+                                                                             want)))
+                if kind.startswith("images"):
+                    n_images = idx_count(path)
+        return out
+
+    def import_from(self, root: Path | None, folder: Path) -> str:
+        """Link the four idx files of ``folder`` (``.gz`` or extracted; in ``folder``, its
+        ``raw/`` or ``<FashionMNIST|MNIST>/raw/``) into the layout; decompress a ``.gz``
+        that has no extracted twin."""
+        subfolders = ("", "raw", f"{self.tv_name}/raw")
+        found = []
+        for gz_name, _ in self.tv_class().resources:
+            name = gz_name.removesuffix(".gz")
+            plain = find_file(folder, name, subfolders)
+            packed = find_file(folder, gz_name, subfolders)
+            if plain is None and packed is None:
+                raise DataMissingError(f"{self.name}: neither {name} nor {gz_name} in {folder} "
+                                       f"(nor in its raw/ or {self.tv_name}/raw/)")
+            found.append((name, plain, packed))
+        raw = self.raw(self.location(root))
+        done = {"linked": 0, "decompressed": 0}
+        for name, plain, packed in found:
+            if packed is not None:
+                link(packed, raw / f"{name}.gz")
+                done["linked"] += 1
+            if plain is not None:
+                link(plain, raw / name)
+                done["linked"] += 1
+            else:
+                assert packed is not None
+                gunzip(packed, raw / name)
+                done["decompressed"] += 1
+        return (f"{self.name}: {done['linked']} file(s) linked from {folder}, "
+                f"{done['decompressed']} decompressed, into {raw}; check them with: "
+                f"bench data verify {self.name}")
 
 
 class MNIST(_MNISTLike):
@@ -234,3 +305,84 @@ class CIFAR10(_TorchvisionClasses):
         folder = base / self.tv_class().base_folder
         return [checksum_check(folder / f, Archive(f, md5=md5), absent=("absent", "missing"))
                 for f, md5 in self._files()]
+
+    def content_checks(self, base: Path) -> list[Check]:
+        """Each batch: one label per image, 3x32x32 = 3072 bytes per image."""
+        cls = self.tv_class()
+        out = []
+        for filename, _ in cls.train_list + cls.test_list:
+            path = base / cls.base_folder / filename
+            try:
+                with open(path, "rb") as fh:
+                    batch = pickle.load(fh, encoding="latin1")
+                data, labels = np.asarray(batch["data"]), batch["labels"]
+            except (OSError, pickle.UnpicklingError, EOFError, KeyError) as exc:
+                out.append(Check(f"{filename} shape", "Nx3072", f"unreadable: {exc}", "mismatch"))
+                continue
+            found = "x".join(map(str, data.shape)) + f", {len(labels)} labels"
+            good = data.ndim == 2 and data.shape[1] == 3072 and len(labels) == data.shape[0]
+            out.append(Check(f"{filename} shape", "Nx3072, N labels", found,
+                             "ok" if good else "mismatch"))
+        return out
+
+    def import_from(self, root: Path | None, folder: Path) -> str:
+        """Unpack ``cifar-10-python.tar.gz`` from ``folder`` (md5 checked against the official
+        one; unpacked either way, the batches have md5s of their own), or link its batches (in
+        ``folder`` or ``folder/cifar-10-batches-py``)."""
+        cls = self.tv_class()
+        loc = self.location(root)
+        archive = find_file(folder, cls.filename)
+        if archive is not None:
+            try:
+                checked = check_file(archive, Archive(cls.filename, md5=cls.tgz_md5))
+            except DataCorruptError:
+                checked = ("md5 differs from the official archive (its batch files are checked "
+                           "by their own md5s)")
+            extract(archive, loc)
+            if self.find(root) is None:
+                raise DataMissingError(f"{archive} was unpacked into {loc}, but the expected "
+                                       f"layout {self.layout} was not found there")
+            return (f"{self.name}: {archive.name} ({checked}) unpacked into {loc}; check it "
+                    f"with: bench data verify {self.name}")
+        names = [f for f, _ in self._files()]
+        paths = [find_file(folder, f, ("", cls.base_folder)) for f in names]
+        absent = [f for f, p in zip(names, paths, strict=True) if p is None]
+        if absent:
+            raise DataMissingError(f"{self.name}: neither {cls.filename} nor the batch files "
+                                   f"in {folder} (missing: {', '.join(absent)})")
+        for f, p in zip(names, paths, strict=True):
+            assert p is not None
+            link(p, loc / cls.base_folder / f)
+        return (f"{self.name}: {len(names)} batch file(s) linked from {folder} into "
+                f"{loc / cls.base_folder}; check them with: bench data verify {self.name}")
+
+
+def idx_count(path: Path) -> int | None:
+    """The first dimension stated in an idx file's header (None if unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    return int.from_bytes(head[4:8], "big") if len(head) == 8 else None
+
+
+def idx_header(path: Path, magic: int, dims: tuple[int, ...], count: int | None
+               ) -> tuple[str, str]:
+    """(found text, state) of an idx file's header against ``magic``, ``count`` x ``dims``,
+    and its size against the header."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(4 + 4 * (1 + len(dims)))
+    except OSError:
+        return "absent", "missing"
+    if len(head) < 4 + 4 * (1 + len(dims)) or int.from_bytes(head[:4], "big") != magic:
+        return "not an idx file of this kind (magic number)", "mismatch"
+    shape = [int.from_bytes(head[i:i + 4], "big") for i in range(4, len(head), 4)]
+    body = int(np.prod(shape))
+    text = "x".join(map(str, shape))
+    if size != len(head) + body:
+        return f"{text}, but {size} bytes instead of {len(head) + body}", "mismatch"
+    good = tuple(shape[1:]) == dims and (count is None or shape[0] == count)
+    return text, "ok" if good else "mismatch"

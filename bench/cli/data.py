@@ -53,6 +53,11 @@ def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
 @click.argument("name")
 @click.option("--archive", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="Unpack an archive you downloaded (checksum checked if known).")
+@click.option("--from", "source", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=None,
+              help="A folder with a local copy of the official files (mnist, fashion_mnist: the "
+                   "four idx files, .gz or extracted; cifar10: cifar-10-python.tar.gz or its "
+                   "batches): linked into the data root, .gz decompressed, nothing downloaded.")
 @click.option("--accept-license", is_flag=True,
               help="You accepted the dataset's licence: download its archive (MVTec AD, "
                    "MVTec LOCO, BTAD).")
@@ -68,9 +73,9 @@ def status_cmd(settings: Settings, names: tuple[str, ...]) -> None:
               show_default=True,
               help="Refuse a zip member, or a tar archive, that expands more times.")
 @pass_settings
-def fetch_cmd(settings: Settings, name: str, archive: Path | None, accept_license: bool,
-              url: str | None, sha256: str | None, keep_archive: bool, max_extract_gib: float,
-              max_members: int, max_ratio: float) -> None:
+def fetch_cmd(settings: Settings, name: str, archive: Path | None, source: Path | None,
+              accept_license: bool, url: str | None, sha256: str | None, keep_archive: bool,
+              max_extract_gib: float, max_members: int, max_ratio: float) -> None:
     """Get dataset NAME into the data root, or print the manual steps it needs.
 
     Archives are unpacked only after checking every member: no absolute path, no `..`, no
@@ -96,7 +101,8 @@ def fetch_cmd(settings: Settings, name: str, archive: Path | None, accept_licens
         result = fetch(ds, settings.data_root, archive=archive, url=url, sha256=sha256,
                        accept_license=accept_license, keep_archive=keep_archive,
                        progress=progress,
-                       limits=ExtractLimits(int(max_extract_gib * 2**30), max_members, max_ratio))
+                       limits=ExtractLimits(int(max_extract_gib * 2**30), max_members, max_ratio),
+                       local=source)
     finally:
         bar.stop()
     settings.console.print(result.message, highlight=False, soft_wrap=True)
@@ -166,7 +172,8 @@ def verify_cmd(settings: Settings, name: str) -> None:
     out = RichTable(show_header=True, header_style="bold", title=f"{name}: {report.path}")
     for col in ("item", "expected", "found", "state"):
         out.add_column(col)
-    colour = {"ok": "green", "unknown": "yellow", "mismatch": "red", "missing": "red"}
+    colour = {"ok": "green", "unknown": "yellow", "mismatch": "red", "missing": "red",
+              "recompressed": "yellow"}
     for c in report.checks:
         out.add_row(c.item, c.expected, c.found, f"[{colour[c.state]}]{c.state}[/]")
     settings.console.print(out)

@@ -76,6 +76,10 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
               help="Add the published MKD numbers and Δ = ours − paper.")
 @click.option("--reruns", is_flag=True,
               help="Add independent re-runs of MKD by others (different protocols).")
+@click.option("--published", is_flag=True,
+              help="Add other papers' published numbers for the baselines (OC-SVM, Deep SVDD, "
+                   "GEOM, ...) with Δ = ours − published; the caption gives each source, its "
+                   "status and which numbers are upper bounds (tuned on the test set).")
 @click.option("--ablation", "factor", default=None, metavar="FIELD",
               help="Columns = the levels of this config field (e.g. layers, loss_terms, lamda).")
 @click.option("--cost", is_flag=True,
@@ -101,14 +105,14 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
               help="Write to this file instead of the terminal.")
 @reads_results
 def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...], metric: str,
-          fmt: str, digits: int, paper: bool, reruns: bool, factor: str | None, cost: bool,
-          ranks: bool,
+          fmt: str, digits: int, paper: bool, reruns: bool, published: bool,
+          factor: str | None, cost: bool, ranks: bool,
           versus: str | None, drop_incomplete: bool, ci: float | None,
           allow_unequal_seeds: bool, output: str | None) -> None:
     """One table per dataset: tasks as rows (plus a recomputed Mean), methods as columns."""
     df = load_records(settings, suites)
     if cost:
-        if factor or paper or reruns or ranks or versus is not None or ci is not None:
+        if factor or paper or reruns or published or ranks or versus is not None or ci is not None:
             raise UsageError("--cost tabulates the records' timings and memory: not with "
                              "--ablation, --paper, --reruns, --ranks, --versus or --ci")
         summary = Store(settings.results_root).summary(list(suites) or None)
@@ -119,13 +123,14 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
         write_or_echo(settings, render_stats(costs, fmt), output)
         return
     check_metric(df, metric)
-    if factor and (paper or reruns):
-        raise UsageError("--paper/--reruns apply to method tables, not to --ablation")
+    if factor and (paper or reruns or published):
+        raise UsageError("--paper/--reruns/--published apply to method tables, not to "
+                         "--ablation")
     names = list(datasets) or sorted(df["dataset"].unique())
     if ranks or versus is not None:
-        if factor or paper or reruns or ci is not None:
+        if factor or paper or reruns or published or ci is not None:
             raise UsageError("--ranks/--versus compare the columns of method tables: not with "
-                             "--ablation, --paper, --reruns or --ci")
+                             "--ablation, --paper, --reruns, --published or --ci")
         stat_tables = statistics(df, metric, names, ranks, versus, drop_incomplete, digits,
                                  task_orders(settings, names), allow_unequal_seeds)
         write_or_echo(settings, render_stats(stat_tables, fmt), output)
@@ -135,7 +140,7 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
     if ci is not None and (factor or metric != "image_auroc"):
         raise UsageError("--ci is an interval of the image AUROC of method tables: use it with "
                          "--metric image_auroc and without --ablation")
-    kinds = [k for k, on in (("paper", paper), ("rerun", reruns)) if on]
+    kinds = [k for k, on in (("paper", paper), ("rerun", reruns), ("baseline", published)) if on]
     reference = load_reference(settings.results_root) if kinds else None
     tables = build_tables(df, metric, datasets=names,
                           task_orders=task_orders(settings, names),

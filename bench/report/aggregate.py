@@ -14,6 +14,7 @@ Only measured columns compete for the bold "best per row".
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -376,22 +377,32 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
     kinds_out, notes = dict(table.kinds), list(table.notes)
     headers = dict(table.headers)
     paper_col: tuple[str, str, str] | None = None
+    bounds: list[str] = []
+    baseline_cols: list[tuple[str, str, bool]] = []
     for ref in reference_columns(reference, table.dataset, table.metric, rows, kinds):
         if not ref.has_values:
             notes.append(f"{ref.label}: {ref.note} ({ref.status}; {ref.source})")
             continue
         label = ref.label + (" UNVERIFIED" if ref.status == "UNVERIFIED" else "")
         values = pd.Series(ref.values, dtype=float).reindex(rows)
-        mean[label] = [*values.tolist(), values.mean(skipna=False)]
+        mean_only = not math.isnan(ref.mean_only)
+        mean[label] = [*values.tolist(),
+                       ref.mean_only if mean_only else values.mean(skipna=False)]
         std[label] = [*pd.Series(ref.std, dtype=float).reindex(rows).tolist(),
-                      ref.stated_std if ref.full else np.nan]
+                      ref.stated_std if ref.full or mean_only else np.nan]
         n[label] = [*([1] * len(rows)), ref.stated_n if ref.full else 1]
         kinds_out[label] = REFERENCE
         notes.append(f"{label}: {provenance_text(ref)}"
                      + (f"; protocol: {ref.protocol}" if ref.protocol else "")
+                     + ("; the published mean over all of the dataset's tasks only (Mean row)"
+                        if mean_only else "")
                      + (f"; {ref.partial_note}" if ref.partial_note else ""))
+        if ref.upper_bound:
+            bounds.append(label)
         if ref.kind == "paper" and paper_col is None:
             paper_col = (label, ref.method, published_policy(ref.protocol))
+        if ref.kind == "baseline":
+            baseline_cols.append((label, ref.method, mean_only))
     if not any(k == REFERENCE for k in kinds_out.values()) and "paper" in kinds:
         others = reference_columns(reference, table.dataset, None, rows, kinds)
         metrics = sorted({r.metric for r in others if r.has_values})
@@ -419,8 +430,35 @@ def with_reference(table: Table, reference: pd.DataFrame, kinds: Sequence[str] =
         if their_policy == "mean after convergence" and history_policy(table.metric) is None:
             notes.append(f"like for like with {label}: --metric {table.metric}_converged_mean "
                          "(records evaluated during training, eval_every > 0)")
+    if delta:
+        _baseline_deltas(table, baseline_cols, mean, std, n, kinds_out, headers, notes)
+    if bounds:
+        notes.append("upper bounds (the source chose hyper-parameters on the test set's labels, "
+                     "so these are optimistic): " + ", ".join(bounds))
     return replace(table, mean=mean, std=std, n_seeds=n, kinds=kinds_out, notes=notes,
                    headers=headers)
+
+
+def _baseline_deltas(table: Table, columns: Sequence[tuple[str, str, bool]], mean: pd.DataFrame,
+                     std: pd.DataFrame, n: pd.DataFrame, kinds: dict[str, str],
+                     headers: dict[str, str], notes: list[str]) -> None:
+    """Δ = ours − published for each published baseline column and each measured column of the
+    same method (in place)."""
+    for label, method, mean_only in columns:
+        ours = [c for c in table.columns
+                if table.kind(c) == MEASURED and table.column_methods.get(c) == method]
+        for c in ours:
+            d = f"Δ {c} − {label}"
+            headers[d] = d
+            mean[d] = mean[c] - mean[label]
+            std[d] = np.nan
+            n[d] = np.nan
+            kinds[d] = DELTA
+            if mean_only:
+                notes.append(f"{d}: Mean row only, our mean over the {len(table.tasks)} task(s) "
+                             f"shown against {label}'s published mean over all tasks")
+        if ours:
+            notes.append(f"Δ {', '.join(ours)} − {label}: ours − published, in percentage points")
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -112,3 +112,34 @@ def test_max_train_fits_on_a_seeded_subset_and_oct_preset_uses_it():
     assert a.pca_.n_samples_ == 12
     assert (a.score(test, RunContext()).image == b.score(test, RunContext()).image).all()
     assert not (a.score(test, RunContext()).image == c.score(test, RunContext()).image).all()
+
+
+def test_ocsvm_on_repeated_grey_channels_equals_the_pca_of_all_channels(monkeypatch):
+    """The folded PCA (one channel, projections x √C) is the PCA of the C-fold copy."""
+    import bench.methods.classic as classic
+
+    train, test = DATASETS.get("digits").load("3", None, seed=0)
+    assert classic.repeated_channels(train) and train.images.shape[1] == 3
+    pixels = train.images.shape[2] * train.images.shape[3]
+    folded, a = _fit_score("ocsvm", train, test)
+    assert folded.folded_ and folded.pca_.n_features_in_ == pixels
+    monkeypatch.setattr(classic.OneClassSVMDetector, "fold_channels", False)
+    full, b = _fit_score("ocsvm", train, test)
+    assert not full.folded_ and full.pca_.n_features_in_ == 3 * pixels
+    assert folded.n_components_ == full.n_components_
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # test images whose channels differ go through the general formula (sum over channels)
+    tinted = test.subset(range(len(test)))
+    tinted.images = tinted.images.clone()
+    tinted.images[:, 1] //= 2
+    z_folded = folded._test_features(tinted, RunContext())
+    z_full = full._test_features(tinted, RunContext())
+    # equal up to the sign of each component (eigenvectors are defined up to sign)
+    np.testing.assert_allclose(np.abs(z_folded), np.abs(z_full), rtol=1e-3, atol=1e-4)
+
+
+def test_kde_keeps_the_pca_of_all_channels():
+    train, test = DATASETS.get("digits").load("3", None, seed=0)
+    kde, _ = _fit_score("kde", train, test)
+    assert not kde.folded_
+    assert kde.pca_.n_features_in_ == 3 * train.images.shape[2] * train.images.shape[3]
