@@ -223,6 +223,10 @@ class MKD(Method):
         self._eval_cache = None
         images = train.images.to(self.device_)
         n = len(images)
+        if cfg.expert != "vgg16" and any(int(s) % 32 for s in images.shape[2:]):
+            # its strided convs round up where the cloner's max-pools round down
+            raise UsageError(f"expert={cfg.expert} needs an input size that is a multiple of 32 "
+                             f"(got {tuple(images.shape[2:])}); set image_size (e.g. 32 or 64)")
         t0 = time.perf_counter()
         budget = self._budget_bytes()
         cache = self._make_cache(images, cfg.trained_layers, budget)

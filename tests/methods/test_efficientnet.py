@@ -122,3 +122,29 @@ def test_mkd_expert_and_cloner_taps_match():
     with pytest.raises(UsageError, match="cloner='equal' is not defined for "
                                          "expert=efficientnet_lite0"):
         MKDConfig(expert="efficientnet_lite0", expert_weights="random", cloner="equal")
+
+
+def test_mkd_with_an_efficientnet_expert_trains_scores_and_localizes():
+    from bench.datasets import DATASETS
+    from bench.datasets.base import InputSpec
+    from bench.methods import METHODS
+    from bench.methods.base import RunContext
+
+    train, test = DATASETS.get("textures").load("brick", None, 0, InputSpec(size=32))
+    train, test = train.subset(range(16)), test.subset([0, 1, 2, 60, 61, 62])
+    for name, layers in (("mkd", ("pool2", "pool3", "pool4", "pool5")), ("mkd_single",
+                                                                          ("pool5",))):
+        m = METHODS.get(name).build("textures", {
+            "expert": "efficientnet_lite0", "expert_weights": "random", "epochs": 2,
+            "normalize": "imagenet"})
+        m.fit(train, RunContext(seed=0))
+        assert tuple(m.cloner_(torch.rand(1, 3, 32, 32))) == layers
+        s = m.score(test, RunContext(seed=0))
+        assert s.image.shape == (6,) and np.isfinite(s.image).all()
+        assert s.maps is not None and s.maps.shape == (6, 32, 32)
+        assert m.provenance()["expert"] == "efficientnet_lite0:random:0"
+    odd = DATASETS.get("textures").load("brick", None, 0, InputSpec(size=40))[0].subset(range(4))
+    m = METHODS.get("mkd").build("textures", {"expert": "efficientnet_lite0",
+                                              "expert_weights": "random", "epochs": 1})
+    with pytest.raises(UsageError, match="multiple of 32"):
+        m.fit(odd, RunContext(seed=0))
