@@ -5,6 +5,8 @@ memory-bounded nearest-neighbour search, and anomaly-map post-processing.
 Default layers per backbone follow one correspondence, so that VGG-16 (MKD's expert) and the
 ResNets tap comparable depths: ResNet ``layerK`` (stride ``2**(K+1)``) ↔ VGG-16 ``pool(K+1)``
 (the same stride). For instance PaDiM's ``layer1..3`` become ``pool2..pool4`` on VGG-16.
+EfficientNet-Lite0 taps the last stage of each stride: ``layer1..4`` ↔ ``stage2``, ``stage3``,
+``stage5``, ``stage7`` (strides 4, 8, 16, 32).
 """
 
 from __future__ import annotations
@@ -20,17 +22,29 @@ from scipy import ndimage
 
 from bench.core.config import PositiveInt, Range, require
 from bench.datasets.base import TaskData
-from bench.methods.backbones import WEIGHTS, FeatureExtractor, check_backbone, require_weights
+from bench.methods.backbones import (
+    EFFICIENTNET,
+    WEIGHTS,
+    FeatureExtractor,
+    check_backbone,
+    require_weights,
+)
 from bench.methods.base import ANY_FAMILY, MethodConfig, PerfProfile, RunContext
 
 #: ResNet layer -> the VGG-16 tap of the same stride
 _VGG_EQUIVALENT = {"layer1": "pool2", "layer2": "pool3", "layer3": "pool4", "layer4": "pool5"}
+#: ResNet layer -> the EfficientNet-Lite0 stage that ends the same stride
+_EFFICIENTNET_EQUIVALENT = {"layer1": "stage2", "layer2": "stage3", "layer3": "stage5",
+                            "layer4": "stage7"}
 
 
 def layers_for(backbone: str, resnet_layers: tuple[str, ...]) -> tuple[str, ...]:
-    """A method's default taps: ``resnet_layers`` as named on ResNets, their VGG-16 equivalents."""
+    """A method's default taps: ``resnet_layers`` as named on ResNets, their VGG-16 and
+    EfficientNet-Lite0 equivalents on those."""
     if backbone.startswith("vgg"):
         return tuple(_VGG_EQUIVALENT[layer] for layer in resnet_layers)
+    if backbone == EFFICIENTNET:
+        return tuple(_EFFICIENTNET_EQUIVALENT[layer] for layer in resnet_layers)
     return resnet_layers
 
 

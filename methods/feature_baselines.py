@@ -44,7 +44,7 @@ from bench.methods._pretrained import (
     smooth,
     upsample,
 )
-from bench.methods.backbones import RESNET_TAPS, VGG16_TAPS, FeatureExtractor
+from bench.methods.backbones import VGG16_TAPS, FeatureExtractor, taps
 from bench.methods.base import Method, RunContext, Scores
 
 
@@ -124,7 +124,7 @@ class GaussianAD(_BackboneMethod):
     def default_layers(self) -> tuple[str, ...]:
         if self.config.backbone.startswith("vgg"):
             return tuple(t for t in VGG16_TAPS if t.startswith("pool"))
-        return RESNET_TAPS
+        return taps(self.config.backbone)  # ResNet layer1..4, EfficientNet-Lite0 stage1..7
 
     def _features(self, data: TaskData, ctx: RunContext) -> dict[str, np.ndarray]:
         layers = self.layers()
@@ -152,7 +152,8 @@ class GaussianAD(_BackboneMethod):
 # ---------------------------------------------------------------------------------- PaDiM
 
 #: channels kept at random per backbone (Defard et al.: R18-Rd100, WR50-Rd550)
-PADIM_DIMS = {"resnet18": 100, "wide_resnet50_2": 550, "vgg16": 200}
+#: (EfficientNet-Lite0: 100 of its 176 channels at stage2 + stage3 + stage5)
+PADIM_DIMS = {"resnet18": 100, "wide_resnet50_2": 550, "vgg16": 200, "efficientnet_lite0": 100}
 
 
 @dataclass(frozen=True, kw_only=True)

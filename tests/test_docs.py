@@ -184,8 +184,9 @@ def test_readme_command_2_is_what_ci_runs():
     zoo = (ROOT / "docs" / "zoo.md").read_text(encoding="utf-8")
     assert "pip install -e '.[anomalib]' && python -m pytest tests/test_anomalib.py" in zoo
     ci_install = [w for w in shlex.split(installs[0]) if w != "-q"]  # .ci/run is quiet
-    assert ci_install == ["pip", "install", "-e", ".[test]"]
-    assert "pip install -e '.[test]'" in second
+    # the efficientnet extra: the real-feature tests and the ci-real-features suite
+    assert ci_install == ["pip", "install", "-e", ".[test,efficientnet]"]
+    assert "pip install -e '.[test,efficientnet]'" in second
     assert second.startswith("python3 -m venv .venv && . .venv/bin/activate && ")
 
 

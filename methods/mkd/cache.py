@@ -12,20 +12,23 @@ from collections.abc import Callable
 import psutil
 import torch
 
-from bench.methods.mkd.nets import LAYER_CHANNELS, pool_number
+from bench.methods.mkd.nets import EXPERT_CHANNELS, pool_number
 
 #: activations per critical layer, as the expert and the cloner return them
 Taps = dict[str, torch.Tensor]
 
 
-def tap_bytes(layers: tuple[str, ...], size: tuple[int, int], dtype: torch.dtype) -> int:
-    """Bytes of one image's expert activations at ``layers`` (VGG pools halve with floor)."""
+def tap_bytes(layers: tuple[str, ...], size: tuple[int, int], dtype: torch.dtype,
+              expert: str = "vgg16") -> int:
+    """Bytes of one image's expert activations at ``layers`` (VGG pools halve with floor; an
+    EfficientNet's strided convs round up, which this slightly under-counts at odd sizes)."""
+    channels = EXPERT_CHANNELS[expert]
     total = 0
     for layer in layers:
         h, w = size
         for _ in range(pool_number(layer)):
             h, w = h // 2, w // 2
-        total += LAYER_CHANNELS[layer] * h * w
+        total += channels[layer] * h * w
     return total * torch.empty((), dtype=dtype).element_size()
 
 

@@ -14,9 +14,14 @@ from bench.core.config import (
     Range,
     require,
 )
-from bench.methods.backbones import WEIGHTS
+from bench.methods.backbones import WEIGHTS, check_backbone
 from bench.methods.base import MethodConfig
-from bench.methods.mkd.nets import CRITICAL_LAYERS, OFFICIAL_SCORE_LAYERS, pool_number
+from bench.methods.mkd.nets import (
+    CRITICAL_LAYERS,
+    EXPERT_CLONER_CFGS,
+    OFFICIAL_SCORE_LAYERS,
+    pool_number,
+)
 
 Layer = Literal["pool2", "pool3", "pool4", "pool5"]
 
@@ -45,7 +50,9 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
 class MKDConfig(MethodConfig):
     """MKD settings; class defaults follow the official ``config.yaml``, presets the datasets."""
 
-    expert: Literal["vgg16"] = "vgg16"
+    #: ``vgg16`` (the paper's); ``efficientnet_lite0``: an extension the paper does not have
+    #: (critical layers = its stage outputs of the same strides, a matching compact cloner)
+    expert: Literal["vgg16", "efficientnet_lite0"] = "vgg16"
     #: ``imagenet`` | a state_dict path | ``random``; None is an error telling how to choose
     expert_weights: Annotated[str | None, WEIGHTS] = None
     layers: tuple[Layer, ...] = CRITICAL_LAYERS  # type: ignore[assignment]
@@ -102,6 +109,11 @@ class MKDConfig(MethodConfig):
         require(self.crop is None or self.image_size is None or self.crop <= self.image_size,
                 f"crop={self.crop} exceeds image_size={self.image_size}; a centre crop must "
                 "fit in the resized image")
+        require(self.cloner in EXPERT_CLONER_CFGS[self.expert],
+                f"cloner={self.cloner!r} is not defined for expert={self.expert}; choose from: "
+                f"{', '.join(EXPERT_CLONER_CFGS[self.expert])}")
+        if self.expert != "vgg16":
+            check_backbone(self.expert, None)  # the extra it needs, in one line
         require(self.augment == "none" or self.expert_cache != "on",
                 f"augment={self.augment!r} changes every batch, so expert_cache cannot be 'on' "
                 "(use 'auto' or 'off')")

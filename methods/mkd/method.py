@@ -33,7 +33,14 @@ from bench.methods.mkd.localize import (
     minmax,
     smoothgrad_std,
 )
-from bench.methods.mkd.nets import Cloner, guided_relus, image_scores, training_loss
+from bench.methods.mkd.nets import (
+    EXPERT_TAPS,
+    Cloner,
+    CriticalTaps,
+    guided_relus,
+    image_scores,
+    training_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +109,7 @@ class MKD(Method):
 
     def provenance(self) -> dict[str, Any]:
         expert = getattr(self, "expert_", None)
-        return {"expert": expert.identity if expert is not None else None,
+        return {"expert": getattr(expert, "identity", None) if expert is not None else None,
                 "checkpoint_policy": "final"}
 
     def fit_info(self) -> dict[str, float]:
@@ -121,10 +128,16 @@ class MKD(Method):
             raise UsageError(f"amp=true: bf16 autocast is implemented for the CPU and CUDA, "
                              f"not {ctx.device.type}; run with amp=false")
         self.device_ = ctx.device
-        self.expert_ = FeatureExtractor(cfg.expert, cfg.expert_weights, cfg.trained_layers,
-                                        seed=ctx.seed).to(ctx.device)
-        self.cloner_ = Cloner(cfg.trained_layers, cfg.cloner,
-                              generator=ctx.generator(1)).to(ctx.device)
+        names = EXPERT_TAPS[cfg.expert]
+        expert = FeatureExtractor(cfg.expert, cfg.expert_weights,
+                                  tuple(names[layer] for layer in cfg.trained_layers),
+                                  seed=ctx.seed)
+        # VGG-16's taps already carry the critical layers' names (the paper's path, unchanged)
+        self.expert_: nn.Module = expert if cfg.expert == "vgg16" else CriticalTaps(
+            expert, {layer: names[layer] for layer in cfg.trained_layers})
+        self.expert_.to(ctx.device)
+        self.cloner_ = Cloner(cfg.trained_layers, cfg.cloner, generator=ctx.generator(1),
+                              expert=cfg.expert).to(ctx.device)
         self.normalize_: nn.Module = Normalize() if cfg.normalize == "imagenet" else nn.Identity()
         self.normalize_.to(ctx.device)
         if self._channels_last:
@@ -182,7 +195,7 @@ class MKD(Method):
         cfg = self.config
         n = len(images)
         size = (int(images.shape[2]), int(images.shape[3]))
-        per_image = tap_bytes(layers, size, self._activation_dtype())
+        per_image = tap_bytes(layers, size, self._activation_dtype(), self.config.expert)
         if cfg.expert_cache == "off" or cfg.augment != "none":
             n_cached = 0
         elif cfg.expert_cache == "on":
@@ -214,6 +227,10 @@ class MKD(Method):
         self._eval_cache = None
         images = train.images.to(self.device_)
         n = len(images)
+        if cfg.expert != "vgg16" and any(int(s) % 32 for s in images.shape[2:]):
+            # its strided convs round up where the cloner's max-pools round down
+            raise UsageError(f"expert={cfg.expert} needs an input size that is a multiple of 32 "
+                             f"(got {tuple(images.shape[2:])}); set image_size (e.g. 32 or 64)")
         t0 = time.perf_counter()
         budget = self._budget_bytes()
         cache = self._make_cache(images, cfg.trained_layers, budget)

@@ -15,6 +15,12 @@ Module indices equal the official ones (``features.N``), so the critical points 
 indices 11/20/29/38 and an official ``Cloner_*.pth`` state dict loads into ``features``. The
 cloner is only built up to the deepest trained critical layer: deeper blocks would never receive
 a gradient.
+
+An extension the paper does not have: an EfficientNet-Lite0 expert (``expert=efficientnet_lite0``).
+Its critical layers keep the names ``pool2..pool5`` and mean the same strides (4, 8, 16, 32): the
+last stage output at each stride, ``stage2``/``stage3``/``stage5``/``stage7`` with 24/40/112/320
+channels (:data:`EXPERT_TAPS`). Its compact cloner is cfg 'B' with the width of each block's last
+conv set to those channels (:data:`CLONER_CFGS`); there is no ``equal`` cloner for it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,40 @@ CLONER_CFGS: dict[str, tuple[int | str, ...]] = {
 }
 #: channels of each critical layer (identical in expert and cloner)
 LAYER_CHANNELS = {"pool2": 128, "pool3": 256, "pool4": 512, "pool5": 512}
+
+#: experts MKD knows; the first is the paper's
+EXPERTS = ("vgg16", "efficientnet_lite0")
+#: critical layer -> the expert's tap of the same stride
+EXPERT_TAPS: dict[str, dict[str, str]] = {
+    "vgg16": {layer: layer for layer in CRITICAL_LAYERS},
+    "efficientnet_lite0": {"pool2": "stage2", "pool3": "stage3", "pool4": "stage5",
+                           "pool5": "stage7"},
+}
+#: critical layer -> channels, per expert
+EXPERT_CHANNELS: dict[str, dict[str, int]] = {
+    "vgg16": LAYER_CHANNELS,
+    "efficientnet_lite0": {"pool2": 24, "pool3": 40, "pool4": 112, "pool5": 320},
+}
+#: the cloners of each expert: cfg 'B' with each block's last width = the expert's channels
+EXPERT_CLONER_CFGS: dict[str, dict[str, tuple[int | str, ...]]] = {
+    "vgg16": CLONER_CFGS,
+    "efficientnet_lite0": {"compact": (16, 16, "M", 16, 24, "M", 16, 16, 40, "M",
+                                       16, 16, 112, "M", 16, 16, 320, "M")},
+}
+
+
+class CriticalTaps(nn.Module):
+    """An expert's taps under MKD's critical-layer names (``stage7`` -> ``pool5``, ...)."""
+
+    def __init__(self, extractor: nn.Module, names: dict[str, str]) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.names = dict(names)  # critical layer -> the extractor's tap
+        self.identity: str = str(getattr(extractor, "identity", ""))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.extractor(x)
+        return {layer: out[tap] for layer, tap in self.names.items()}
 
 
 def pool_number(layer: str) -> int:
@@ -73,17 +113,21 @@ class Cloner(nn.Module):
         layers: critical layers to return (any non-empty subset of ``pool2..pool5``).
         size: ``compact`` (official default, cfg 'B') or ``equal`` (VGG-16 widths, cfg 'A').
         generator: seeds the Xavier-uniform conv weights (no global RNG is touched).
+        expert: whose channels the taps match (:data:`EXPERT_CLONER_CFGS`).
     """
 
     def __init__(self, layers: Sequence[str], size: str = "compact",
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, expert: str = "vgg16") -> None:
         super().__init__()
-        if size not in CLONER_CFGS:
-            raise ValueError(f"unknown cloner size {size!r}; choose from {tuple(CLONER_CFGS)}")
+        cfgs = EXPERT_CLONER_CFGS.get(expert)
+        if cfgs is None:
+            raise ValueError(f"unknown expert {expert!r}; choose from {EXPERTS}")
+        if size not in cfgs:
+            raise ValueError(f"no {size!r} cloner for {expert}; choose from {tuple(cfgs)}")
         if not layers:
             raise ValueError("the cloner needs at least one critical layer")
         deepest = max(pool_number(layer) for layer in layers)
-        cfg = CLONER_CFGS[size]
+        cfg = cfgs[size]
         # keep the blocks up to the deepest requested pool
         ends = [i for i, c in enumerate(cfg) if c == "M"]
         cut = ends[deepest - 1] + 1
