@@ -223,10 +223,10 @@ def test_status_shows_running_jobs_and_an_eta(cli, results):
     from bench.run.select import select_jobs
 
     n = len(select_jobs("demo", check_data=False)[1])
-    # jobs, done, failed, running, pending
-    assert cells[1:6] == [str(n), "1", "0", "1", str(n - 2)]
+    # jobs, done, stale, failed, running, pending
+    assert cells[1:7] == [str(n), "1", "0", "0", "1", str(n - 2)]
     # an ETA (its size depends on how fast the recorded job ran, so on the machine's load)
-    assert re.fullmatch(r"\d+(\.\d)? (s|min|h)", cells[7]) and "/ 2 worker(s)" in out
+    assert re.fullmatch(r"\d+(\.\d)? (s|min|h)", cells[8]) and "/ 2 worker(s)" in out
     assert "ocsvm digits/2 s0" in out and "loky-3" in out
     Claims(Store(results)).release(claim)
 
