@@ -370,7 +370,7 @@ def test_table_versus(cli, st):
 @pytest.mark.parametrize("args,needle", [
     (("--versus", "nope"), "no column 'nope'"),
     (("--versus", "mkd", "--dataset", "textures"), "at least 6 paired tasks"),
-    (("--ranks", "--paper"), "not with --ablation, --paper, --reruns or --ci"),
+    (("--ranks", "--paper"), "not with --ablation, --paper, --reruns, --published or --ci"),
     (("--drop-incomplete",), "--drop-incomplete applies to --ranks and --versus"),
     (("--ci", "95", "--metric", "image_ap"), "--ci is an interval of the image AUROC"),
     (("--ci", "95",), "saved no test scores"),
