@@ -74,6 +74,9 @@ def _compiled(module: nn.Module) -> Callable[[torch.Tensor], Taps]:
     return call
 
 
+#: ``cache_dtype`` -> the dtype the expert's activations are rounded to (None: as returned)
+_CACHE_DTYPES: dict[str, torch.dtype | None] = {"exact": None, "bfloat16": torch.bfloat16}
+
 # ------------------------------------------------------------------------------------ method
 
 
@@ -174,7 +177,22 @@ class MKD(Method):
 
     def _expert(self, x: torch.Tensor) -> Taps:
         with torch.no_grad(), self._autocast():
-            return self._expert_net(x)
+            return self._rounded(self._expert_net(x))
+
+    def _rounded(self, taps: Taps) -> Taps:
+        """The expert's activations in ``cache_dtype`` (unchanged with ``exact``).
+
+        Taps that require gradients (localization) keep the expert's gradient: only their values
+        are rounded (``t + (round(t) − t).detach()``, in the tap's own dtype).
+        """
+        dtype = _CACHE_DTYPES[self.config.cache_dtype]
+        if dtype is None:
+            return taps
+        out = {}
+        for k, t in taps.items():
+            r = t.to(dtype)
+            out[k] = t + (r.to(t.dtype) - t).detach() if t.requires_grad else r
+        return out
 
     def _targets(self, x: torch.Tensor, idx: torch.Tensor, cache: ExpertCache | None) -> Taps:
         """The expert's taps of batch ``x`` (images ``idx`` of the cached set)."""
@@ -187,6 +205,10 @@ class MKD(Method):
         return cache.lookup(idx, compute)
 
     def _activation_dtype(self) -> torch.dtype:
+        """The dtype of the expert's activations as cached."""
+        dtype = _CACHE_DTYPES[self.config.cache_dtype]
+        if dtype is not None:
+            return dtype
         return torch.bfloat16 if self.config.amp else torch.float32
 
     def _make_cache(self, images: torch.Tensor, layers: tuple[str, ...],
@@ -204,13 +226,23 @@ class MKD(Method):
             n_cached = min(n, max(0, budget) // max(1, per_image))
         if n_cached == 0:
             return None
-        parts: dict[str, list[torch.Tensor]] = {}
+        # written in place batch by batch: one copy of the activations, not the batches and
+        # then their concatenation (which held twice the cache's bytes while it filled)
+        store: dict[str, torch.Tensor] = {}
         for start in range(0, n_cached, cfg.batch_size):
             x = self._net_input(self._floats(images[start:min(n_cached, start + cfg.batch_size)]))
             taps = self._expert(x)
             for k in layers:
-                parts.setdefault(k, []).append(taps[k])
-        return ExpertCache({k: torch.cat(v) for k, v in parts.items()}, n_cached)
+                t = taps[k]
+                if k not in store:
+                    fmt = (torch.channels_last if t.dim() == 4 and not t.is_contiguous()
+                           and t.is_contiguous(memory_format=torch.channels_last)
+                           else torch.contiguous_format)
+                    store[k] = torch.empty((n_cached, *t.shape[1:]), dtype=t.dtype,
+                                           device=t.device, memory_format=fmt)
+                store[k][start:start + len(t)] = t
+            del taps
+        return ExpertCache(store, n_cached)
 
     def _budget_bytes(self) -> int:
         mb = self.config.cache_budget_mb
@@ -348,7 +380,7 @@ class MKD(Method):
         cloner = self.cloner_ if eager else self._cloner_net
         with torch.enable_grad():
             with self._autocast():
-                targets = expert(x)
+                targets = self._rounded(expert(x))
                 preds = cloner(x)
             s = image_scores(preds, targets, cfg.scored_layers, cfg.lamda, cfg.loss_terms)
             (grad,) = torch.autograd.grad(s.sum(), x)
@@ -427,8 +459,8 @@ class MKD(Method):
                 x = self._net_input(self._floats(data.images[i:i + 1])).detach()
                 x.requires_grad_(True)
                 with torch.enable_grad(), self._autocast():
-                    s = image_scores(self.cloner_(x), self.expert_(x), cfg.scored_layers,
-                                     cfg.lamda, cfg.loss_terms)
+                    s = image_scores(self.cloner_(x), self._rounded(self.expert_(x)),
+                                     cfg.scored_layers, cfg.lamda, cfg.loss_terms)
                 for p in params:
                     p.grad = None
                 s.sum().backward()

@@ -10,6 +10,7 @@ import torch
 from bench.core.errors import UsageError
 from bench.core.metrics import image_auroc, pixel_auroc
 from bench.datasets import DATASETS
+from bench.datasets.base import InputSpec
 from bench.methods import METHODS
 from bench.methods._pretrained import layers_for, nearest_neighbors
 from bench.methods.backbones import FeatureExtractor
@@ -143,6 +144,51 @@ def test_stfpm_student_learns_and_teacher_stays_frozen():
     t = dict(m.teacher_.trunk.named_parameters())
     s = dict(m.student_.trunk.named_parameters())
     assert not torch.equal(t["conv1.weight"], s["conv1.weight"])
+
+
+def test_stfpm_teacher_cache_on_and_off_give_identical_scores():
+    """The teacher's normalized features computed once train the same student as features
+    computed every batch: the same losses and scores, bit for bit (at 128 px oneDNN returns
+    channels_last features, and the cache keeps that layout: the loss's reductions then run in
+    the same order)."""
+    train, test = DATASETS.get("textures").load("brick", None, 0, InputSpec(size=128))
+    train, test = train.subset(range(6)), test.subset([0, 45])
+    out = {}
+    for mode, budget in [("on", None), ("off", None), ("auto", 0), ("auto", None)]:
+        m = METHODS.get("stfpm").build("", {**RANDOM_R18, "epochs": 2, "batch_size": 4,
+                                            "teacher_cache": mode, "cache_budget_mb": budget})
+        m.fit(train, RunContext(seed=0))
+        out[(mode, budget)] = (m.losses_, m.score(test, RunContext(seed=0)), m.fit_info())
+    ref_losses, ref_scores, info = out[("on", None)]
+    assert info["cached_images"] == 6 and info["cache_mb"] > 0
+    assert out[("off", None)][2]["cached_images"] == 0
+    assert out[("auto", 0)][2]["cached_images"] == 0  # a 0 MiB budget holds none
+    assert out[("auto", None)][2]["cached_images"] == 6
+    for losses, scores, _ in out.values():
+        assert losses == ref_losses
+        np.testing.assert_array_equal(scores.image, ref_scores.image)
+        np.testing.assert_array_equal(scores.maps, ref_scores.maps)
+
+
+def test_stfpm_partial_teacher_cache_mixes_cached_and_computed_features():
+    """With a budget for part of the images, a batch mixes cached features and features
+    computed on the fly, each in its place (the computed ones in a smaller batch: equal to
+    float rounding, 1e-7, not bit for bit; SGD at lr 0.4 amplifies such a difference, so this
+    compares the features, not the trained scores)."""
+    train, _ = blobs_task(n_train=20, n_test=4, size=64, seed=3)
+    m = METHODS.get("stfpm").build("", {**RANDOM_R18, "epochs": 2, "batch_size": 8,
+                                        "cache_budget_mb": 1})
+    m.fit(train, RunContext(seed=0))
+    assert m.fit_info()["cached_images"] == 9  # 1 MiB holds 9 images' taps at 64 px (112 KiB)
+    cache = m._teacher_cache(train, m.layers(), RunContext(seed=0))
+    assert cache is not None and cache.n == 9
+    idx = torch.tensor([12, 3, 19, 0, 8, 9, 15])  # cached and not, interleaved
+    x = train.batch(idx)
+    got = cache.lookup(idx, x, m.teacher_, m.layers())
+    with torch.no_grad():
+        ref = {k: torch.nn.functional.normalize(v, dim=1) for k, v in m.teacher_(x).items()}
+    for k in m.layers():
+        torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-6)
 
 
 def test_trainable_extractor_trains_and_frozen_one_does_not():
