@@ -261,3 +261,24 @@ def test_efficient_ad_runs_on_textures(cli, results, tmp_path):
     (rec,) = records(results)
     assert rec["status"] == "ok", rec.get("error")
     assert rec["versions"]["anomalib"] == VERSION
+
+
+def test_the_peer_benchmark_runs_both_sides_and_prints_the_ratios(capsys):
+    """``benchmarks/anomalib_cpu.py`` (docs/zoo.md, docs/performance.md) at a tiny size: both
+    sides of a pair run, and the ratios are the figures' own quotients."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "anomalib_cpu.py"
+    spec = importlib.util.spec_from_file_location("anomalib_cpu", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--pairs", "stfpm,padim", "--train", "4", "--test", "4", "--size", "32",
+                       "--epochs", "1", "--threads", "1"])
+    text = capsys.readouterr().out
+    assert "anomalib.Stfpm" in text and "anomalib.Padim" in text and "x faster" in text
+    for pair in ("stfpm", "padim"):
+        got = out["pairs"][pair]
+        ours, theirs = got["bench"][0], got["anomalib"][0]
+        assert got["speedup"] == pytest.approx(theirs["total_s"] / ours["total_s"])
+        assert 0.0 <= ours["image_auroc"] <= 1.0 and 0.0 <= theirs["image_auroc"] <= 1.0
