@@ -177,7 +177,8 @@ def test_readme_command_2_is_what_ci_runs():
         "pip", "install", "./examples/bench-plugin-example"]
     assert len(installs) == 4
     assert [w for w in shlex.split(installs[3]) if w != "-q"] == [
-        "pip", "install", "-c", ".ci/constraints-min.txt", "numpy", "pandas", "scikit-learn", "scipy"]
+        "pip", "install", "-c", ".ci/constraints-min.txt", "numpy", "pandas", "scikit-learn",
+        "scipy"]
     # ... and that one comes last, in the same venv (a second venv would install torch twice)
     assert ci.index('step "minimum versions"') > ci.index('step "fashion-mnist score check"')
     # the anomalib extra, after the core tests: docs/zoo.md gives the same two commands
