@@ -173,6 +173,14 @@ def select_jobs(
     jobs = expand(suite, tasks_of, methods=methods or None, datasets=datasets or None,
                   tasks=tasks or None, seeds=seeds or None, extra=extra,
                   settings=settings or None, shots=shots or None)
+    if settings and UNIFIED in settings:
+        # asked on the command line over a whole suite: the datasets without a unified setting
+        # keep their other settings' jobs (a suite file that asks for it is refused)
+        dropped = {j for j in jobs if j.setting == UNIFIED and not _unimported(j.dataset)
+                   and not DATASETS.get(j.dataset).supports_unified}
+        jobs = [j for j in jobs if j not in dropped]
+        if dropped and not jobs:
+            _check_unified(sorted(dropped, key=lambda j: j.dataset))
     _check_unified(jobs)
     configs: dict[tuple[str, str, Any], tuple[Job, MethodConfig]] = {}
     for job in jobs:
