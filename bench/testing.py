@@ -39,7 +39,8 @@ import torch
 
 from bench.core.config import apply_overrides, to_plain
 from bench.core.errors import BenchError, UsageError
-from bench.datasets import DATASETS
+from bench.core.settings import FEW_SHOT, UNIFIED, UNIFIED_TASK
+from bench.datasets import DATASETS, corruptions
 from bench.datasets.base import (
     DatasetInfo,
     DatasetProtocol,
@@ -60,8 +61,6 @@ from bench.methods.base import (
     as_method_spec,
     declaration_problems,
 )
-from bench.core.settings import FEW_SHOT, UNIFIED, UNIFIED_TASK
-from bench.datasets import corruptions
 from bench.records.key import Job
 from bench.run.execute import score_metrics, seed_everything
 from bench.run.setting import Prepared, category_metrics, prepare
