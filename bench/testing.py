@@ -31,7 +31,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cloudpickle
 import numpy as np
@@ -206,7 +206,7 @@ class Synthetic(DatasetProtocol):
         return ["blobs"]
 
     #: grey level of each task's normal images
-    levels: dict[str, float] = {"blobs": 0.4}
+    levels: ClassVar[Mapping[str, float]] = {"blobs": 0.4}
 
     def load(self, task: str, root: Path | None, seed: int,
              spec: InputSpec | None = None) -> tuple[TaskData, TaskData]:
@@ -228,7 +228,7 @@ class SyntheticCategories(Synthetic):
 
     name = "synthetic-categories"
     supports_unified = True
-    levels = {"dark": 0.3, "light": 0.55}
+    levels: ClassVar[Mapping[str, float]] = {"dark": 0.3, "light": 0.55}
 
     def tasks(self) -> list[str]:
         return list(self.levels)

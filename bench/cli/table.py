@@ -115,7 +115,7 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
 @click.option("--corruptions", is_flag=True,
               help="The corrupted setting's tables: rows = corruptions, columns = severities "
                    "(clean, 1-5), one table per dataset and method; --metric image_auroc, "
-                   "image_ap, image_f1_at_train_quantile or pixel_auroc_model_res.")
+                   "image_ap or image_f1_at_train_quantile.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="markdown",
               show_default=True)
 @click.option("--digits", type=click.IntRange(0, 4), default=1, show_default=True)

@@ -41,13 +41,14 @@ def expand(
     method_filter = set(methods) if methods is not None else None
     dataset_filter = set(datasets) if datasets is not None else None
     task_filter = {str(t) for t in tasks} if tasks is not None else None
-    seed_list = list(seeds) if seeds is not None else list(suite.seeds)
+    seed_list = list(seeds) if seeds is not None else None
     setting_list = list(settings) if settings is not None else None
     shot_list = list(shots) if shots is not None else None
     out: set[Job] = set()
     for block in suite.blocks:
         block_settings = setting_list or list(suite.block_settings(block))
         block_shots = shot_list or list(suite.block_shots(block))
+        block_seeds = seed_list or list(block.seeds or suite.seeds)
         for dataset, wanted in block.datasets.items():
             if dataset_filter is not None and dataset not in dataset_filter:
                 continue
@@ -68,7 +69,7 @@ def expand(
                         for task, k in cells:
                             if task_filter is not None and task not in task_filter:
                                 continue
-                            for seed in seed_list:
+                            for seed in block_seeds:
                                 out.add(Job.make(suite.name, method, dataset, task, seed,
                                                  overrides, setting=setting, shots=k))
     return sorted(out, key=lambda j: (j.dataset, j.task, j.method, j.overrides, j.seed,

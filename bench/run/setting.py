@@ -104,16 +104,18 @@ def category_metrics(prepared: Prepared, scores: Scores,
 def corruption_metrics(method: Method, prepared: Prepared, ctx: RunContext,
                        threshold: Mapping[str, Any] | None) -> dict[str, Any]:
     """The record's ``corrupted`` field: the model scores every corrupted copy of the test set;
-    image AUROC and AP, F1 at the clean training images' threshold (when the run took one) and
-    the pixel AUROC at the model's size (methods with maps) per (corruption, severity)."""
+    image AUROC and AP and F1 at the clean training images' threshold (when the run took one)
+    per (corruption, severity). The copies carry no masks: image metrics only, and methods that
+    make maps only for masked data (MKD's gradient maps) skip them."""
     from bench.run.execute import image_scores  # execute imports this module
 
     test = prepared.test
-    masks = test.masks.numpy() if test.masks is not None else None
+    unmasked = TaskData(test.images, test.labels, None, test.ids, native_size=test.native_size,
+                        name=test.name)
     rows = []
     for name in corruptions.CORRUPTIONS:
         for severity in corruptions.SEVERITIES:
-            copy = corruptions.corrupted(test, name, severity, ctx.seed)
+            copy = corruptions.corrupted(unmasked, name, severity, ctx.seed)
             scores = method.score(copy, ctx)
             image = image_scores(copy, scores)
             row: dict[str, Any] = {"corruption": name, "severity": severity,
@@ -122,8 +124,6 @@ def corruption_metrics(method: Method, prepared: Prepared, ctx: RunContext,
             if threshold is not None:
                 row[M.TRAIN_THRESHOLD_METRIC] = M.image_f1_at(test.labels, image,
                                                               float(threshold["value"]))
-            if masks is not None and scores.maps is not None:
-                row["pixel_auroc_model_res"] = M.pixel_auroc(masks, np.asarray(scores.maps))
             rows.append({k: (None if isinstance(v, float) and np.isnan(v) else v)
                          for k, v in row.items()})
     return {"protocol": corruptions.protocol(), "metrics": rows}

@@ -13,7 +13,7 @@ A suite file::
     blocks:                                  # optional: more (datasets x methods) grids
       - datasets: {textures: all}
         methods: {kde: {}}
-        settings: [unified]                  # a block may name its own settings and shots
+        settings: [unified]                  # a block may name its own settings, shots, seeds
 
 Files are read as UTF-8 with :func:`bench.core.yamlfile.read_yaml` (``yaml.safe_load``'s
 types, an alias budget, no key given twice), and their schema is checked before any job: each
@@ -51,9 +51,10 @@ def check_seed(value: Any, where: str) -> int:
 class Block:
     datasets: Mapping[str, Any]           # name -> "all" | list of tasks
     methods: Mapping[str, list[dict[str, Any]]]
-    #: the block's own settings and shots (None: the suite's)
+    #: the block's own settings, shots and seeds (None: the suite's)
     settings: tuple[str, ...] | None = None
     shots: tuple[int, ...] | None = None
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,9 @@ def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
 
 
-def _block(raw: Mapping[str, Any], where: str) -> Block:
+def _block(raw: Mapping[str, Any], where: str, top: bool = False) -> Block:
+    """One grid; ``top``: the suite's own datasets and methods, whose settings, shots and seeds
+    are the suite's."""
     datasets = raw.get("datasets") or {}
     methods = raw.get("methods") or {}
     for key, value in (("datasets", datasets), ("methods", methods)):
@@ -139,8 +142,11 @@ def _block(raw: Mapping[str, Any], where: str) -> Block:
             raise UsageError(f"{where}: method {name!r} needs a mapping or a non-empty list of "
                              "mappings (one per variant; {} for the defaults)")
         ms[str(name)] = variants
+    if top:
+        return Block(ds, ms)
     return Block(ds, ms, _names_list(raw.get("settings"), "settings", where, check_setting),
-                 _names_list(raw.get("shots"), "shots", where, check_shots))
+                 _names_list(raw.get("shots"), "shots", where, check_shots),
+                 _names_list(raw.get("seeds"), "seeds", where, check_seed))
 
 
 def _check_task(task: Any, where: str) -> Any:
@@ -169,7 +175,7 @@ def parse_suite(raw: Any, source: str) -> Suite:
         raise UsageError(f"{source}: 'seeds' is empty, so the suite has no jobs; e.g. seeds: [0]")
     blocks = []
     if raw.get("datasets") or raw.get("methods"):
-        blocks.append(_block(raw, source))
+        blocks.append(_block(raw, source, top=True))
     raw_blocks = raw.get("blocks") or []
     if not isinstance(raw_blocks, list):
         raise UsageError(f"{source}: blocks: a list of mappings (each with datasets and "
