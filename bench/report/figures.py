@@ -161,6 +161,8 @@ class JobFilter:
 def _label(rec: Record, with_seed: bool) -> str:
     job = rec.job
     name = column_label(job.method, variant_label(job.overrides_dict))
+    if job.setting != "one-class":
+        name += f" ({job.setting_label})"
     return f"{name} s{job.seed}" if with_seed else name
 
 
