@@ -31,7 +31,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cloudpickle
 import numpy as np
@@ -39,7 +39,8 @@ import torch
 
 from bench.core.config import apply_overrides, to_plain
 from bench.core.errors import BenchError, UsageError
-from bench.datasets import DATASETS
+from bench.core.settings import FEW_SHOT, UNIFIED, UNIFIED_TASK
+from bench.datasets import DATASETS, corruptions
 from bench.datasets.base import (
     DatasetInfo,
     DatasetProtocol,
@@ -60,10 +61,12 @@ from bench.methods.base import (
     as_method_spec,
     declaration_problems,
 )
+from bench.records.key import Job
 from bench.run.execute import score_metrics, seed_everything
+from bench.run.setting import Prepared, category_metrics, prepare
 
-__all__ = ["Check", "CheckReport", "Synthetic", "check_dataset", "check_method",
-           "synthetic_task"]
+__all__ = ["Check", "CheckReport", "Synthetic", "SyntheticCategories", "check_dataset",
+           "check_method", "synthetic_task"]
 
 
 # ----------------------------------------------------------------------------- the report
@@ -158,13 +161,14 @@ def _global_rng_kept() -> Iterator[None]:
 
 # ---------------------------------------------------------------------- the synthetic task
 def synthetic_task(n_train: int = 24, n_test: int = 20, size: int = 32, seed: int = 0,
-                   defect: float = 0.8) -> tuple[TaskData, TaskData]:
-    """Smooth random grey images as normals; the second half of the test images carry an
-    obvious anomaly, a bright square, with its mask. RGB ``uint8``, ``size`` x ``size``."""
+                   defect: float = 0.8, level: float = 0.4) -> tuple[TaskData, TaskData]:
+    """Smooth random grey images (around grey ``level``) as normals; the second half of the
+    test images carry an obvious anomaly, a bright square, with its mask. RGB ``uint8``,
+    ``size`` x ``size``."""
     rng = np.random.default_rng(seed)
 
     def normal(n: int) -> np.ndarray:
-        base = rng.normal(0.4, 0.05, size=(n, 1, size // 4, size // 4))
+        base = rng.normal(level, 0.05, size=(n, 1, size // 4, size // 4))
         up = np.kron(base, np.ones((1, 1, 4, 4)))
         return np.clip(up + rng.normal(0, 0.02, size=(n, 1, size, size)), 0, 1)
 
@@ -201,18 +205,33 @@ class Synthetic(DatasetProtocol):
     def tasks(self) -> list[str]:
         return ["blobs"]
 
+    #: grey level of each task's normal images
+    levels: ClassVar[Mapping[str, float]] = {"blobs": 0.4}
+
     def load(self, task: str, root: Path | None, seed: int,
              spec: InputSpec | None = None) -> tuple[TaskData, TaskData]:
         self.check_task(task)
         spec = spec or InputSpec()
         out = []
-        for split in synthetic_task(size=self.default_size, seed=seed):
+        for split in synthetic_task(size=self.default_size, seed=seed, level=self.levels[task]):
             images = [to_pil(im.numpy().transpose(1, 2, 0)) for im in split.images]
             masks = (None if split.masks is None else
                      [to_pil(m.numpy()) for m in split.masks])
             out.append(build_taskdata(images, split.labels, spec, self.default_size,
                                       masks=masks, name=f"synthetic/{task}"))
         return out[0], out[1]
+
+
+class SyntheticCategories(Synthetic):
+    """:class:`Synthetic` with two categories of different grey levels, for the unified
+    setting (one model on both)."""
+
+    name = "synthetic-categories"
+    supports_unified = True
+    levels: ClassVar[Mapping[str, float]] = {"dark": 0.3, "light": 0.55}
+
+    def tasks(self) -> list[str]:
+        return list(self.levels)
 
 
 # ------------------------------------------------------------------------------- methods
@@ -251,7 +270,10 @@ def check_method(target: MethodTarget, *, overrides: Mapping[str, Any] | None = 
     images' size exactly when ``localizes``, extra maps as declared; the harness's metrics
     compute; the obvious anomalies score higher; the same seed gives the same scores; the spec
     and the method pickle (as they travel to worker processes); ``provenance`` and
-    ``fit_info`` are plain.
+    ``fit_info`` are plain; and the settings (docs/settings.md), through the harness's own data
+    preparation: ``unified`` (one model on two categories, per-category metrics), ``few-shot``
+    (k=1), ``corrupted`` (finite scores on every corruption at severity 5; the clean test
+    images and their scores unchanged afterwards).
     """
     label = target if isinstance(target, str) else getattr(target, "__name__",
                                                            getattr(target, "name", "?"))
@@ -404,8 +426,59 @@ def check_method(target: MethodTarget, *, overrides: Mapping[str, Any] | None = 
     run.run("metrics", metrics, needs=["maps"])
     run.run("higher = more anomalous", higher_is_anomalous, needs=["image scores"])
     run.run("same seed, same scores", determinism, needs=["image scores"])
+    def in_setting(setting: str, protocol: DatasetProtocol, task: str, shots: int | None = None
+                   ) -> tuple[Method, Prepared, Scores]:
+        spec: MethodSpec = state["spec"]
+        method = spec.build(protocol.family, state["overrides"])
+        job = Job.make("check", spec.name, protocol.name, task, seed, setting=setting,
+                       shots=shots)
+        data = prepare(job, protocol, None, method.input_spec())
+        ctx = RunContext(seed=seed, family=protocol.family)
+        with _global_rng_kept(), contextlib.redirect_stdout(io.StringIO()):
+            seed_everything(seed)
+            method.fit(data.train, ctx)
+            scores = method.score(data.test, ctx)
+        image = np.asarray(scores.image)
+        assert image.shape == (len(data.test),) and np.isfinite(image).all(), \
+            f"{setting}: not one finite score per test image"
+        return method, data, scores
+
+    def unified() -> str:
+        _, data, scores = in_setting(UNIFIED, SyntheticCategories(), UNIFIED_TASK)
+        per = category_metrics(data, scores, state["spec"].cls.extra_map_protocols, None)
+        assert set(per) == {"dark", "light"}, f"per-category metrics of {sorted(per)}"
+        return (f"one model on {len(data.train)} images of 2 categories; image AUROC "
+                + ", ".join(f"{c} {m['image_auroc']:.3f}" for c, m in per.items()))
+
+    def few_shot() -> str:
+        _, data, _ = in_setting(FEW_SHOT, data_protocol, "blobs", shots=1)
+        assert len(data.train) == 1, f"{len(data.train)} training images for k=1"
+        return "fits one training image (k=1) and scores every test image"
+
+    def corrupted_setting() -> str:
+        method: Method = state["method"]
+        test: TaskData = state["test"]
+        before = test.images.clone()
+        ctx = RunContext(seed=seed, family=data.family)
+        with _global_rng_kept(), contextlib.redirect_stdout(io.StringIO()):
+            for name in corruptions.CORRUPTIONS:
+                copy = corruptions.corrupted(test, name, corruptions.SEVERITIES[-1], seed)
+                image = np.asarray(method.score(copy, ctx).image)
+                assert image.shape == (len(test),) and np.isfinite(image).all(), \
+                    f"{name}: not one finite score per corrupted test image"
+            again = method.score(test, ctx)
+        assert torch.equal(test.images, before), "corrupting the test set changed its images"
+        assert _same(np.asarray(again.image), np.asarray(state["scores"].image)), \
+            "scoring corrupted copies changed the clean test images' scores"
+        return (f"{len(corruptions.CORRUPTIONS)} corruptions at severity "
+                f"{corruptions.SEVERITIES[-1]}: finite scores; the clean scores unchanged")
+
+    data_protocol = data
     run.run("pickling", pickling, needs=["configs"])
     run.run("provenance", provenance, needs=["fit"])
+    run.run("unified setting", unified, needs=["image scores"])
+    run.run("few-shot setting", few_shot, needs=["image scores"])
+    run.run("corrupted setting", corrupted_setting, needs=["image scores"])
     if raise_on_failure:
         run.report.raise_for_failures()
     return run.report

@@ -403,6 +403,10 @@ class DatasetProtocol(abc.ABC):
     default_size: ClassVar[int]    # square side used when the method does not ask for a size
     has_masks: ClassVar[bool] = False
     embedded: ClassVar[bool] = False  # ships with the code: no download, no root
+    #: its tasks are categories, each with its own normal images and defects (MVTec-like), so
+    #: one model can be trained on all of them: the unified setting. False for one-vs-rest
+    #: protocols (digits, CIFAR-10), whose union of normal classes holds every anomaly
+    supports_unified: ClassVar[bool] = False
     info: ClassVar[DatasetInfo]
 
     @abc.abstractmethod
@@ -455,7 +459,8 @@ def protocol_problems(ds: DatasetProtocol) -> list[str]:
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         out.append(f"does not implement {missing}")
     for attr, kind in (("name", str), ("family", str), ("default_size", int),
-                       ("has_masks", bool), ("embedded", bool), ("info", DatasetInfo)):
+                       ("has_masks", bool), ("embedded", bool), ("supports_unified", bool),
+                       ("info", DatasetInfo)):
         value = getattr(ds, attr, None)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             out.append(f"{attr} is {value!r}, not a {kind.__name__}")

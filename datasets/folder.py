@@ -36,6 +36,7 @@ class Folder(StoredDataset):
 
     name = "folder"
     family = "mvtec"
+    supports_unified = True
     default_size = 128
     has_masks = True
     fetch_mode = "none"

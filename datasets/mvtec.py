@@ -170,6 +170,7 @@ class CategoryDataset(StoredDataset):
     """
 
     family = "mvtec"
+    supports_unified = True
     default_size = 128
     has_masks = True
     categories: ClassVar[tuple[str, ...]]

@@ -168,6 +168,7 @@ class Textures(DatasetProtocol):
     default_size = 64
     has_masks = True
     embedded = True
+    supports_unified = True
     info = DatasetInfo(
         title="scikit-image texture photographs with synthetic defects",
         source="bundled with scikit-image (skimage.data.brick/grass/gravel)",

@@ -9,6 +9,11 @@ Like scikit-learn's estimators, with one difference written down everywhere:
 - ``history_`` holds per-epoch test metrics when the config asks for evaluation during training.
 - Methods never print, never write outside ``ctx.cache_dir`` and never seed global RNGs: they use
   ``ctx.seed`` for their own generators.
+- Every method runs in every setting (docs/settings.md): on one task's images (one-class,
+  corrupted copies), on as few as one training image (few-shot, k=1), and on the union of a
+  dataset's categories (unified). There a method **never learns a test image's category**: the
+  data it receives is named after the dataset and its ids are anonymous; a method must not
+  infer categories from names, ids or order, nor be told them in any other way.
 """
 
 from __future__ import annotations

@@ -97,13 +97,13 @@ class DN2(_BackboneMethod):
     def fit(self, train: TaskData, ctx: RunContext) -> DN2:
         self._extractor(ctx)
         self.bank_ = self._features(train, ctx)
-        if self.config.k > len(self.bank_):
-            raise ValueError(f"k={self.config.k} exceeds the {len(self.bank_)} training images")
+        # fewer training images than k (the few-shot setting, k=1): all of them are the nearest
+        self.k_ = min(self.config.k, len(self.bank_))
         ctx.report(1, 1)
         return self
 
     def score(self, test: TaskData, ctx: RunContext) -> Scores:
-        d, _ = nearest_neighbors(self._features(test, ctx), self.bank_, self.config.k)
+        d, _ = nearest_neighbors(self._features(test, ctx), self.bank_, self.k_)
         return Scores(image=d.mean(dim=1).cpu().numpy().astype(np.float64))
 
 
@@ -202,8 +202,6 @@ class PaDiM(_BackboneMethod):
         self.channels_ = torch.sort(perm[:d]).values
         x = self._embed(train, ctx)                       # [N, d, h, w]
         n, d, h, w = x.shape
-        if n < 2:
-            raise ValueError("PaDiM needs at least two training images")
         x = x.reshape(n, d, h * w).to(ctx.device)
         mean = x.mean(dim=0, dtype=torch.float64)         # [d, P]
         self.precision_ = torch.empty(h * w, d, d, device=ctx.device)  # the model: P × d × d
@@ -211,7 +209,9 @@ class PaDiM(_BackboneMethod):
         for p0 in range(0, h * w, cfg.position_chunk):    # float64 only chunk by chunk
             sl = slice(p0, p0 + cfg.position_chunk)
             c = (x[:, :, sl].double() - mean[None, :, sl]).permute(2, 1, 0)  # [p, d, n]
-            cov = torch.bmm(c, c.transpose(1, 2)) / (n - 1) + eye
+            # one training image (few-shot, k=1) has no sample covariance: Σ = εI, the
+            # Mahalanobis distance then a scaled Euclidean distance to that image's embedding
+            cov = torch.bmm(c, c.transpose(1, 2)) / max(n - 1, 1) + eye
             self.precision_[sl] = torch.cholesky_inverse(torch.linalg.cholesky(cov)).float()
             ctx.report(min(p0 + cfg.position_chunk, h * w), h * w)
         self.mean_ = mean.float()

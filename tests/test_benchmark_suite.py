@@ -44,7 +44,11 @@ def test_the_native_part_expands_with_imagenet_weights():
     assert set(NATIVE) <= set(suite.method_names())
     _, jobs = select_jobs(suite, methods=list(NATIVE), check_data=False)
     n_tasks = len(DATASETS.get("mvtec").tasks()) + len(DATASETS.get("visa").tasks())
-    assert n_tasks == 27 and len(jobs) == n_tasks * len(NATIVE) * 3
+    one_class = [j for j in jobs if j.setting == "one-class"]
+    assert n_tasks == 27 and len(one_class) == n_tasks * len(NATIVE) * 3
+    # one unified model per dataset; k = 1, 2, 4, 8 images per category
+    assert len([j for j in jobs if j.setting == "unified"]) == 2 * len(NATIVE) * 3
+    assert len([j for j in jobs if j.setting == "few-shot"]) == n_tasks * 4 * len(NATIVE) * 3
     family = DATASETS.get("visa").family
     for job in jobs:
         cfg = METHODS.get(job.method).config(family, job.overrides_dict)

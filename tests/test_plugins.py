@@ -321,7 +321,7 @@ def test_module_class_names_in_a_suite_file(cli, results, mymod, tmp_path):
 def test_check_method_command(cli, results, mymod):
     res = invoke(cli, results, "check-method", f"{mymod}:Mean")
     assert res.exit_code == 0, res.output
-    assert "pass" in res.output and "12 passed, 0 failed" in res.output
+    assert "pass" in res.output and "15 passed, 0 failed" in res.output
     res = invoke(cli, results, "check-method", f"{mymod}:Inverted")
     assert res.exit_code == 1
     assert "FAIL" in res.output and "higher = more anomalous" in res.output

@@ -223,6 +223,7 @@ def _every_command(suite: str) -> dict[tuple[str, ...], list[str]]:
         ("plot", "ablation"): ["plot", "ablation", *sel],
         ("plot", "curves"): ["plot", "curves", *sel],
         ("plot", "cd"): ["plot", "cd", *sel],
+        ("plot", "corruptions"): ["plot", "corruptions", *sel],
         ("plot", "roc"): ["plot", "roc", *one],
         ("plot", "overlays"): ["plot", "overlays", *one],
         ("report",): ["report", *sel],

@@ -33,8 +33,8 @@ COMMANDS = [
     LazyCommand("run", "bench.cli.run:run",
                 "Run the jobs of a suite (``--all``, or narrowed by --method/--dataset/--task)."),
     LazyCommand("table", "bench.cli.table:table",
-                "One table per dataset: tasks as rows (plus a recomputed Mean), methods as "
-                "columns."),
+                "One table per dataset (and setting): tasks as rows (plus a recomputed Mean; a "
+                "unified table's Pooled row), methods as columns."),
     LazyCommand("plot", "bench.cli.plot:plot",
                 "Figures from the records, saved under results/figures/<suite>/."),
     LazyCommand("report", "bench.cli.plot:report",

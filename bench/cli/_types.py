@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from bench.core.errors import UsageError
+from bench.core.settings import SETTINGS, check_shots
 from bench.run.suites import SEED_LIMIT
 
 
@@ -35,3 +37,17 @@ def number(min: float | None = None, max: float | None = None, *, min_open: bool
 
 #: the type of a seed option
 SEED = click.IntRange(0, SEED_LIMIT - 1)
+
+#: the type of a ``--setting`` option (repeatable where it selects)
+SETTING = click.Choice(SETTINGS)
+
+
+def shots_list(text: str | None, option: str = "--shots") -> list[int]:
+    """``"1,2,4"`` as the k of the few-shot setting (empty: the suite's)."""
+    if not text:
+        return []
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"{option} expects integers separated by commas, got {text!r}") from None
+    return [check_shots(k, option) for k in values]

@@ -10,6 +10,7 @@ import click
 import pandas as pd
 
 from bench.cli._common import Settings, reads_results, suite_refs
+from bench.cli._types import SETTING, shots_list
 from bench.core.errors import UsageError
 from bench.records.key import variant_label
 from bench.records.record import plugin_labels
@@ -21,6 +22,7 @@ from bench.report.check import (
     compare,
     degenerate_rows,
     read_baseline,
+    setting_labels,
     verdict,
     write_baseline,
 )
@@ -34,7 +36,15 @@ def _default_baseline(settings: Settings, suite: str) -> Path:
 def _failed_rows(store: Store, suite: str) -> pd.DataFrame:
     summ = store.summary(suite)
     failed = summ[summ["status"] != "ok"]
-    return failed[["method", "overrides", "dataset", "task", "seed", "error"]]
+    failed = failed.assign(setting=setting_labels(failed))
+    return failed[["method", "overrides", "dataset", "task", "seed", "setting", "error"]]
+
+
+_SETTING_OPTION = click.option(
+    "--setting", "settings_", multiple=True, type=SETTING,
+    help="Only the suite's jobs in this setting (repeatable; default: the suite's settings).")
+_SHOTS_OPTION = click.option("--shots", default=None, metavar="K,...",
+                             help="k of the few-shot setting (default: the suite's).")
 
 
 @click.command()
@@ -46,20 +56,26 @@ def _failed_rows(store: Store, suite: str) -> pd.DataFrame:
                    "(pixel_aupro=0.02). Repeatable.")
 @click.option("--show", type=click.IntRange(min=1), default=20, show_default=True,
               help="Rows of the diff table to print.")
+@_SETTING_OPTION
+@_SHOTS_OPTION
 @reads_results
 def check(settings: Settings, suite: str, baseline: str | None, tolerances: tuple[str, ...],
-          show: int) -> None:
+          show: int, settings_: tuple[str, ...], shots: str | None) -> None:
     """Compare the suite's records with a baseline; exit 1 on a drop or a rise beyond the
     tolerance, a missing or failed job, or a degenerate detector."""
     tol = Tolerances.parse(tolerances)
     from bench.run.runner import plan  # imported when the command runs: it loads torch
     from bench.run.select import select_jobs
 
-    the_suite, jobs = select_jobs(suite, data_root=settings.data_root, check_data=False)
+    the_suite, jobs = select_jobs(suite, data_root=settings.data_root, check_data=False,
+                                  settings=settings_, shots=shots_list(shots))
     base_path = baseline or _default_baseline(settings, the_suite.name)
     base = read_baseline(base_path)
     if base.empty:
         raise UsageError(f"baseline {base_path} pins nothing")
+    if settings_:  # the values of the other settings are not checked here
+        labels = {j.setting_label for j in jobs}
+        base = base[base["setting"].isin(labels)]
     store = Store(settings.results_root)
     ids = {j.id for j in jobs}
     df = store.load(the_suite.name)
@@ -67,17 +83,20 @@ def check(settings: Settings, suite: str, baseline: str | None, tolerances: tupl
     result = compare(current, base, tol, _failed_rows(store, the_suite.name))
     todo, _, failed = plan(jobs, store)
     pinned = set(zip(base["method"], base["overrides"], base["dataset"], base["task"],
-                     base["seed"], strict=True))
+                     base["seed"], base["setting"], strict=True))
     errors = {r.id: r.error or "" for r in store.records(the_suite.name) if not r.ok}
     # a job of the suite without a record, or failed, fails the check pinned or not
     unpinned_missing = [
         {"method": j.method, "overrides": json.dumps(j.overrides_dict, sort_keys=True),
-         "dataset": j.dataset, "task": j.task, "seed": j.seed,
+         "dataset": j.dataset, "task": j.task, "seed": j.seed, "setting": j.setting_label,
          "metric": "(no record)" if status == "missing" else "(failed)",
          "status": status, "error": errors.get(j.id, "")}
         for status, group in (("missing", todo), ("failed", failed)) for j in group
         if (j.method, json.dumps(j.overrides_dict, sort_keys=True), j.dataset, j.task,
-            j.seed) not in pinned
+            j.seed, j.setting_label) not in pinned and not (
+            j.setting == "unified" and any(
+                (j.method, json.dumps(j.overrides_dict, sort_keys=True), j.dataset, j.seed,
+                 j.setting_label) == (p[0], p[1], p[2], p[4], p[5]) for p in pinned))
     ]
     if unpinned_missing:
         result = pd.concat([pd.DataFrame(unpinned_missing), result], ignore_index=True)
@@ -133,7 +152,10 @@ def _diff_lines(rows: pd.DataFrame, title: str, plugins: dict[str, str] | None =
         change = "" if pd.isna(delta) else f" ({'+' if delta > 0 else ''}{delta:.4f}, " \
             f"tolerance {r['tolerance']:g})"
         seed = "" if r["seed"] == "" or pd.isna(r["seed"]) else f" seed {r['seed']}"
-        line = f"  {r['status'].upper():<11} {name} {r['dataset']}/{r['task']}{seed} {r['metric']}"
+        setting = r.get("setting")
+        where = "" if not isinstance(setting, str) or setting == "one-class" else f" ({setting})"
+        line = (f"  {r['status'].upper():<11} {name} {r['dataset']}/{r['task']}{seed}{where} "
+                f"{r['metric']}")
         if r["status"] != "degenerate":  # no values to compare: the reason says it all
             line += f": {fmt(r['baseline'])} -> {fmt(r['current'])}{change}"
         if r.get("error"):
@@ -155,14 +177,18 @@ def baseline() -> None:
               help="Baseline CSV to write (default: <results>/baselines/<suite>.csv).")
 @click.option("--metric", "metrics", multiple=True,
               help=f"Metrics to pin (default: {', '.join(DEFAULT_METRICS)}).")
+@_SETTING_OPTION
+@_SHOTS_OPTION
 @reads_results
-def update(settings: Settings, suite: str, output: str | None, metrics: tuple[str, ...]) -> None:
+def update(settings: Settings, suite: str, output: str | None, metrics: tuple[str, ...],
+           settings_: tuple[str, ...], shots: str | None) -> None:
     """Rewrite the baseline from the current records (every job of the suite must be ok)."""
     store = Store(settings.results_root)
     from bench.run.runner import plan  # imported when the command runs: it loads torch
     from bench.run.select import select_jobs
 
-    the_suite, jobs = select_jobs(suite, data_root=settings.data_root, check_data=False)
+    the_suite, jobs = select_jobs(suite, data_root=settings.data_root, check_data=False,
+                                  settings=settings_, shots=shots_list(shots))
     todo, _, failed = plan(jobs, store)
     if todo or failed:
         raise UsageError(f"suite {the_suite.name}: {len(todo)} job(s) without a record and "

@@ -10,7 +10,7 @@ import click
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings, reads_results, suite_refs
-from bench.cli._types import number
+from bench.cli._types import SETTING, number, shots_list
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
 from bench.run.adhoc import stored_adhoc
@@ -131,9 +131,15 @@ def _duration(seconds: float | None) -> str:
               help="A claim not refreshed for this long counts as dead (its job as pending).")
 @click.option("--by-method", is_flag=True,
               help="Also the recorded time of each suite by method (total, mean per job).")
+@click.option("--setting", "settings_", multiple=True, type=SETTING,
+              help="Count the suites' jobs in this setting (repeatable; default: each suite's "
+                   "settings).")
+@click.option("--shots", default=None, metavar="K,...",
+              help="k of the few-shot setting (default: the suites').")
 @reads_results
 def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
-           claim_timeout: float, by_method: bool) -> None:
+           claim_timeout: float, by_method: bool, settings_: tuple[str, ...],
+           shots: str | None) -> None:
     """Done / failed / running / pending jobs per suite, with an ETA.
 
     Running: held by a live claim of a runner. ETA: the expected time of the pending jobs (and
@@ -157,7 +163,8 @@ def status(settings: Settings, suites: tuple[str, ...], n_workers: int | None,
     timings: list[SuiteTime] = []
     for name in names:
         try:
-            suite, jobs = select_jobs(name, data_root=settings.data_root, check_data=False)
+            suite, jobs = select_jobs(name, data_root=settings.data_root, check_data=False,
+                                      settings=settings_, shots=shots_list(shots))
         except BenchError as exc:  # one suite's missing data must not hide the others
             if suites:  # asked for by name: the user needs the reason
                 raise

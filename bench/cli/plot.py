@@ -10,7 +10,7 @@ import click
 import pandas as pd
 
 from bench.cli._common import Settings, reads_results, suite_names
-from bench.cli._types import SEED
+from bench.cli._types import SEED, SETTING
 from bench.cli.table import check_metric, load_records, task_orders, write_or_echo
 from bench.core.errors import UsageError
 from bench.records.store import Store
@@ -154,6 +154,23 @@ def cd_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None, ima
     _save(settings, named, suites, out_dir, image_format, dpi)
 
 
+@plot.command("corruptions")
+@_common
+@_metric_option
+@click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
+@reads_results
+def corruptions_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | None,
+                    image_format: str, dpi: int, metric: str, datasets: tuple[str, ...]) -> None:
+    """The corrupted setting: the metric against severity (0 = clean), one line per
+    corruption, one figure per dataset and method."""
+    cdf = Store(settings.results_root).load_corruptions(list(suites) or None)
+    named = figures.corruptions(cdf, metric, datasets)
+    if not named:
+        raise UsageError(f"no corrupted-setting records with {metric} (run bench run "
+                         "--setting corrupted)")
+    _save(settings, named, suites, out_dir, image_format, dpi)
+
+
 def _job_options(f: F) -> F:
     for deco in reversed([
         click.option("--job", "job_id", default=None, help="A job id (see `bench run --dry-run`)."),
@@ -208,9 +225,12 @@ def overlays_cmd(settings: Settings, suites: tuple[str, ...], out_dir: str | Non
               help="The method (or column title) the Statistics section compares every other "
                    "column with (default: the method of the published paper numbers if it has "
                    "records, else the suite's first method).")
+@click.option("--setting", "settings_", multiple=True, type=SETTING,
+              help="Only records of this setting (repeatable; default: every setting, each "
+                   "with its own tables; the statistics compare the first setting's columns).")
 @reads_results
 def report(settings: Settings, suite: str, output: str | None, dpi: int,
-           versus: str | None) -> None:
+           versus: str | None, settings_: tuple[str, ...]) -> None:
     """One self-contained HTML page with the suite's tables and figures."""
     store = Store(settings.results_root)
     df = load_records(settings, (suite,))
@@ -219,7 +239,7 @@ def report(settings: Settings, suite: str, output: str | None, dpi: int,
         versus = stats.default_reference(suite_methods(suite, df), reference)
     orders = task_orders(settings, sorted(df["dataset"].unique()))
     text = build_report(store, suite, task_orders=orders, reference=reference, dpi=dpi,
-                        versus=versus)
+                        versus=versus, settings=settings_)
     path = output or str(settings.results_root / f"report-{suite}.html")
     write_or_echo(settings, text, path)
 

@@ -10,7 +10,7 @@ import numpy as np
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
-from bench.cli._types import number
+from bench.cli._types import SETTING, number, shots_list
 from bench.core.config import parse_set
 from bench.core.errors import UsageError
 from bench.core.metrics import DEFAULT_THRESHOLD_QUANTILE
@@ -43,6 +43,13 @@ def _seeds(text: str | None) -> list[int]:
 @click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
 @click.option("--task", "tasks", multiple=True, help="Only this task / class (repeatable).")
 @click.option("--seeds", default=None, help="Seeds to run, e.g. 0,1,2 (default: the suite's).")
+@click.option("--setting", "settings_", multiple=True, type=SETTING,
+              help="Run in this setting (repeatable; default: the suite's): one-class, unified "
+                   "(one model per dataset on all its categories), few-shot (k images per "
+                   "task, --shots), corrupted (also scored on corrupted test copies). See "
+                   "docs/settings.md.")
+@click.option("--shots", default=None, metavar="K,...",
+              help="k of the few-shot setting, e.g. 1,2,4,8 (default: the suite's).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a method config field (repeatable).")
 @click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -80,7 +87,8 @@ def _seeds(text: str | None) -> list[int]:
 @pass_settings
 def run(settings: Settings, all_: bool, suite: str | None, methods: tuple[str, ...],
         datasets: tuple[str, ...], tasks: tuple[str, ...], seeds: str | None,
-        sets: tuple[str, ...], n_jobs: int, backend: str, scheduler: str | None, device: str,
+        settings_: tuple[str, ...], shots: str | None, sets: tuple[str, ...], n_jobs: int,
+        backend: str, scheduler: str | None, device: str,
         deterministic: bool, retry_failed: bool, rerun_stale: bool, timeout: float | None,
         claim_timeout: float,
         threshold_quantile: float, no_train_threshold: bool, dry_run: bool) -> None:
@@ -113,12 +121,14 @@ def run(settings: Settings, all_: bool, suite: str | None, methods: tuple[str, .
     if adhoc:
         the_suite, jobs = select_jobs(adhoc_suite(methods, datasets, _seeds(seeds)), tasks=tasks,
                                       overrides=overrides, data_root=settings.data_root,
-                                      check_data=not dry_run)
+                                      check_data=not dry_run, settings=settings_,
+                                      shots=shots_list(shots))
     else:
         the_suite, jobs = select_jobs(suite_ref(suite or "paper", settings.results_root),
                                       methods=methods, datasets=datasets, tasks=tasks,
                                       seeds=_seeds(seeds), overrides=overrides,
-                                      data_root=settings.data_root, check_data=not dry_run)
+                                      data_root=settings.data_root, check_data=not dry_run,
+                                      settings=settings_, shots=shots_list(shots))
     resolve_device(device, check_here=not scheduler)  # a cluster's GPUs are not visible here
     con = settings.console
     if dry_run:
@@ -158,7 +168,8 @@ def _summarize(settings: Settings, suite: str, report: RunReport) -> None:
         groups: dict[tuple[str, str], list[JobSummary]] = {}
         for r in report.results:
             method = f"{r.method} [{r.variant}]" if r.variant else r.method
-            groups.setdefault((method, r.dataset), []).append(r)
+            dataset = r.dataset if r.setting == "one-class" else f"{r.dataset} ({r.setting})"
+            groups.setdefault((method, dataset), []).append(r)
         out = RichTable(show_header=True, header_style="bold", title="this run")
         for col in ("method", "dataset", "jobs", "ok", "failed", "mean image AUROC", "time"):
             out.add_column(col)

@@ -8,11 +8,18 @@ import click
 import pandas as pd
 
 from bench.cli._common import Settings, reads_results, suite_names
-from bench.cli._types import number
+from bench.cli._types import SETTING, number, shots_list
 from bench.core.errors import BenchError, UsageError
 from bench.records.store import Store
 from bench.report import stats
-from bench.report.aggregate import ablation_factors, build_tables
+from bench.report.aggregate import (
+    ablation_factors,
+    build_tables,
+    corruption_tables,
+    in_setting,
+    setting_groups,
+    without_pooled,
+)
 from bench.report.cost import cost_tables
 from bench.report.intervals import with_auroc_intervals
 from bench.report.reference import load_reference
@@ -45,6 +52,37 @@ def load_records(settings: Settings, suites: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
+def select_settings(df: pd.DataFrame, settings_: tuple[str, ...], shots: str | None
+                    ) -> pd.DataFrame:
+    """The rows of the settings asked for (all without ``--setting``), of k in ``--shots``."""
+    if not settings_ and not shots:
+        return df
+    ks = shots_list(shots)
+    keep = pd.Series(False, index=df.index)
+    for name in settings_ or ("few-shot",):
+        if name == "few-shot" and ks:
+            for k in ks:
+                keep |= in_setting(df, name, k)
+        else:
+            keep |= in_setting(df, name)
+    if not keep.any():
+        have = ", ".join(f"{s} k={k}" if k else s for s, k in setting_groups(df))
+        asked = ", ".join(settings_ or ("few-shot",)) + (f" (k {shots})" if ks else "")
+        raise UsageError(f"no records of setting {asked}; these records have: {have}")
+    return df[keep]
+
+
+def one_setting(df: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``df`` if its records are of one setting (and k), without unified pooled rows; else a
+    one-line error: ``what`` compares columns over tasks, within one setting."""
+    groups = setting_groups(df)
+    if len(groups) > 1:
+        have = ", ".join(f"{s} k={k}" if k else s for s, k in groups)
+        raise UsageError(f"{what} compares columns within one setting; these records have "
+                         f"{have}: choose one with --setting (and --shots)")
+    return without_pooled(df)
+
+
 def check_metric(df: pd.DataFrame, metric: str) -> None:
     known = sorted(df["metric"].dropna().unique())
     if metric not in known:
@@ -69,6 +107,15 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
                    "pixel_auroc, pixel_aupro, pixel_f1_max, pixel_auroc_model_res, "
                    "pixel_aupro_model_res, pixel_auroc_mkd, or a history-derived one such as "
                    "image_auroc_converged_mean.")
+@click.option("--setting", "settings_", multiple=True, type=SETTING,
+              help="Only records of this setting (repeatable; default: every setting, one "
+                   "table per dataset and setting). See docs/settings.md.")
+@click.option("--shots", default=None, metavar="K,...",
+              help="Only few-shot records of these k, e.g. 1,4.")
+@click.option("--corruptions", is_flag=True,
+              help="The corrupted setting's tables: rows = corruptions, columns = severities "
+                   "(clean, 1-5), one table per dataset and method; --metric image_auroc, "
+                   "image_ap or image_f1_at_train_quantile.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="markdown",
               show_default=True)
 @click.option("--digits", type=click.IntRange(0, 4), default=1, show_default=True)
@@ -105,17 +152,37 @@ def write_or_echo(settings: Settings, text: str, output: str | None) -> None:
               help="Write to this file instead of the terminal.")
 @reads_results
 def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...], metric: str,
-          fmt: str, digits: int, paper: bool, reruns: bool, published: bool,
+          settings_: tuple[str, ...], shots: str | None, corruptions: bool, fmt: str,
+          digits: int, paper: bool, reruns: bool, published: bool,
           factor: str | None, cost: bool, ranks: bool,
           versus: str | None, drop_incomplete: bool, ci: float | None,
           allow_unequal_seeds: bool, output: str | None) -> None:
-    """One table per dataset: tasks as rows (plus a recomputed Mean), methods as columns."""
-    df = load_records(settings, suites)
+    """One table per dataset (and setting): tasks as rows (plus a recomputed Mean; a unified
+    table's Pooled row), methods as columns."""
+    df = select_settings(load_records(settings, suites), settings_, shots)
+    if corruptions:
+        if factor or paper or reruns or published or ranks or versus is not None or ci is not None \
+                or cost:
+            raise UsageError("--corruptions tabulates the corrupted setting by severity: not "
+                             "with --ablation, --paper, --reruns, --published, --ranks, "
+                             "--versus, --ci or --cost")
+        cdf = Store(settings.results_root).load_corruptions(list(suites) or None)
+        tables = corruption_tables(cdf[cdf["id"].isin(set(df["id"]))], metric,
+                                   list(datasets) or None)
+        if not tables:
+            known = sorted(cdf["metric"].dropna().unique())
+            raise UsageError(f"no corrupted-setting records with {metric}"
+                             + (f" for {', '.join(datasets)}" if datasets else "")
+                             + (f"; their metrics: {', '.join(known)}" if known else
+                                "; run bench run --setting corrupted first"))
+        write_or_echo(settings, render(tables, fmt, digits), output)
+        return
     if cost:
         if factor or paper or reruns or published or ranks or versus is not None or ci is not None:
             raise UsageError("--cost tabulates the records' timings and memory: not with "
                              "--ablation, --paper, --reruns, --ranks, --versus or --ci")
         summary = Store(settings.results_root).summary(list(suites) or None)
+        summary = summary[summary["id"].isin(set(df["id"]))]  # the settings asked for
         costs = cost_tables(summary, list(datasets) or None, digits)
         if not costs:
             raise UsageError("no successful records to cost"
@@ -131,6 +198,7 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
         if factor or paper or reruns or published or ci is not None:
             raise UsageError("--ranks/--versus compare the columns of method tables: not with "
                              "--ablation, --paper, --reruns, --published or --ci")
+        df = one_setting(df, "--ranks/--versus")
         stat_tables = statistics(df, metric, names, ranks, versus, drop_incomplete, digits,
                                  task_orders(settings, names), allow_unequal_seeds)
         write_or_echo(settings, render_stats(stat_tables, fmt), output)
@@ -153,6 +221,10 @@ def table(settings: Settings, suites: tuple[str, ...], datasets: tuple[str, ...]
                              f"varied in these records: {', '.join(found) or 'none'}")
         raise UsageError(f"no successful records with {metric} for {', '.join(names)}")
     if ci is not None:
+        one_setting(df, "--ci")
+        if (df["setting"] == "unified").any():
+            raise UsageError("--ci bootstraps a job's test scores per task: not for unified "
+                             "records (one job's scores cover every category)")
         tables = with_auroc_intervals(Store(settings.results_root), df, tables, ci)
     write_or_echo(settings, render(tables, fmt, digits), output)
 

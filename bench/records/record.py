@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
+from bench.core.errors import UsageError
 from bench.records.key import Job, variant_label
 
 #: 2: the standard pixel metrics are scored at the masks' own resolution; a version-1 record's
@@ -100,6 +101,15 @@ class Record:
     #: the test images' scores in brief: ``n``, ``distinct`` (values), ``min``, ``max``; a
     #: detector with one distinct score is degenerate (:mod:`bench.report.degenerate`)
     score_summary: dict[str, Any] | None = None
+    #: unified setting: each category's metrics, from its share of the scores of the one model
+    #: (``metrics`` then holds the pooled metrics, over the whole test set)
+    category_metrics: dict[str, dict[str, float | None]] | None = None
+    #: few-shot setting: ``k``, ``pool`` (training images drawn from), ``indices`` (sorted,
+    #: into the task's training set), ``ids`` (their file ids) and ``draw`` (how, in words)
+    few_shot: dict[str, Any] | None = None
+    #: corrupted setting: ``protocol`` (library, definition, parameters per severity) and
+    #: ``metrics``, one object per (corruption, severity) with its metric values
+    corrupted: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     #: the evaluations of ``history`` that the ``*_converged_*`` metrics cover: ``rule`` (in
     #: words), ``last`` (0: second half of training; K: the last K evaluations), ``epochs``
@@ -178,7 +188,7 @@ class Record:
                               "type")
         try:
             job = Job.from_key(key)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, UsageError) as exc:
             raise RecordError(f"its job is malformed ({exc})") from None
         if data.get("id") != job.id:
             raise RecordError(f"its id {data.get('id')!r} is not its job's ({job.id})")
@@ -211,6 +221,11 @@ class Record:
             values[n] for n in ("peak_rss_mb", "peak_gpu_mb") if values.get(n) is not None)]
         if not all(_is_number(v) for v in numbers):
             raise RecordError("its timings or peak memory are not numbers")
+        per_category = values.get("category_metrics")
+        if per_category is not None and not (isinstance(per_category, Mapping) and all(
+                isinstance(m, Mapping) and all(v is None or _is_number(v) for v in m.values())
+                for m in per_category.values())):
+            raise RecordError("its 'category_metrics' is not an object of metric objects")
         values.update(metrics={str(k): None if v is None else float(v)
                                for k, v in metrics.items()},
                       history=[dict(h) for h in history],
@@ -231,7 +246,8 @@ class Record:
                           dataset=self.job.dataset, task=self.job.task, seed=self.job.seed,
                           status=self.status, error=self.error, error_kind=self.error_kind,
                           metrics=dict(self.metrics),
-                          total_s=float(self.timing_s.get("total", 0.0)))
+                          total_s=float(self.timing_s.get("total", 0.0)),
+                          setting=self.job.setting_label)
 
 
 def plugin_label(plugin: Mapping[str, Any] | None) -> str | None:
@@ -269,7 +285,8 @@ def window_rule(last: int = 0) -> str:
 _JOB_TYPES: dict[str, tuple[type, ...]] = {"suite": (str,), "method": (str,), "dataset": (str,),
                                            "task": (str, int), "seed": (int,)}
 _OBJECTS = ("versions", "runner", "timing_s", "plugin", "dataset_plugin", "threshold", "config",
-            "data", "pixel_protocol", "converged_window", "artifacts", "score_summary")
+            "data", "pixel_protocol", "converged_window", "artifacts", "score_summary",
+            "few_shot", "corrupted")
 _TEXTS = ("error", "error_kind", "traceback", "created", "git", "expert", "checkpoint_policy")
 
 
@@ -286,12 +303,13 @@ def _is_number(v: Any) -> bool:
 
 #: written only when known (a job that failed early has no config, data, artifacts, ...)
 _OPTIONAL_KEYS = ("config", "data", "artifacts", "traceback", "plugin", "dataset_plugin",
-                  "converged_window", "threshold", "deterministic_fallbacks", "score_summary")
+                  "converged_window", "threshold", "deterministic_fallbacks", "score_summary",
+                  "category_metrics", "few_shot", "corrupted")
 #: may be stored as null and read back as None
 _NULLABLE = ("error", "error_kind", "traceback", "git", "config", "expert", "checkpoint_policy",
              "data", "pixel_protocol", "artifacts", "peak_rss_mb", "peak_gpu_mb", "plugin",
              "dataset_plugin", "converged_window", "threshold", "deterministic_fallbacks",
-             "score_summary")
+             "score_summary", "category_metrics", "few_shot", "corrupted")
 
 
 @dataclass(frozen=True)
@@ -310,6 +328,8 @@ class JobSummary:
     error_kind: ErrorKind | None
     metrics: dict[str, float | None]
     total_s: float
+    #: the job's setting as it reads (``few-shot k=4``)
+    setting: str = "one-class"
 
     @property
     def ok(self) -> bool:

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import BenchError
+from bench.core.settings import POOLED_ROW
 from bench.records.artifacts import Artifacts, read_artifacts, write_artifacts
 from bench.records.files import atomic_write
 from bench.records.key import Job, check_suite_name, variant_label
@@ -47,7 +48,10 @@ MAX_RECORD_BYTES = 16 * 2**20
 ID_COLUMNS = ["suite", "id", "method", "variant", "overrides", "dataset", "task", "seed",
               "status", "expert", "checkpoint_policy", "pixel_resolution",
               "pixel_model_resolution", "pixel_mask_size", "pixel_thresholds",
-              "pixel_includes_normal", "threshold_quantile", "constant_scores", "config"]
+              "pixel_includes_normal", "threshold_quantile", "constant_scores", "config",
+              "setting", "shots", "pooled"]
+#: the row of a corruption frame (:meth:`Store.load_corruptions`) that holds the clean scores
+CLEAN = "clean"
 #: what :meth:`Store.summary` adds to the identity columns (timings, sizes, memory, hardware)
 SUMMARY_COLUMNS = ["error", "total_s", "fit_s", "score_s", "created", "train_images",
                    "test_images", "peak_rss_mb", "peak_gpu_mb", "device", "device_name",
@@ -181,17 +185,47 @@ class Store:
         return out
 
     def load(self, suites: Iterable[str] | str | None = None) -> pd.DataFrame:
-        """A tidy frame: one row per (record, metric) with the identifying columns."""
+        """A tidy frame: one row per (record, metric) with the identifying columns.
+
+        A unified record (one model for every category) gives one row per (category, metric)
+        from its ``category_metrics``, with the category as ``task``, and its pooled metrics
+        (over the whole test set) as rows of task :data:`~bench.core.settings.POOLED_ROW`
+        marked ``pooled``: a class average is never read from them, and they never enter one.
+        """
         rows: list[dict[str, Any]] = []
         for rec in self.records(suites):
             base = _identity(rec)
             metrics = rec.metrics
-            if not metrics:
-                rows.append({**base, "metric": None, "value": float("nan")})
-            for name, value in sorted(metrics.items()):
-                rows.append({**base, "metric": name,
-                             "value": float("nan") if value is None else float(value)})
+            if rec.category_metrics is not None:
+                for category, values in rec.category_metrics.items():
+                    rows.extend(_metric_rows({**base, "task": str(category)}, values))
+                base = {**base, "task": POOLED_ROW, "pooled": True}
+            rows.extend(_metric_rows(base, metrics))
         return pd.DataFrame(rows, columns=[*ID_COLUMNS, "metric", "value"])
+
+    def load_corruptions(self, suites: Iterable[str] | str | None = None) -> pd.DataFrame:
+        """The corrupted setting's metrics, tidy: identity columns, ``corruption``,
+        ``severity`` (0 and corruption :data:`CLEAN`: the clean test set), metric, value; one
+        row per (ok record of that setting, corruption, severity, metric)."""
+        rows: list[dict[str, Any]] = []
+        for rec in self.records(suites):
+            if not rec.ok or not rec.corrupted:
+                continue
+            base = _identity(rec)
+            entries = rec.corrupted.get("metrics") or []
+            names = sorted({k for e in entries for k in e if k not in ("corruption", "severity")})
+            for name in names:
+                if name in rec.metrics:
+                    rows.append({**base, "corruption": CLEAN, "severity": 0, "metric": name,
+                                 "value": _value(rec.metrics[name])})
+            for entry in entries:
+                for name in names:
+                    if name in entry:
+                        rows.append({**base, "corruption": str(entry["corruption"]),
+                                     "severity": int(entry["severity"]), "metric": name,
+                                     "value": _value(entry[name])})
+        return pd.DataFrame(rows, columns=[*ID_COLUMNS, "corruption", "severity", "metric",
+                                           "value"])
 
     def load_history(self, suites: Iterable[str] | str | None = None) -> pd.DataFrame:
         """Per-evaluation training history, tidy: identity columns, ``epoch``, metric, value."""
@@ -222,6 +256,18 @@ class Store:
                          **{k: rec.host.get(k) for k in ("device", "device_name", "cpu_model",
                                                          "cpu_cores", "threads")}})
         return pd.DataFrame(rows, columns=[*ID_COLUMNS, *SUMMARY_COLUMNS])
+
+
+def _value(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _metric_rows(base: dict[str, Any], metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per metric (one row of metric None for a record without any)."""
+    if not metrics:
+        return [{**base, "metric": None, "value": float("nan")}]
+    return [{**base, "metric": name, "value": _value(value)}
+            for name, value in sorted(metrics.items())]
 
 
 def _mask_size(size: Any) -> str | None:
@@ -257,4 +303,7 @@ def _identity(rec: Record) -> dict[str, Any]:
         "constant_scores": (None if not rec.score_summary
                             else int(rec.score_summary.get("distinct", 2)) <= 1),
         "config": json.dumps(rec.config or {}, sort_keys=True),
+        "setting": job.setting,
+        "shots": job.shots,
+        "pooled": False,
     }

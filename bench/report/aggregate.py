@@ -23,6 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.core.settings import (
+    DEFAULT_SETTING,
+    FEW_SHOT,
+    POOLED_ROW,
+    SETTINGS,
+    UNIFIED,
+    setting_label,
+)
 from bench.records.key import variant_label
 from bench.records.record import window_rule
 from bench.report.degenerate import CHANCE_METRICS, MARK, at_chance, chance_text
@@ -30,6 +38,8 @@ from bench.report.reference import provenance_text, reference_columns
 
 MEAN_ROW = "Mean"
 MEASURED, REFERENCE, DELTA = "measured", "reference", "delta"
+#: how the summary rows of a unified table read: what each of them is
+UNIFIED_ROW_LABELS = {MEAN_ROW: "Mean (class-averaged)", POOLED_ROW: "Pooled (whole test set)"}
 
 #: history-derived metrics: the suffix and the policy it stands for, short (column titles)
 HISTORY_POLICIES = {
@@ -113,6 +123,14 @@ class Table:
     ci_high: pd.DataFrame | None = None
     #: (row, column) of degenerate cells (:mod:`bench.report.degenerate`), marked in print
     degenerate: set[tuple[str, str]] = field(default_factory=set)
+    #: the setting of the records (``one-class``, ``unified``, ``few-shot k=4``, ...)
+    setting: str = DEFAULT_SETTING
+    #: printed titles of rows where they differ from the key (a unified table's Mean, Pooled)
+    row_labels: dict[str, str] = field(default_factory=dict)
+    #: what a row is (the header of the row labels)
+    row_name: str = "task"
+    #: whether the columns compete (bold best per row); a severity table's columns do not
+    compare_columns: bool = True
 
     @property
     def columns(self) -> list[str]:
@@ -120,7 +138,10 @@ class Table:
 
     @property
     def tasks(self) -> list[str]:
-        return [str(r) for r in self.mean.index if r != MEAN_ROW]
+        return [str(r) for r in self.mean.index if r not in (MEAN_ROW, POOLED_ROW)]
+
+    def row_label(self, row: object) -> str:
+        return self.row_labels.get(str(row), str(row))
 
     def kind(self, column: str) -> str:
         return self.kinds.get(column, MEASURED)
@@ -144,8 +165,54 @@ def order_tasks(tasks: Sequence[str], order: Sequence[str] | None) -> list[str]:
     return sorted(set(tasks), key=natural)
 
 
-def _selected(df: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
-    return df[(df["dataset"] == dataset) & (df["metric"] == metric) & (df["status"] == "ok")]
+def setting_column(df: pd.DataFrame) -> pd.Series:
+    """Each row's setting (``one-class`` for frames from before settings)."""
+    if "setting" not in df.columns:
+        return pd.Series(DEFAULT_SETTING, index=df.index)
+    return df["setting"].fillna(DEFAULT_SETTING)
+
+
+def _shots_column(df: pd.DataFrame) -> pd.Series:
+    if "shots" not in df.columns:
+        return pd.Series(0, index=df.index)
+    return df["shots"].fillna(0).astype(int)
+
+
+def _pooled_column(df: pd.DataFrame) -> pd.Series:
+    if "pooled" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["pooled"].fillna(False).astype(bool)
+
+
+def in_setting(df: pd.DataFrame, setting: str = DEFAULT_SETTING,
+               shots: int | None = None) -> pd.Series:
+    """Rows of ``setting`` (and k ``shots``, few-shot), pooled rows included."""
+    mask = setting_column(df) == setting
+    if shots is not None:
+        mask &= _shots_column(df) == int(shots)
+    return mask
+
+
+def without_pooled(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` without the pooled rows of unified records (their task is no category)."""
+    return df[~_pooled_column(df)]
+
+
+def setting_groups(df: pd.DataFrame) -> list[tuple[str, int | None]]:
+    """The (setting, shots) pairs of ``df``'s rows, one-class first, then unified, few-shot by
+    k, corrupted."""
+    pairs = {(str(s), int(k) if s == FEW_SHOT else None)
+             for s, k in zip(setting_column(df), _shots_column(df), strict=True)}
+    return sorted(pairs, key=lambda p: (SETTINGS.index(p[0]) if p[0] in SETTINGS else 99,
+                                        p[1] or 0))
+
+
+def _selected(df: pd.DataFrame, dataset: str, metric: str, setting: str = DEFAULT_SETTING,
+              shots: int | None = None, pooled: bool = False) -> pd.DataFrame:
+    """The ok rows of ``dataset`` and ``metric`` in ``setting``; ``pooled`` picks a unified
+    record's pooled rows instead of its categories'."""
+    return df[(df["dataset"] == dataset) & (df["metric"] == metric) & (df["status"] == "ok")
+              & in_setting(df, setting, shots) & (_pooled_column(df) == pooled)]
 
 
 def _values(x: Any) -> list[str]:
@@ -266,14 +333,61 @@ def column_labels(sel: pd.DataFrame) -> list[str]:
 
 def method_table(df: pd.DataFrame, dataset: str, metric: str,
                  task_order: Sequence[str] | None = None,
-                 allow_unequal_seeds: bool = False) -> Table:
-    """Per task and method: mean and std over seeds; a Mean row recomputed from the tasks."""
-    sel = _selected(df, dataset, metric)
+                 allow_unequal_seeds: bool = False, setting: str = DEFAULT_SETTING,
+                 shots: int | None = None) -> Table:
+    """Per task and method: mean and std over seeds; a Mean row recomputed from the tasks.
+
+    Only records of ``setting`` (and ``shots``) enter. A unified table's rows are the
+    categories (each from its share of the one model's scores), its Mean the class average
+    of those rows, and a last row, Pooled, the metric over the whole test set at once.
+    """
+    label = setting_label(setting, shots)
+    title = f"{dataset} — {metric}" + ("" if setting == DEFAULT_SETTING else f" ({label})")
+    sel = _selected(df, dataset, metric, setting, shots)
     if sel.empty:
         empty = pd.DataFrame()
-        return Table(dataset, metric, empty, empty, empty, title=f"{dataset} — {metric}")
-    return _build(sel.assign(column=column_labels(sel)), dataset, metric, task_order,
-                  allow_unequal_seeds=allow_unequal_seeds)
+        return Table(dataset, metric, empty, empty, empty, title=title, setting=label)
+    t = _build(sel.assign(column=column_labels(sel)), dataset, metric, task_order,
+               allow_unequal_seeds=allow_unequal_seeds)
+    t.title, t.setting = title, label
+    t.notes[:0] = setting_notes(setting, shots)
+    if setting == UNIFIED:
+        _add_pooled(t, _selected(df, dataset, metric, setting, shots, pooled=True))
+    return t
+
+
+def setting_notes(setting: str, shots: int | None) -> list[str]:
+    """What a table's caption says about its setting (nothing for one-class)."""
+    if setting == UNIFIED:
+        return ["unified setting: one model per method, dataset and seed, trained on every "
+                "category's normal training images at once, never told an image's category; "
+                f"each category row is the metric on that category's test images; "
+                f"{UNIFIED_ROW_LABELS[MEAN_ROW]} is the mean of the category rows; "
+                f"{UNIFIED_ROW_LABELS[POOLED_ROW]} is the metric over all test images of all "
+                "categories scored together (one ranking, one threshold), not an average"]
+    if setting == FEW_SHOT:
+        return [f"few-shot setting: k={shots} training images per task, drawn with each seed "
+                "(record: few_shot.ids); mean ± std over seeds, i.e. over draws"]
+    if setting != DEFAULT_SETTING:
+        return [f"{setting} setting: the clean test set's values (the corruptions: bench table "
+                "--corruptions)"]
+    return []
+
+
+def _add_pooled(table: Table, pooled: pd.DataFrame) -> None:
+    """Append the Pooled row (mean ± std over seeds of each column's pooled value), in place."""
+    sel = pooled.assign(column=column_labels(pooled)) if len(pooled) else pooled
+    cols = table.columns
+    per_seed = (sel.groupby(["column", "seed"])["value"].mean() if len(sel)
+                else pd.Series(dtype=float))
+    by_col = per_seed.groupby(level="column") if len(per_seed) else None
+    for frame, how in ((table.mean, "mean"), (table.std, "std"), (table.n_seeds, "count")):
+        if by_col is None:
+            frame.loc[POOLED_ROW] = np.nan
+            continue
+        values = getattr(by_col, how)(**({"ddof": 0} if how == "std" else {}))
+        frame.loc[POOLED_ROW] = values.reindex(cols)
+    table.row_labels = dict(UNIFIED_ROW_LABELS)
 
 
 # ----------------------------------------------------------------------------- ablations
@@ -318,7 +432,8 @@ def ablation_factors(df: pd.DataFrame) -> list[str]:
 
 def ablation_tables(df: pd.DataFrame, dataset: str, metric: str, factor: str,
                     task_order: Sequence[str] | None = None,
-                    allow_unequal_seeds: bool = False) -> list[Table]:
+                    allow_unequal_seeds: bool = False, setting: str = DEFAULT_SETTING,
+                    shots: int | None = None) -> list[Table]:
     """One table per method: the levels of config field ``factor`` as columns.
 
     Levels come from each record's resolved config. Only records that hold every *other*
@@ -328,7 +443,8 @@ def ablation_tables(df: pd.DataFrame, dataset: str, metric: str, factor: str,
     override them). So the baseline run supplies the default level without being run twice, and
     a λ variant never leaks into the layers table.
     """
-    sel = _selected(df, dataset, metric)
+    sel = _selected(df, dataset, metric, setting, shots)
+    label = setting_label(setting, shots)
     tables = []
     for method, msel in sorted(sel.groupby("method"), key=lambda x: str(x[0])):
         cfgs = [json.loads(c) for c in msel["config"]]
@@ -353,7 +469,10 @@ def ablation_tables(df: pd.DataFrame, dataset: str, metric: str, factor: str,
         sub = msel[keep].assign(column=[level_label(c[factor])
                                         for c, k in zip(cfgs, keep, strict=True) if k])
         t = _build(sub, dataset, metric, task_order, order, allow_unequal_seeds)
-        t.title = f"{dataset} — {metric}: ablation of {factor} ({method})"
+        t.title = f"{dataset} — {metric}: ablation of {factor} ({method})" + (
+            "" if setting == DEFAULT_SETTING else f", {label}")
+        t.setting = label
+        t.notes[:0] = setting_notes(setting, shots)
         t.column_methods = dict.fromkeys(order, str(method))
         if fixed:
             t.notes.append("held fixed: " + ", ".join(
@@ -474,7 +593,7 @@ def best_per_row(table: Table, higher_is_better: bool = True,
     m = table.mean
     measured = [c for c in m.columns if table.kind(c) == MEASURED]
     out = pd.DataFrame(False, index=m.index, columns=m.columns)
-    if len(measured) < 2:  # nothing to compare: bold would only add noise
+    if len(measured) < 2 or not table.compare_columns:  # bold would only add noise
         return out
     sub = m[measured].astype(float)
     if digits is not None:
@@ -516,17 +635,69 @@ def build_tables(df: pd.DataFrame, metric: str, *, datasets: Sequence[str] | Non
     """The tables ``bench table`` prints: per dataset, methods (or a factor's levels) as columns.
 
     With ``reference`` (see :func:`bench.report.reference.load_reference`) the published columns of
-    ``kinds`` are added to method tables, with Δ against the paper.
+    ``kinds`` are added to the one-class method tables, with Δ against the paper (published
+    numbers are one-class numbers). One table per dataset and setting (few-shot: per k).
     """
     names = list(datasets) if datasets else dataset_order(df)
     out: list[Table] = []
+    groups = setting_groups(df)
     for name in names:
         order = (task_orders or {}).get(name)
-        if ablation:
-            out.extend(ablation_tables(df, name, metric, ablation, order, allow_unequal_seeds))
-            continue
-        t = method_table(df, name, metric, order, allow_unequal_seeds)
-        if t.empty:
-            continue
-        out.append(with_reference(t, reference, kinds) if reference is not None else t)
+        for setting, shots in groups:
+            if ablation:
+                out.extend(ablation_tables(df, name, metric, ablation, order,
+                                           allow_unequal_seeds, setting, shots))
+                continue
+            t = method_table(df, name, metric, order, allow_unequal_seeds, setting, shots)
+            if t.empty:
+                continue
+            add_reference = reference is not None and setting == DEFAULT_SETTING
+            out.append(with_reference(t, reference, kinds) if add_reference else t)
+    return out
+
+
+# ----------------------------------------------------------------------------- corruptions
+
+#: the column of a corruption table that holds the clean test set's value
+CLEAN_COLUMN = "clean"
+
+
+def corruption_tables(cdf: pd.DataFrame, metric: str,
+                      datasets: Sequence[str] | None = None) -> list[Table]:
+    """The corrupted setting's tables (``cdf``: :meth:`~bench.records.store.Store.
+    load_corruptions`): per dataset and method column, one row per corruption plus a Mean over
+    the corruptions, one column per severity after the clean one; each cell the mean over the
+    dataset's tasks of the per-seed values, then mean ± std over seeds."""
+    sel = cdf[(cdf["metric"] == metric) & (cdf["status"] == "ok")]
+    if sel.empty:
+        return []
+    sel = sel.assign(method_column=column_labels(sel))
+    names = list(datasets) if datasets else dataset_order(sel)
+    out: list[Table] = []
+    for dataset in names:
+        dsel = sel[sel["dataset"] == dataset]
+        for column, csel in sorted(dsel.groupby("method_column"), key=lambda x: str(x[0])):
+            clean = csel[csel["severity"] == 0]
+            damaged = csel[csel["severity"] > 0]
+            corruptions = [str(c) for c in pd.unique(damaged["corruption"])]
+            # the clean value beside every corruption's row: the reference each row degrades from
+            rows = [damaged.assign(column=damaged["severity"].astype(str),
+                                   task=damaged["corruption"])]
+            rows += [clean.assign(column=CLEAN_COLUMN, task=c) for c in corruptions]
+            both = pd.concat(rows, ignore_index=True)
+            n_tasks = csel["task"].nunique()
+            severities = sorted({int(s) for s in damaged["severity"]})
+            # _build averages the dataset's tasks within each (corruption, severity, seed)
+            t = _build(both, dataset, metric, corruptions, [CLEAN_COLUMN, *map(str, severities)])
+            t.title = f"{dataset} — {metric} against corruption severity ({column})"
+            t.setting, t.row_name, t.compare_columns = "corrupted", "corruption", False
+            t.column_methods = dict.fromkeys(t.columns, str(csel["method"].iloc[0]))
+            t.headers = {CLEAN_COLUMN: "clean", **{str(s): f"severity {s}" for s in severities}}
+            t.notes[:0] = [f"corrupted setting: rows are corruptions, columns severities "
+                           f"(ImageNet-C's definitions and levels, Hendrycks & Dietterich 2019); "
+                           f"each cell the mean over the dataset's {n_tasks} task(s), then "
+                           "mean ± std over seeds; Mean: over the corruptions; the model is "
+                           "trained once on clean images and its threshold (F1 at the training "
+                           "quantile) taken from clean training images"]
+            out.append(t)
     return out

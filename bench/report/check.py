@@ -26,10 +26,16 @@ import pandas as pd
 
 from bench.core.errors import UsageError
 from bench.core.metrics import METRIC_NAMES
+from bench.core.settings import DEFAULT_SETTING, setting_label
+from bench.report.aggregate import in_setting, setting_groups, without_pooled
 from bench.report.degenerate import chance_columns, constant_records
 
-KEY = ["method", "overrides", "dataset", "task", "seed", "metric"]
+#: a baseline row's key: ``setting`` is the job's (``few-shot k=4``); a baseline of one-class
+#: jobs only is written (and read) without that column, as before settings existed
+KEY = ["method", "overrides", "dataset", "task", "seed", "setting", "metric"]
 COLUMNS = [*KEY, "value"]
+#: the columns a baseline file must have
+REQUIRED = [c for c in COLUMNS if c != "setting"]
 #: metrics pinned by default (history-derived ones vary with eval settings and are left out)
 DEFAULT_METRICS = METRIC_NAMES
 DEFAULT_TOLERANCE = 0.01
@@ -67,9 +73,21 @@ class Tolerances:
         return Tolerances(default, per)
 
 
+def setting_labels(df: pd.DataFrame) -> list[str]:
+    """Each row's setting as baselines name it (``one-class``, ``few-shot k=4``)."""
+    if "setting" not in df.columns:
+        return [DEFAULT_SETTING] * len(df)
+    shots = df["shots"] if "shots" in df.columns else pd.Series(None, index=df.index)
+    return [setting_label(str(s) if isinstance(s, str) else DEFAULT_SETTING,
+                          None if pd.isna(k) else int(k))
+            for s, k in zip(df["setting"], shots, strict=True)]
+
+
 def baseline_frame(df: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS) -> pd.DataFrame:
-    """The rows to pin, from a store frame (``Store.load``): ok records, chosen metrics."""
+    """The rows to pin, from a store frame (``Store.load``): ok records, chosen metrics (a
+    unified record's categories and its pooled row, task ``Pooled``)."""
     sel = df[(df["status"] == "ok") & df["metric"].isin(list(metrics)) & df["value"].notna()]
+    sel = sel.assign(setting=setting_labels(sel))
     out = sel[COLUMNS].copy()
     out["task"] = out["task"].astype(str)
     out["seed"] = out["seed"].astype(int)
@@ -77,8 +95,10 @@ def baseline_frame(df: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS) -
 
 
 def write_baseline(frame: pd.DataFrame) -> str:
+    """The CSV text; without a ``setting`` column when every row is one-class."""
     buf = io.StringIO()
-    frame[COLUMNS].sort_values(KEY, kind="stable").to_csv(
+    columns = COLUMNS if (frame["setting"] != DEFAULT_SETTING).any() else REQUIRED
+    frame[COLUMNS].sort_values(KEY, kind="stable")[columns].to_csv(
         buf, index=False, float_format="%.6f", lineterminator="\n")
     return buf.getvalue()
 
@@ -98,10 +118,10 @@ def read_baseline(path: str | Path) -> pd.DataFrame:
             rows = [(reader.line_num, row) for row in reader if row]
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read baseline {p}: {exc}") from None
-    missing = [c for c in COLUMNS if c not in header]
+    missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise UsageError(f"baseline {p} lacks column(s): {', '.join(missing)} (expected "
-                         f"{','.join(COLUMNS)})")
+                         f"{','.join(REQUIRED)}, and setting where not every row is one-class)")
     problems = [f"line {n}: {len(row)} field(s), expected {len(header)}"
                 for n, row in rows if len(row) != len(header)]
     parsed: list[dict[str, object]] = []
@@ -109,7 +129,7 @@ def read_baseline(path: str | Path) -> pd.DataFrame:
     for n, row in rows:
         if len(row) != len(header):
             continue
-        cells = dict(zip(header, row, strict=True))
+        cells = {"setting": DEFAULT_SETTING, **dict(zip(header, row, strict=True))}
         problems += [f"line {n}: empty {c}" for c in KEY if c != "seed" and not cells[c].strip()]
         seed, value = _number(cells["seed"], int), _number(cells["value"], float)
         if seed is None:
@@ -119,9 +139,11 @@ def read_baseline(path: str | Path) -> pd.DataFrame:
         parsed.append({**cells, "seed": seed, "value": value})
         if seed is not None:
             keys.setdefault((cells["method"], cells["overrides"], cells["dataset"],
-                             cells["task"], seed, cells["metric"]), []).append(n)
+                             cells["task"], seed, cells["setting"], cells["metric"]),
+                            []).append(n)
     problems += [f"lines {', '.join(map(str, ns))}: duplicate key {m} {o} {d}/{t} seed {s} {x}"
-                 for (m, o, d, t, s, x), ns in keys.items() if len(ns) > 1]
+                 + ("" if g == DEFAULT_SETTING else f" ({g})")
+                 for (m, o, d, t, s, g, x), ns in keys.items() if len(ns) > 1]
     if problems:
         shown = problems[:MAX_PROBLEMS] + (
             [f"... and {len(problems) - MAX_PROBLEMS} more"] if len(problems) > MAX_PROBLEMS
@@ -149,8 +171,11 @@ def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: Tolerance
     Args:
         current: rows as produced by :func:`baseline_frame` from the current records.
         baseline: the committed baseline.
-        failed: identity rows (method, overrides, dataset, task, seed, error) of failed jobs.
+        failed: identity rows (method, overrides, dataset, task, seed, setting, error) of
+            failed jobs.
     """
+    baseline, current = (f if "setting" in f.columns else f.assign(setting=DEFAULT_SETTING)
+                         for f in (baseline, current))
     merged = baseline.merge(current, on=KEY, how="outer", suffixes=("_baseline", "_current"),
                             indicator=True)
     merged = merged.rename(columns={"value_baseline": "baseline", "value_current": "current"})
@@ -164,7 +189,9 @@ def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: Tolerance
     merged["status"] = status
     merged["error"] = ""
     if failed is not None and len(failed):
-        ids = ["method", "overrides", "dataset", "task", "seed"]
+        if "setting" not in failed.columns:
+            failed = failed.assign(setting=DEFAULT_SETTING)
+        ids = ["method", "overrides", "dataset", "task", "seed", "setting"]
         errs = {tuple(r[c] for c in ids): r["error"] for _, r in failed.iterrows()}
         for i in merged.index[merged["status"] == "missing"]:
             key = tuple(merged.loc[i, c] for c in ids)
@@ -184,15 +211,23 @@ FAILING = ("regression", "improvement", "missing", "failed", "degenerate")
 
 def degenerate_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Rows of status ``degenerate`` (in :func:`compare`'s columns) for the ok records of
-    ``df`` (a store frame) with constant scores and the columns at chance."""
-    const = constant_records(df).assign(metric="(scores)")
-    chance = chance_columns(df)
-    chance = chance.assign(task=[f"all {n} tasks" for n in chance["tasks"]], seed="")
-    rows = pd.concat([const, chance], ignore_index=True)
-    return pd.DataFrame({"method": rows["method"], "overrides": rows["overrides"],
-                         "dataset": rows["dataset"], "task": rows["task"].astype(str),
-                         "seed": rows["seed"], "metric": rows["metric"],
-                         "status": "degenerate", "error": rows["reason"]})
+    ``df`` (a store frame) with constant scores and the columns at chance (each setting on its
+    own; a unified record's categories as its tasks)."""
+    parts = []
+    for setting, shots in setting_groups(df):
+        sub = without_pooled(df[in_setting(df, setting, shots)])
+        const = constant_records(sub).assign(metric="(scores)")
+        chance = chance_columns(sub)
+        chance = chance.assign(task=[f"all {n} tasks" for n in chance["tasks"]], seed="")
+        rows = pd.concat([const, chance], ignore_index=True)
+        parts.append(pd.DataFrame({"method": rows["method"], "overrides": rows["overrides"],
+                                   "dataset": rows["dataset"], "task": rows["task"].astype(str),
+                                   "seed": rows["seed"], "setting": setting_label(setting, shots),
+                                   "metric": rows["metric"], "status": "degenerate",
+                                   "error": rows["reason"]}))
+    columns = ["method", "overrides", "dataset", "task", "seed", "setting", "metric", "status",
+               "error"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 def verdict(result: pd.DataFrame) -> bool:

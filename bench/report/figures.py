@@ -24,6 +24,7 @@ from bench.report.aggregate import (
     ablation_tables,
     build_tables,
     column_label,
+    corruption_tables,
     dataset_summary,
     method_table,
 )
@@ -39,7 +40,16 @@ def _stem(*parts: Any) -> str:
 def bars(df: pd.DataFrame, metric: str, task_orders: dict[str, list[str]],
          reference: pd.DataFrame | None = None) -> Named:
     tables = build_tables(df, metric, task_orders=task_orders, reference=reference)
-    return [(_stem("bars", t.dataset, metric), plots.task_bars(t)) for t in tables]
+    return [(_stem("bars", t.dataset, metric, None if t.setting == "one-class" else t.setting),
+             plots.task_bars(t)) for t in tables]
+
+
+def corruptions(cdf: pd.DataFrame, metric: str, datasets: Sequence[str] = ()) -> Named:
+    """The corrupted setting: the metric against severity, one figure per dataset and method
+    (``cdf``: :meth:`~bench.records.store.Store.load_corruptions`)."""
+    return [(_stem("corruptions", t.dataset, metric, t.title.rsplit("(", 1)[-1].rstrip(")")),
+             plots.severity_lines(t))
+            for t in corruption_tables(cdf, metric, list(datasets) or None)]
 
 
 def heatmap(df: pd.DataFrame, metric: str, task_orders: dict[str, list[str]]) -> Named:
@@ -151,6 +161,8 @@ class JobFilter:
 def _label(rec: Record, with_seed: bool) -> str:
     job = rec.job
     name = column_label(job.method, variant_label(job.overrides_dict))
+    if job.setting != "one-class":
+        name += f" ({job.setting_label})"
     return f"{name} s{job.seed}" if with_seed else name
 
 

@@ -26,7 +26,16 @@ from bench.core.metrics import METRIC_NAMES, uses_method_maps
 from bench.records.record import Record
 from bench.records.store import Store
 from bench.report import figures, stats
-from bench.report.aggregate import ablation_factors, ablation_tables, build_tables
+from bench.report.aggregate import (
+    ablation_factors,
+    ablation_tables,
+    build_tables,
+    corruption_tables,
+    in_setting,
+    setting_column,
+    setting_groups,
+    without_pooled,
+)
 from bench.report.cost import cost_tables
 from bench.report.render import to_html
 from bench.report.render_stats import stats_html
@@ -104,12 +113,18 @@ def _meta(store: Store, suite: str, df: pd.DataFrame) -> str:
 
 def build_report(store: Store, suite: str, *, task_orders: dict[str, list[str]],
                  reference: pd.DataFrame | None = None, metrics: Sequence[str] = METRICS,
-                 dpi: int = 90, versus: str | None = None) -> str:
+                 dpi: int = 90, versus: str | None = None,
+                 settings: Sequence[str] = ()) -> str:
     """The whole page for ``suite`` as one HTML string; ``versus`` names the column the
-    Statistics section compares the others with (none: no paired comparisons)."""
+    Statistics section compares the others with (none: no paired comparisons); ``settings``
+    keeps the records of those settings only (default: all, each setting's tables apart)."""
     df = store.load(suite)
+    if settings:
+        df = df[setting_column(df).isin(list(settings))]
     if df.empty:
-        raise UsageError(f"no records for suite {suite!r} under {store.root / 'runs'}")
+        raise UsageError(f"no records for suite {suite!r}"
+                         + (f" in setting {', '.join(settings)}" if settings else "")
+                         + f" under {store.root / 'runs'}")
     page = _Page(dpi)
     page.add(f"<h1>bench report: suite {html.escape(suite)}</h1>")
     page.add(_meta(store, suite, df))
@@ -127,8 +142,17 @@ def build_report(store: Store, suite: str, *, task_orders: dict[str, list[str]],
             page.figures(figures.bars(df, metric, task_orders, reference))
         if metric == "image_auroc":
             page.figures(figures.heatmap(df, metric, task_orders))
+    cdf = store.load_corruptions(suite)
+    cdf = cdf[cdf["id"].isin(set(df["id"]))]
+    if not cdf.empty:
+        page.heading("Corruptions (corrupted setting)")
+        page.add(to_html(corruption_tables(cdf, "image_auroc")))
+        page.figures(figures.corruptions(cdf, "image_auroc"))
     if present:
-        _statistics(page, df, present[0], task_orders, versus)
+        # ranks compare the columns of one setting: the first the records have
+        setting, shots = setting_groups(df)[0]
+        stat_df = without_pooled(df[in_setting(df, setting, shots)])
+        _statistics(page, stat_df, present[0], task_orders, versus)
     for factor in factors:
         for metric in present[:1] + [m for m in present[1:] if m in BAR_METRICS]:
             # a table of one level compares nothing: left out (and its factor with it)

@@ -287,3 +287,28 @@ def cd_diagram(ranks: pd.Series, pvalues: pd.DataFrame, title: str) -> Figure:
                                    color_palette=dict(zip(order.index, colors, strict=True)))
     fig.suptitle("\n".join(textwrap.wrap(title, int(14 * width))), fontsize=8)
     return fig
+
+
+def severity_lines(table: Table) -> Figure:
+    """A corruption table (:func:`~bench.report.aggregate.corruption_tables`) as lines: the
+    metric against severity (0 = clean), one line per corruption and a thick one for their
+    mean, ± std over seeds where there are several."""
+    fig = _figure(6.5, 4.0)
+    ax = fig.add_subplot()
+    xs = list(range(len(table.columns)))
+    rows = [*table.tasks, MEAN_ROW]
+    colors = sns.color_palette(PALETTE, max(1, len(rows)))
+    for color, row in zip(colors, rows, strict=False):
+        mean = 100 * table.mean.loc[row].astype(float)
+        std = 100 * table.std.loc[row].astype(float)
+        mean_row = row == MEAN_ROW
+        ax.errorbar(xs, mean.to_numpy(), yerr=std.fillna(0).to_numpy(), marker="o",
+                    color="black" if mean_row else color, capsize=3,
+                    linewidth=2.5 if mean_row else 1.2,
+                    label="mean over corruptions" if mean_row else row)
+    ax.set_xticks(xs, ["clean" if c == "clean" else str(c) for c in table.columns])
+    ax.set_xlabel("severity (ImageNet-C levels; 0 = clean)")
+    ax.set_ylabel(f"{_short(table.metric)} (%)")
+    ax.set_title(_wrap(table.title, 70), fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    return fig

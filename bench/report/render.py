@@ -139,7 +139,8 @@ def caption(table: Table) -> str:
     measured = sum(table.kind(c) == MEASURED for c in table.columns)
     parts.append("mean ± std over seeds where a cell has several; Mean row recomputed from the "
                  "rows shown (– if any row is missing)"
-                 + ("; best measured value per row in bold" if measured > 1 else ""))
+                 + ("; best measured value per row in bold" if measured > 1
+                    and table.compare_columns else ""))
     parts.append("expert weights: " + _per_column(table, "expert", "none"))
     if history_policy(table.metric):
         # a value from the training history is no checkpoint's: say which policy chose it
@@ -202,6 +203,7 @@ def _format(table: Table, digits: int, style: _Style) -> pd.DataFrame:
                 text += MARK
             out.at[r, c] = style.bold(text) if best.at[r, c] else text
     out.columns = [table.header(str(c)) for c in out.columns]
+    out.index = [table.row_label(r) for r in out.index]
     return out
 
 
@@ -232,7 +234,7 @@ def to_markdown(tables: Sequence[Table], digits: int = 1) -> str:
         if t.empty:
             continue
         cells = _format(t, digits, _MD)
-        cells.index.name = "task"
+        cells.index.name = t.row_name
         md = cells.to_markdown(disable_numparse=True)
         text = caption(t).replace("*", r"\*")
         chunks.append(f"### {t.title}\n\n{md}\n\n*{text}*\n")
@@ -273,10 +275,11 @@ def to_latex(tables: Sequence[Table], digits: int = 1) -> str:
         lines = [r"\begin{table}[t]", r"\centering", r"\small",
                  rf"\caption{{{latex_escape(caption(t))}}}", rf"\label{{tab:{label.lower()}}}",
                  rf"\begin{{tabular}}{{l{'c' * len(cells.columns)}}}", r"\toprule",
-                 " & ".join(["Task", *(latex_escape(str(c)) for c in cells.columns)]) + r" \\",
+                 " & ".join([t.row_name.capitalize(),
+                             *(latex_escape(str(c)) for c in cells.columns)]) + r" \\",
                  r"\midrule"]
         for r in cells.index:
-            if r == MEAN_ROW:
+            if r == t.row_label(MEAN_ROW):
                 lines.append(r"\midrule")
             row = [latex_escape(str(r)), *(_tex_cell(str(v)) for v in cells.loc[r])]
             lines.append(" & ".join(row) + r" \\")
@@ -330,8 +333,8 @@ def to_html(tables: Sequence[Table], digits: int = 1) -> str:
     for t in tables:
         if t.empty:
             continue
-        chunks.append(html_table(t.title, caption(t), "task", _format(t, digits, _HTML),
-                                 MEAN_ROW))
+        chunks.append(html_table(t.title, caption(t), t.row_name, _format(t, digits, _HTML),
+                                 t.row_label(MEAN_ROW)))
     return "\n".join(chunks)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from bench.core.errors import UsageError
+from bench.core.settings import DEFAULT_SETTING, SETTINGS, UNIFIED, UNIFIED_TASK
 from bench.core.yamlfile import read_yaml
 from bench.records.files import atomic_write
 from bench.records.key import SUITE_NAME, Job
@@ -83,15 +84,24 @@ def record_definition(results_root: Path, suite: Suite, jobs: Sequence[Job],
     if path.is_file():
         old = read_yaml(path) or {}
         if isinstance(old, Mapping):
-            raw.update({k: old[k] for k in ("seeds", "datasets", "methods") if k in old})
+            raw.update({k: old[k] for k in ("seeds", "datasets", "methods", "settings", "shots")
+                        if k in old})
     raw["seeds"] = sorted({*map(int, raw["seeds"] or []), *(j.seed for j in jobs)})
+    settings = {*(raw.get("settings") or [DEFAULT_SETTING]), *(j.setting for j in jobs)}
+    if settings != {DEFAULT_SETTING}:  # a one-class definition reads as it did before settings
+        raw["settings"] = [s for s in SETTINGS if s in settings]
+    shots = {*map(int, raw.get("shots") or []), *(j.shots for j in jobs if j.shots)}
+    if shots:
+        raw["shots"] = sorted(shots)
     datasets: dict[str, Any] = dict(raw["datasets"] or {})
     for d in sorted({j.dataset for j in jobs}):
         before = datasets.get(d) or []
-        if all_tasks.get(d) or before == "all":
+        if all_tasks.get(d) or before == "all" or any(
+                j.task == UNIFIED_TASK for j in jobs if j.dataset == d and j.setting == UNIFIED):
             datasets[d] = "all"
         else:
-            datasets[d] = sorted({*map(str, before), *(j.task for j in jobs if j.dataset == d)})
+            datasets[d] = sorted({*map(str, before), *(t for j in jobs if j.dataset == d
+                                                       for t in _tasks(j))})
     methods: dict[str, Any] = dict(raw["methods"] or {})
     for m in sorted({j.method for j in jobs}):
         variants = [dict(v) for v in methods.get(m) or []]
@@ -103,6 +113,11 @@ def record_definition(results_root: Path, suite: Suite, jobs: Sequence[Job],
     text = yaml.safe_dump(raw, sort_keys=False, default_flow_style=None)
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
     return path
+
+
+def _tasks(job: Job) -> list[str]:
+    """The tasks a job names: a unified job's categories (joined by ``+``), else its task."""
+    return job.task.split("+") if job.setting == UNIFIED else [job.task]
 
 
 def stored_adhoc(results_root: Path) -> list[Path]:

@@ -37,6 +37,7 @@ from bench.methods import METHODS
 from bench.methods.base import RunContext, Scores
 from bench.records.record import ErrorKind, JobSummary, Record, window_rule
 from bench.records.store import Store
+from bench.run import setting
 from bench.run.jobs import Job
 
 log = logging.getLogger(__name__)
@@ -270,18 +271,18 @@ def run_job(
             dataset = DATASETS.get(job.dataset)
             done.update(plugin=_origin(METHODS.origin(job.method)),
                         dataset_plugin=_origin(DATASETS.origin(job.dataset)))
-            dataset.check_task(job.task)
             method = spec.build(dataset.family, job.overrides_dict)
             done.update(config=to_plain(method.config), host=env.host_info(dev))
             seed_everything(job.seed, deterministic)
 
             t0 = time.perf_counter()
             root = Path(data_root) if data_root is not None else None
-            train, test = dataset.load(job.task, root, job.seed, method.input_spec())
+            data = setting.prepare(job, dataset, root, method.input_spec())
+            train, test = data.train, data.test  # what the method sees
             timing["load"] = time.perf_counter() - t0
-            done["data"] = {"train": len(train), "test": len(test),
-                            "test_anomalous": int(test.labels.sum()),
-                            "image_size": list(test.size), "native_size": list(test.native_size)}
+            done["data"] = data.data
+            if data.few_shot is not None:
+                done["few_shot"] = data.few_shot
 
             def evaluate_fn(data: TaskData, scores: Scores) -> dict[str, float]:
                 # during training: the cheap metrics (image, model-resolution and own-map
@@ -300,7 +301,8 @@ def run_job(
             t0 = time.perf_counter()
             scores = method.score(test, ctx)
             timing["score"] = time.perf_counter() - t0
-            metrics, protocol = score_metrics(test, scores, method.extra_map_protocols)
+            # unified: the metrics over the whole test set (pooled); the categories' below
+            metrics, protocol = score_metrics(data.test_files, scores, method.extra_map_protocols)
             done["score_summary"] = score_summary(image_scores(test, scores))
             if threshold_quantile is not None:
                 t0 = time.perf_counter()
@@ -308,10 +310,19 @@ def run_job(
                 timing["score_train"] = time.perf_counter() - t0
                 metrics[TRAIN_THRESHOLD_METRIC], done["threshold"] = train_quantile_f1(
                     test.labels, scores.image, train_scores, threshold_quantile)
-            masks = None if test.masks is None else test.masks.numpy()
+            if data.parts:
+                done["category_metrics"] = setting.category_metrics(
+                    data, scores, method.extra_map_protocols, done.get("threshold"))
+            if setting.wants_corruptions(job):
+                t0 = time.perf_counter()
+                done["corrupted"] = setting.corruption_metrics(method, data, ctx,
+                                                               done.get("threshold"))
+                timing["score_corrupted"] = time.perf_counter() - t0
+            files = data.test_files
+            masks = None if files.masks is None else files.masks.numpy()
             done["artifacts"] = store.write_artifacts(  # ROC curves and overlays need these
-                job, test.labels, scores.image, ids=test.ids, maps=scores.maps, masks=masks,
-                images=test.images.numpy())
+                job, files.labels, scores.image, ids=files.ids, maps=scores.maps, masks=masks,
+                images=files.images.numpy())
             history = list(method.history_)
             # a method that evaluates during training may declare its window (config field)
             last = int(getattr(method.config, "converged_window", 0) or 0)

@@ -15,6 +15,7 @@ from typing import Any
 from bench.core.config import check_files, field_names
 from bench.core.errors import UsageError
 from bench.core.registry import Registry, imports_allowed, is_import_name
+from bench.core.settings import UNIFIED, UNIFIED_TASK
 from bench.datasets import DATASETS
 from bench.methods import METHODS, MethodConfig
 from bench.run.jobs import Job, expand
@@ -94,6 +95,31 @@ def _needs_all(suite: Suite, dataset: str) -> bool:
     return any(b.datasets.get(dataset) == "all" for b in suite.blocks)
 
 
+def unified_tasks(job: Job, tasks_of: Sequence[str]) -> list[str]:
+    """The categories a unified job trains on: every task (``all``) or those joined by ``+``."""
+    return list(tasks_of) if job.task == UNIFIED_TASK else job.task.split("+")
+
+
+def job_tasks(job: Job, data_root: Path | None) -> list[str]:
+    """The tasks whose files a job reads: its own, or a unified job's categories."""
+    if job.setting != UNIFIED:
+        return [job.task]
+    return unified_tasks(job, DATASETS.get(job.dataset).tasks_in(data_root))
+
+
+def _check_unified(jobs: Sequence[Job]) -> None:
+    for name in sorted({j.dataset for j in jobs if j.setting == UNIFIED}):
+        if _unimported(name):
+            continue
+        ds = DATASETS.get(name)
+        if not ds.supports_unified:
+            able = [d for d in DATASETS.names() if d in DATASETS
+                    and DATASETS.get(d).supports_unified]
+            raise UsageError(f"dataset {name} has no unified setting: its tasks are not "
+                             "categories of their own (one-vs-rest classes share every image); "
+                             f"datasets with one: {', '.join(able)}")
+
+
 def select_jobs(
     suite_name: str | Path | Suite,
     *,
@@ -104,14 +130,18 @@ def select_jobs(
     overrides: Mapping[str, Any] | None = None,
     data_root: Path | None = None,
     check_data: bool = True,
+    settings: Sequence[str] = (),
+    shots: Sequence[int] = (),
 ) -> tuple[Suite, list[Job]]:
     """The suite (a name, a YAML path, or a :class:`Suite`) and its selected jobs, every job's
     config resolved once to validate it.
 
     Raises :class:`UsageError` for bad names and values (each distinct resolved config goes
-    through its method's checks) and for a selection without jobs; with ``check_data``, also
-    for weight files that do not exist, and :class:`~bench.core.errors.DataMissingError` for
-    data that is not on disk (every selected dataset, then every selected task's files).
+    through its method's checks), for a unified setting on a dataset without one, and for a
+    selection without jobs. ``settings`` and ``shots`` replace the suite's. With
+    ``check_data``, also for weight files that do not exist, and
+    :class:`~bench.core.errors.DataMissingError` for data that is not on disk (every selected
+    dataset, then every selected task's files).
     """
     suite = suite_name if isinstance(suite_name, Suite) else load_suite(suite_name)
     _check_names("method", methods, suite.method_names(), f" in suite {suite.name}")
@@ -128,7 +158,8 @@ def select_jobs(
     _check_names("dataset", datasets, suite.dataset_names(), f" in suite {suite.name}")
     selected_datasets = list(datasets) or suite.dataset_names()
     if tasks:
-        all_tasks = sorted({t for d in selected_datasets for t in _tasks_in(d, data_root)})
+        all_tasks = sorted({t for d in selected_datasets for t in _tasks_in(d, data_root)}
+                           | {UNIFIED_TASK})
         _check_names("task", tasks, all_tasks, f" in dataset(s) {', '.join(selected_datasets)}")
     for block in suite.blocks:
         for d, wanted in block.datasets.items():
@@ -140,7 +171,17 @@ def select_jobs(
     tasks_of = {d: _tasks_in(d, data_root) for d in selected_datasets
                 if not _unimported(d) or _needs_all(suite, d)}
     jobs = expand(suite, tasks_of, methods=methods or None, datasets=datasets or None,
-                  tasks=tasks or None, seeds=seeds or None, extra=extra)
+                  tasks=tasks or None, seeds=seeds or None, extra=extra,
+                  settings=settings or None, shots=shots or None)
+    if settings and UNIFIED in settings:
+        # asked on the command line over a whole suite: the datasets without a unified setting
+        # keep their other settings' jobs (a suite file that asks for it is refused)
+        dropped = {j for j in jobs if j.setting == UNIFIED and not _unimported(j.dataset)
+                   and not DATASETS.get(j.dataset).supports_unified}
+        jobs = [j for j in jobs if j not in dropped]
+        if dropped and not jobs:
+            _check_unified(sorted(dropped, key=lambda j: j.dataset))
+    _check_unified(jobs)
     configs: dict[tuple[str, str, Any], tuple[Job, MethodConfig]] = {}
     for job in jobs:
         if _unimported(job.method) or _unimported(job.dataset):
@@ -165,8 +206,8 @@ def select_jobs(
         for name in sorted({j.dataset for j in jobs} | empty):
             DATASETS.get(name).check_available(data_root)
         for name in sorted({j.dataset for j in jobs}):
-            DATASETS.get(name).check_tasks(data_root, sorted({j.task for j in jobs
-                                                              if j.dataset == name}))
+            DATASETS.get(name).check_tasks(data_root, sorted(
+                {t for j in jobs if j.dataset == name for t in job_tasks(j, data_root)}))
     if not jobs:
         raise _no_jobs(suite, methods, datasets, tasks, tasks_of)
     return suite, jobs

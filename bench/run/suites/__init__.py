@@ -8,9 +8,12 @@ A suite file::
     methods:
       mkd: {expert_weights: random}          # one variant
       ocsvm: [{}, {nu: 0.5}]                 # several variants of one method
+    settings: [one-class, few-shot]          # optional: the settings (default: one-class)
+    shots: [1, 2, 4]                         # optional: k of the few-shot setting
     blocks:                                  # optional: more (datasets x methods) grids
       - datasets: {textures: all}
         methods: {kde: {}}
+        settings: [unified]                  # a block may name its own settings, shots, seeds
 
 Files are read as UTF-8 with :func:`bench.core.yamlfile.read_yaml` (``yaml.safe_load``'s
 types, an alias budget, no key given twice), and their schema is checked before any job: each
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import UsageError
+from bench.core.settings import DEFAULT_SETTING, DEFAULT_SHOTS, check_setting, check_shots
 from bench.core.yamlfile import read_yaml
 from bench.records.key import check_suite_name
 
@@ -47,6 +51,10 @@ def check_seed(value: Any, where: str) -> int:
 class Block:
     datasets: Mapping[str, Any]           # name -> "all" | list of tasks
     methods: Mapping[str, list[dict[str, Any]]]
+    #: the block's own settings, shots and seeds (None: the suite's)
+    settings: tuple[str, ...] | None = None
+    shots: tuple[int, ...] | None = None
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class Suite:
     seeds: tuple[int, ...]
     blocks: tuple[Block, ...]
     source: str
+    settings: tuple[str, ...] = (DEFAULT_SETTING,)
+    shots: tuple[int, ...] = DEFAULT_SHOTS
 
     def method_names(self) -> list[str]:
         return sorted({m for b in self.blocks for m in b.methods})
@@ -63,12 +73,40 @@ class Suite:
     def dataset_names(self) -> list[str]:
         return sorted({d for b in self.blocks for d in b.datasets})
 
+    def block_settings(self, block: Block) -> tuple[str, ...]:
+        return block.settings if block.settings is not None else self.settings
+
+    def block_shots(self, block: Block) -> tuple[int, ...]:
+        return block.shots if block.shots is not None else self.shots
+
+    def setting_names(self) -> list[str]:
+        """Every setting some block runs, in the order of :data:`~bench.core.settings.SETTINGS`."""
+        from bench.core.settings import SETTINGS
+
+        used = {s for b in self.blocks for s in self.block_settings(b)}
+        return [s for s in SETTINGS if s in used]
+
+
+def _names_list(raw: Any, key: str, where: str, check: Any) -> tuple[Any, ...] | None:
+    """A suite's (or block's) ``settings`` or ``shots``: one value or a non-empty list."""
+    if raw is None:
+        return None
+    values = raw if isinstance(raw, list) else [raw]
+    if not values:
+        raise UsageError(f"{where}: '{key}' is empty; name at least one, or leave it out")
+    out = tuple(check(v, f"{where}: {key}") for v in values)
+    if len(set(out)) != len(out):
+        raise UsageError(f"{where}: '{key}' names a value twice")
+    return out
+
 
 def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
 
 
-def _block(raw: Mapping[str, Any], where: str) -> Block:
+def _block(raw: Mapping[str, Any], where: str, top: bool = False) -> Block:
+    """One grid; ``top``: the suite's own datasets and methods, whose settings, shots and seeds
+    are the suite's."""
     datasets = raw.get("datasets") or {}
     methods = raw.get("methods") or {}
     for key, value in (("datasets", datasets), ("methods", methods)):
@@ -104,7 +142,11 @@ def _block(raw: Mapping[str, Any], where: str) -> Block:
             raise UsageError(f"{where}: method {name!r} needs a mapping or a non-empty list of "
                              "mappings (one per variant; {} for the defaults)")
         ms[str(name)] = variants
-    return Block(ds, ms)
+    if top:
+        return Block(ds, ms)
+    return Block(ds, ms, _names_list(raw.get("settings"), "settings", where, check_setting),
+                 _names_list(raw.get("shots"), "shots", where, check_shots),
+                 _names_list(raw.get("seeds"), "seeds", where, check_seed))
 
 
 def _check_task(task: Any, where: str) -> Any:
@@ -133,7 +175,7 @@ def parse_suite(raw: Any, source: str) -> Suite:
         raise UsageError(f"{source}: 'seeds' is empty, so the suite has no jobs; e.g. seeds: [0]")
     blocks = []
     if raw.get("datasets") or raw.get("methods"):
-        blocks.append(_block(raw, source))
+        blocks.append(_block(raw, source, top=True))
     raw_blocks = raw.get("blocks") or []
     if not isinstance(raw_blocks, list):
         raise UsageError(f"{source}: blocks: a list of mappings (each with datasets and "
@@ -144,7 +186,10 @@ def parse_suite(raw: Any, source: str) -> Suite:
         blocks.append(_block(b, f"{source}: blocks[{i}]"))
     if not blocks:
         raise UsageError(f"{source}: the suite names no datasets and methods")
-    return Suite(name, (description or "").strip(), seeds, tuple(blocks), source)
+    settings = _names_list(raw.get("settings"), "settings", source, check_setting)
+    shots = _names_list(raw.get("shots"), "shots", source, check_shots)
+    return Suite(name, (description or "").strip(), seeds, tuple(blocks), source,
+                 settings or (DEFAULT_SETTING,), shots or DEFAULT_SHOTS)
 
 
 def load_suite(name_or_path: str | Path) -> Suite:

@@ -91,6 +91,8 @@ class AnomalibMethod(Method):
     #: anomalib builds this model's backbone with pretrained weights whatever it is told (a
     #: download): built here with timm's pretrained loading off, the weights loaded after
     forces_pretrained: ClassVar[bool] = False
+    #: the fewest training images the model can fit (fewer are repeated up to it)
+    min_train_images: ClassVar[int] = 1
 
     # ---------------------------------------------------------------- subclass hooks
     def build_model(self, input_size: tuple[int, int]) -> nn.Module:
@@ -140,6 +142,11 @@ class AnomalibMethod(Method):
                 model = self.build_model(train.size)
             self.expert_ = self.load_backbone(model, ctx.seed)
             model.to(ctx.device).train()
+            if len(train) < self.min_train_images:
+                # one training image (few-shot, k=1) for a model that needs two (a sample
+                # covariance, batch statistics): the image twice, so the covariance is the
+                # model's regularizer alone and the batch statistics are the image's own
+                train = train.subset([i % len(train) for i in range(self.min_train_images)])
             self.train_model(model, train, ctx)
         model.eval()
         self.model_ = model

@@ -76,7 +76,9 @@ class Patchcore(AnomalibMethod):
 
     def train_model(self, model: Any, train: TaskData, ctx: RunContext) -> None:
         fill_memory(self, model, train, ctx)
-        model.subsample_embedding(self.config.coreset_sampling_ratio)
+        # few training images (the few-shot setting): keep at least one embedding
+        n = sum(len(e) for e in model.embedding_store)
+        model.subsample_embedding(max(self.config.coreset_sampling_ratio, 1 / max(1, n)))
         ctx.report(1, 1)
 
 
@@ -93,6 +95,7 @@ class Padim(AnomalibMethod):
 
     Config = PadimConfig
     config: PadimConfig
+    min_train_images = 2  # a sample covariance / batch statistics
 
     def build_model(self, input_size: tuple[int, int]) -> nn.Module:
         from anomalib.models.image.padim.torch_model import PadimModel
@@ -211,6 +214,7 @@ class ReverseDistillation(AnomalibMethod):
 
     Config = ReverseDistillationConfig
     config: ReverseDistillationConfig
+    min_train_images = 2  # a sample covariance / batch statistics
     presets = _trained_presets(10)
 
     def build_model(self, input_size: tuple[int, int]) -> nn.Module:
@@ -298,10 +302,8 @@ class Cflow(AnomalibMethod):
                     cond = cond.permute(1, 2, 0).reshape(1, h * w, -1).expand(b, -1, -1)
                     cond = cond.reshape(b * h * w, -1)
                     emb = f.permute(0, 2, 3, 1).reshape(b * h * w, dim)
-                    n_batches = len(emb) // c.fiber_batch_size
-                    if n_batches == 0:
-                        raise ValueError(f"cflow: {len(emb)} positions at {layer} in a batch, "
-                                         f"fewer than fiber_batch_size={c.fiber_batch_size}")
+                    # fewer positions than a fiber batch (few training images): one step on all
+                    n_batches = max(1, len(emb) // c.fiber_batch_size)
                     perm = torch.randperm(len(emb), device=x.device)
                     for k in range(n_batches):
                         end = len(emb) if k == n_batches - 1 else (k + 1) * c.fiber_batch_size
