@@ -451,9 +451,10 @@ def check_method(target: MethodTarget, *, overrides: Mapping[str, Any] | None = 
                 + ", ".join(f"{c} {m['image_auroc']:.3f}" for c, m in per.items()))
 
     def few_shot() -> str:
-        _, data, _ = in_setting(FEW_SHOT, data_protocol, "blobs", shots=1)
-        assert len(data.train) == 1, f"{len(data.train)} training images for k=1"
-        return "fits one training image (k=1) and scores every test image"
+        k = max(1, int(state["spec"].cls.min_shots))  # the fewest images it declares to fit
+        _, data, _ = in_setting(FEW_SHOT, data_protocol, "blobs", shots=k)
+        assert len(data.train) == k, f"{len(data.train)} training images for k={k}"
+        return f"fits {k} training image(s) (k={k}, its min_shots) and scores every test image"
 
     def corrupted_setting() -> str:
         method: Method = state["method"]

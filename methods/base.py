@@ -140,6 +140,9 @@ class Method(abc.ABC):
     extra_map_protocols: ClassVar[Mapping[str, str]] = {}
     #: how ``bench perf`` runs the method
     perf_profile: ClassVar[PerfProfile] = PerfProfile()
+    #: the fewest training images the method can fit (e.g. 2 for a PCA that needs a variance):
+    #: a few-shot job with fewer fails in one line, and ``check_method`` draws this many
+    min_shots: ClassVar[int] = 1
 
     def __init__(self, config: MethodConfig) -> None:
         self.config = config
@@ -245,6 +248,8 @@ def declaration_problems(cls: type[Method]) -> list[str]:
     fields = {f.name for f in dataclasses.fields(config)}
     if not isinstance(cls.localizes, bool):
         out.append(f"localizes is {cls.localizes!r}, not True or False")
+    if not isinstance(cls.min_shots, int) or isinstance(cls.min_shots, bool) or cls.min_shots < 1:
+        out.append(f"min_shots is {cls.min_shots!r}, not an integer >= 1")
     if not isinstance(cls.presets, Mapping) or not all(
             isinstance(k, str) and isinstance(v, Mapping) for k, v in cls.presets.items()):
         out.append("presets is not a mapping of family name -> config values")

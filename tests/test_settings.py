@@ -130,6 +130,33 @@ def test_few_shot_draw_is_the_same_with_one_worker_or_two(cli, tmp_path):
     assert drawn["ids"] == [f"textures/brick/train/{i:03d}" for i in (3, 9, 12, 31)]
 
 
+class _NeedsTwo(Method):
+    """A method that declares it fits at least two training images (e.g. a PCA)."""
+
+    Config = MethodConfig
+    min_shots = 2
+
+    def fit(self, train: TaskData, ctx: RunContext) -> _NeedsTwo:
+        assert len(train) >= 2, "fit was called with fewer images than min_shots"
+        self.mean_ = train.images.float().mean(dim=0)
+        return self
+
+    def score(self, test: TaskData, ctx: RunContext) -> Scores:
+        d = (test.images.float() - self.mean_).abs().mean(dim=(1, 2, 3))
+        return Scores(image=d.double().numpy())
+
+
+def test_a_few_shot_job_below_the_methods_min_shots_fails_in_one_line(tmp_path):
+    name = "tests.test_settings:_NeedsTwo"
+    one = Job.make("t", name, "digits", "0", 0, setting="few-shot", shots=1)
+    summary = run_job(one, results_root=tmp_path, threshold_quantile=None)
+    assert not summary.ok and summary.error is not None
+    assert "k=1" in summary.error and "at least 2 training images" in summary.error
+    assert "\n" not in summary.error.strip()
+    two = Job.make("t", name, "digits", "0", 0, setting="few-shot", shots=2)
+    assert run_job(two, results_root=tmp_path, threshold_quantile=None).ok
+
+
 # -------------------------------------------------------------------------------- unified
 class _Spy(Method):
     """Records what fit and score receive (the unified setting must not tell categories)."""

@@ -24,6 +24,7 @@ import torch
 
 from bench.core import environment as env
 from bench.core.config import to_plain
+from bench.core.errors import UsageError
 from bench.core.metrics import (
     DEFAULT_THRESHOLD_QUANTILE,
     TRAIN_THRESHOLD_METRIC,
@@ -273,6 +274,9 @@ def run_job(
                         dataset_plugin=_origin(DATASETS.origin(job.dataset)))
             method = spec.build(dataset.family, job.overrides_dict)
             done.update(config=to_plain(method.config), host=env.host_info(dev))
+            if job.shots is not None and job.shots < method.min_shots:
+                raise UsageError(f"few-shot k={job.shots}: {job.method} fits at least "
+                                 f"{method.min_shots} training images")
             seed_everything(job.seed, deterministic)
 
             t0 = time.perf_counter()

@@ -129,6 +129,9 @@ class Dfm(AnomalibMethod):
 
     Config = DfmConfig
     config: DfmConfig
+    #: its PCA keeps components of the training features' variance: one image (even twice)
+    #: has none, so DFM needs two distinct images (few-shot k >= 2)
+    min_shots = 2
 
     def build_model(self, input_size: tuple[int, int]) -> nn.Module:
         from anomalib.models.image.dfm.torch_model import DFMModel
