@@ -9,6 +9,7 @@ line, before the command does any work. Seeds are integers in ``[0, 2**32)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -42,12 +43,17 @@ SEED = click.IntRange(0, SEED_LIMIT - 1)
 SETTING = click.Choice(SETTINGS)
 
 
-def shots_list(text: str | None, option: str = "--shots") -> list[int]:
-    """``"1,2,4"`` as the k of the few-shot setting (empty: the suite's)."""
+def int_list(text: str | None, option: str, check: Callable[[int, str], int]) -> list[int]:
+    """``"1,2,4"`` as integers, each passed through ``check(value, option)`` (empty: [])."""
     if not text:
         return []
     try:
         values = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"{option} expects integers separated by commas, got {text!r}") from None
-    return [check_shots(k, option) for k in values]
+    return [check(v, option) for v in values]
+
+
+def shots_list(text: str | None, option: str = "--shots") -> list[int]:
+    """``"1,2,4"`` as the k of the few-shot setting (empty: the suite's)."""
+    return int_list(text, option, check_shots)

@@ -10,7 +10,7 @@ import numpy as np
 from rich.table import Table as RichTable
 
 from bench.cli._common import Settings, pass_settings
-from bench.cli._types import SETTING, number, shots_list
+from bench.cli._types import SETTING, int_list, number, shots_list
 from bench.core.config import parse_set
 from bench.core.errors import UsageError
 from bench.core.metrics import DEFAULT_THRESHOLD_QUANTILE
@@ -24,13 +24,7 @@ if TYPE_CHECKING:
 
 
 def _seeds(text: str | None) -> list[int]:
-    if not text:
-        return []
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds expects integers separated by commas, got {text!r}") from None
-    return [check_seed(s, "--seeds") for s in seeds]
+    return int_list(text, "--seeds", check_seed)
 
 
 @click.command()
